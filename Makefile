@@ -1,0 +1,50 @@
+# VLA Workbench set-up. Every target is idempotent: a second run takes seconds.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := .stamps
+# EGL/Mesa for headless MuJoCo, FFmpeg libraries for video, Chromium for browser tests.
+APT_PKGS := libegl1 libgl1 libegl-mesa0 libgles2 libgl1-mesa-dri libglx-mesa0 ffmpeg chromium chromium-driver fonts-dejavu-core
+export MUJOCO_GL ?= egl
+export PYOPENGL_PLATFORM ?= egl
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup run test quickstart bench clean apt
+
+setup: apt $(STAMPS)/venv
+
+apt:
+	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing apt packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  elif command -v sudo >/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "warning: missing apt packages (install them as root): $$missing"; fi; \
+	fi
+
+$(STAMPS)/venv: pyproject.toml requirements-nodeps.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch>=2.4,<2.15" "torchvision>=0.19,<0.30"
+	$(PY) -m pip install -q -e ".[test,driving,rlds]"
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
+	@mkdir -p $(STAMPS) && touch $@
+
+# Opens the workbench on its offline defaults (for now: the command-line Quick Start).
+run: setup
+	$(VENV)/bin/vla quickstart
+
+quickstart: run
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(STAMPS) .pytest_cache

@@ -1,0 +1,270 @@
+"""The `vla` command line. Every command is one call of the engine's API; jobs write run folders.
+
+    vla quickstart                         generate reach demos, train BC, evaluate, print success
+    vla datagen --task push --episodes 200 --out datasets/push
+    vla train il-bc [--set training.max_steps=500] [--background]
+    vla eval RUN_OR_CHECKPOINT --task push --episodes 50
+    vla runs | status RUN | stop RUN | resume RUN | logs RUN
+    vla presets | tasks
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def _err(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _runner(args):
+    from .runs.runner import JobRunner
+
+    return JobRunner(args.runs_dir)
+
+
+def _start_or_run(args, job: str, config: dict, name: str) -> int:
+    """Start ``job`` in the background (print the run id) or run it here in the foreground."""
+    from .runs.jobs import run_job
+    from .runs.run_dir import RunDir, new_run_id
+
+    if getattr(args, "background", False):
+        run_id = _runner(args).start(job, config, name=name)
+        print(f"started {job} job {run_id} in {args.runs_dir}/{run_id} (watch: vla status {run_id})")
+        return 0
+    run = RunDir.create(args.runs_dir, new_run_id(name), {"job": job, **config})
+    print(f"run folder: {run.path}")
+    rc = run_job(run.path)
+    st = run.read_status()
+    if st.get("state") == "failed":
+        return 1
+    print(f"{job} {st.get('state')}: {run.path}")
+    return rc
+
+
+# ------------------------------------------------------------------------------------------------
+def cmd_datagen(args) -> int:
+    from .data import generate_dataset
+
+    if args.background:
+        return _start_or_run(args, "datagen", {"task": args.task, "episodes": args.episodes, "out": args.out,
+                                               "seed": args.seed, "image_size": args.image_size,
+                                               "overwrite": args.overwrite}, f"datagen-{args.task}")
+    out = generate_dataset(args.task, args.episodes, args.out, seed=args.seed, image_size=args.image_size,
+                           overwrite=args.overwrite)
+    print(f"wrote {args.episodes} episodes of '{args.task}' to {out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .config.presets import load_preset
+
+    cfg = load_preset(args.preset, args.set)  # validates; errors name the field
+    if args.name:
+        cfg = cfg.replace(name=args.name)
+    return _start_or_run(args, "train", cfg.to_dict(), cfg.name)
+
+
+def cmd_eval(args) -> int:
+    from .runs.jobs import resolve_checkpoint
+
+    ckpt = resolve_checkpoint(args.ref, args.runs_dir)  # fail fast on a bad reference
+    config = {"checkpoint": str(ckpt.resolve()), "task": args.task, "episodes": args.episodes,
+              "num_videos": args.videos, "seed_start": args.seed_start, "instruction": args.instruction,
+              "max_episode_steps": args.max_steps, "runs_dir": args.runs_dir}
+    rc = _start_or_run(args, "eval", config, f"eval-{args.task or ckpt.parent.parent.name}")
+    return rc
+
+
+def cmd_quickstart(args) -> int:
+    """The seed's Quick Start, offline: expert demos -> BC -> closed-loop evaluation."""
+    from .config.presets import load_preset
+
+    overrides = [f"dataset.task={args.task}", f"eval.task={args.task}",
+                 f"dataset.root={Path(args.datasets_dir) / args.task}", f"dataset.repo_id=local/{args.task}",
+                 f"dataset.episodes={args.episodes}", f"eval.episodes={args.eval_episodes}"]
+    if args.steps:
+        overrides.append(f"training.max_steps={args.steps}")
+    cfg = load_preset("quickstart", overrides + list(args.set))
+    t0 = time.time()
+    rc = _start_or_run(args, "train", cfg.to_dict(), f"quickstart-{args.task}")
+    if rc == 0 and not args.background:
+        from .runs.runner import JobRunner
+
+        runs = [r for r in JobRunner(args.runs_dir).list_runs() if r.get("name") == cfg.name]
+        ev = (runs[-1].get("eval") or {}) if runs else {}
+        if ev:
+            print(f"quickstart: {args.task} success rate {ev['eval/success_rate']:.0%} "
+                  f"(95% CI {ev['eval/success_ci_low']:.0%}-{ev['eval/success_ci_high']:.0%}, "
+                  f"{ev['eval/episodes']} held-out seeds) in {time.time() - t0:.0f} s")
+    return rc
+
+
+def cmd_runs(args) -> int:
+    rows = _runner(args).list_runs()
+    if not rows:
+        print(f"no runs in {args.runs_dir}")
+        return 0
+    print(f"{'run':48} {'job':8} {'state':8} {'step':>12}  info")
+    for r in rows:
+        step = f"{r.get('step', 0)}/{r.get('total_steps', '?')}"
+        info = r.get("error") or ""
+        ev = r.get("eval") or (r.get("result") or {}).get("eval")
+        if ev and not info:
+            info = f"success {ev['eval/success_rate']:.0%}"
+        print(f"{r['run_id']:48} {str(r.get('job')):8} {r.get('state', '?'):8} {step:>12}  {info}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    print(json.dumps(_runner(args).status(args.run), indent=1))
+    return 0
+
+
+def cmd_stop(args) -> int:
+    st = _runner(args).stop(args.run)
+    print(f"{args.run}: {st.get('state')}")
+    return 0
+
+
+def cmd_resume(args) -> int:
+    r = _runner(args)
+    if args.background:
+        r.resume(args.run)
+        print(f"resumed {args.run} in the background")
+        return 0
+    from .runs.jobs import run_job
+
+    r.get(args.run).write_status("queued", error=None)
+    return run_job(Path(args.runs_dir) / args.run)
+
+
+def cmd_logs(args) -> int:
+    print(_runner(args).get(args.run).tail_log(args.lines))
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from .config.presets import list_presets, load_preset
+    from .train.methods import PLANNED_METHODS
+
+    for name in list_presets():
+        cfg = load_preset(name)
+        note = "  (method not built yet)" if cfg.method in PLANNED_METHODS else ""
+        print(f"{name:28} {cfg.method:9} {cfg.description}{note}")
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from .envs import task_info
+    from .registry import TASKS
+
+    for name in TASKS.names():
+        info = task_info(name)
+        print(f"{name:12} action_dim={info['action_dim']} state_dim={info['state_dim']} "
+              f"fps={info['fps']} max_steps={info['max_episode_steps']}  {info.get('description', '')}")
+    return 0
+
+
+def cmd_job(args) -> int:
+    from .runs.jobs import run_job
+
+    return run_job(args.run_dir, progress=sys.stderr.isatty())
+
+
+# ------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vla", description="VLA Workbench: train and evaluate VLA robot policies")
+    p.add_argument("--runs-dir", default=os.environ.get("VLA_RUNS_DIR", "runs"), help="where run folders live")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, fn, help_):
+        sp = sub.add_parser(name, help=help_)
+        sp.set_defaults(fn=fn)
+        sp.add_argument("--runs-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        return sp
+
+    sp = add("datagen", cmd_datagen, "generate expert demonstrations as a LeRobot v3 dataset")
+    sp.add_argument("--task", required=True)
+    sp.add_argument("--episodes", type=int, default=200)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--image-size", type=int, default=96)
+    sp.add_argument("--overwrite", action="store_true")
+    sp.add_argument("--background", action="store_true")
+
+    sp = add("train", cmd_train, "train from a preset or YAML file")
+    sp.add_argument("preset", help="preset name (vla presets) or a YAML file")
+    sp.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    sp.add_argument("--name")
+    sp.add_argument("--background", action="store_true")
+
+    sp = add("eval", cmd_eval, "closed-loop evaluation of a run or checkpoint")
+    sp.add_argument("ref", help="run id, run folder or checkpoint folder")
+    sp.add_argument("--task")
+    sp.add_argument("--episodes", type=int, default=50)
+    sp.add_argument("--videos", type=int, default=4)
+    sp.add_argument("--seed-start", type=int, default=1_000_000)
+    sp.add_argument("--instruction", help="free-text instruction instead of the task's own")
+    sp.add_argument("--max-steps", type=int)
+    sp.add_argument("--background", action="store_true")
+
+    sp = add("quickstart", cmd_quickstart, "generate data, train BC and evaluate, offline")
+    sp.add_argument("--task", default="reach")
+    sp.add_argument("--episodes", type=int, default=200)
+    sp.add_argument("--steps", type=int, default=None)
+    sp.add_argument("--eval-episodes", type=int, default=50)
+    sp.add_argument("--datasets-dir", default="datasets")
+    sp.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    sp.add_argument("--background", action="store_true")
+
+    add("runs", cmd_runs, "list runs")
+    for name, fn, h in (("status", cmd_status, "show a run's status"), ("stop", cmd_stop, "stop a running job"),
+                        ("resume", cmd_resume, "resume a stopped or failed run"), ("logs", cmd_logs, "tail a run's log")):
+        sp = add(name, fn, h)
+        sp.add_argument("run")
+        if name == "resume":
+            sp.add_argument("--background", action="store_true")
+        if name == "logs":
+            sp.add_argument("-n", "--lines", type=int, default=40)
+    add("presets", cmd_presets, "list presets")
+    add("tasks", cmd_tasks, "list built-in tasks")
+    sp = add("job", cmd_job, argparse.SUPPRESS)
+    sp.add_argument("run_dir")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .config.base import ConfigError
+    from .registry import RegistryError
+    from .runs.run_dir import RunError
+
+    expected: tuple[type[BaseException], ...] = (ConfigError, RegistryError, RunError, FileExistsError,
+                                                 FileNotFoundError)
+    try:
+        from .data import DatasetError
+        from .train.loop import CheckpointError, TrainingError
+        from .train.methods import CapabilityMissing
+
+        expected += (DatasetError, TrainingError, CheckpointError, CapabilityMissing)
+    except ImportError:
+        pass
+    try:
+        return args.fn(args) or 0
+    except expected as e:
+        return _err(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Training configs: one flat dataclass per family of methods, over the shared loop's fields.
+
+The seed's names are kept: ``PretrainingConfig``, ``FineTuningConfig``, ``RLConfig``, ``ILConfig``.
+Each carries a ``type`` key when saved so a YAML file names its own class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from .base import ConfigBase, ConfigError
+
+
+@dataclass
+class TrainingConfig(ConfigBase):
+    """Fields of the shared training loop (optimiser, schedule, checkpoints, logging)."""
+
+    _section: ClassVar[str] = "training"
+    type_name: ClassVar[str] = "base"
+
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-4
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    warmup_steps: int = 100
+    lr_scheduler: Literal["cosine", "constant", "linear"] = "cosine"
+    min_lr_ratio: float = 0.0
+    batch_size: int = 64
+    num_epochs: int = 1
+    max_steps: int | None = None  # overrides num_epochs when set
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # applies on a GPU only
+    ema_decay: float = 0.0  # 0 = off; e.g. 0.999
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    num_workers: int = 0
+    save_every: int = 500
+    keep_last: int = 3
+    log_every: int = 10
+    action_loss: Literal["mse", "l1", "smooth_l1"] = "mse"
+
+    def validate(self) -> None:
+        self._check_range("learning_rate", 0, lo_open=True)
+        self._check_range("weight_decay", 0)
+        self._check_range("adam_beta1", 0, 1)
+        self._check_range("adam_beta2", 0, 1)
+        self._check_range("warmup_steps", 0)
+        self._check_range("min_lr_ratio", 0, 1)
+        self._check_range("batch_size", 1)
+        self._check_range("num_epochs", 1)
+        self._check_range("max_steps", 1)
+        self._check_range("gradient_accumulation_steps", 1)
+        self._check_range("max_grad_norm", 0)
+        self._check_range("ema_decay", 0, 1)
+        self._check_range("num_threads", 0)
+        self._check_range("num_workers", 0)
+        self._check_range("save_every", 1)
+        self._check_range("keep_last", 1)
+        self._check_range("log_every", 1)
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            self._fail("device", "is not a device; choose one of: auto, cpu, cuda, cuda:N, mps")
+
+
+@dataclass
+class ILConfig(TrainingConfig):
+    """Imitation learning: behaviour cloning, DAgger, GAIL."""
+
+    type_name: ClassVar[str] = "il"
+
+    algorithm: Literal["bc", "dagger", "gail"] = "bc"
+    # DAgger
+    beta_schedule: Literal["linear", "exponential", "constant"] = "linear"
+    num_iterations: int = 10
+    rollouts_per_iteration: int = 20
+    # GAIL
+    discriminator_lr: float = 3e-4
+    discriminator_steps: int = 1
+
+    def validate(self) -> None:
+        super().validate()
+        self._check_range("num_iterations", 1)
+        self._check_range("rollouts_per_iteration", 1)
+        self._check_range("discriminator_lr", 0, lo_open=True)
+        self._check_range("discriminator_steps", 1)
+
+
+@dataclass
+class FineTuningConfig(TrainingConfig):
+    """Supervised fine-tuning of a VLA on demonstrations, optionally with LoRA."""
+
+    type_name: ClassVar[str] = "finetune"
+
+    freeze_vision: bool = False
+    freeze_vlm: bool = False
+    use_lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    gradient_checkpointing: bool = False
+
+    def validate(self) -> None:
+        super().validate()
+        self._check_range("lora_r", 1)
+        self._check_range("lora_alpha", 1)
+        self._check_range("lora_dropout", 0, 1)
+
+
+@dataclass
+class PretrainingConfig(TrainingConfig):
+    """VLM pretraining: stage 1 alignment (projector only) and stage 2 instruction tuning."""
+
+    type_name: ClassVar[str] = "pretrain"
+
+    stage: Literal["align", "instruct"] = "align"
+    vision_encoder: str = "siglip"
+    llm_model: str = "qwen2"
+    projector_type: str = "mlp"
+    freeze_vision: bool = True
+    freeze_llm: bool = True
+    max_text_tokens: int = 64
+
+    def validate(self) -> None:
+        super().validate()
+        self._check_range("max_text_tokens", 1)
+
+
+@dataclass
+class RLConfig(TrainingConfig):
+    """Online reinforcement learning: PPO, SAC, GRPO."""
+
+    type_name: ClassVar[str] = "rl"
+
+    algorithm: Literal["ppo", "sac", "grpo"] = "ppo"
+    total_timesteps: int = 100_000
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    entropy_coef: float = 0.01
+    value_coef: float = 0.5
+    num_envs: int = 8
+    steps_per_update: int = 2048
+    num_minibatches: int = 32
+    update_epochs: int = 10
+    # SAC
+    buffer_size: int = 1_000_000
+    tau: float = 0.005
+    learning_starts: int = 5_000
+    auto_entropy: bool = True
+    # GRPO
+    group_size: int = 4
+    kl_coef: float = 0.1
+
+    def validate(self) -> None:
+        super().validate()
+        self._check_range("total_timesteps", 1)
+        self._check_range("gamma", 0, 1)
+        self._check_range("gae_lambda", 0, 1)
+        self._check_range("clip_range", 0, lo_open=True)
+        self._check_range("entropy_coef", 0)
+        self._check_range("value_coef", 0)
+        self._check_range("num_envs", 1)
+        self._check_range("steps_per_update", 1)
+        self._check_range("num_minibatches", 1)
+        self._check_range("update_epochs", 1)
+        self._check_range("buffer_size", 1)
+        self._check_range("tau", 0, 1)
+        self._check_range("learning_starts", 0)
+        self._check_range("group_size", 2)
+        self._check_range("kl_coef", 0)
+
+
+TRAINING_CONFIG_TYPES: dict[str, type[TrainingConfig]] = {
+    c.type_name: c for c in (TrainingConfig, ILConfig, FineTuningConfig, PretrainingConfig, RLConfig)
+}
+
+
+def training_config_from_dict(data: dict) -> TrainingConfig:
+    """Build the training config named by ``data['type']`` (default: the base loop config)."""
+    data = dict(data or {})
+    type_name = data.pop("type", "base")
+    if type_name not in TRAINING_CONFIG_TYPES:
+        raise ConfigError(
+            f"training.type: {type_name!r} is not allowed; choose one of: {', '.join(TRAINING_CONFIG_TYPES)}"
+        )
+    return TRAINING_CONFIG_TYPES[type_name].from_dict(data)

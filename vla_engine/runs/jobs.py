@@ -1,0 +1,205 @@
+"""What a job process does, given its run folder: train, evaluate or generate data.
+
+The CLI's foreground commands and the background runner both come here, so a run started from
+the browser and one started from a shell are the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .run_dir import RunDir, RunError
+
+log = logging.getLogger("vla_engine")
+
+
+# ------------------------------------------------------------------------------------------------
+# Building blocks shared with the Python API and the CLI.
+# ------------------------------------------------------------------------------------------------
+def ensure_dataset(ds_cfg, run: RunDir | None = None, progress: bool = True) -> Path:
+    """The dataset folder of ``ds_cfg``, generated with the task's expert when it is missing."""
+    from ..data import generate_dataset
+
+    root = Path(ds_cfg.root) if ds_cfg.root else None
+    if root is not None and (root / "meta" / "info.json").exists():
+        return root
+    if root is None or ds_cfg.task is None:
+        return root  # a hub repo id: lerobot fetches it when a network is there
+    if run is not None:
+        run.log(f"dataset {root} not found: generating {ds_cfg.episodes} episodes of '{ds_cfg.task}' with the expert")
+        run.write_status(phase="datagen")
+
+    def on_episode(i: int, n: int) -> None:
+        if run is not None and (i % 10 == 0 or i + 1 == n):
+            run.write_status(phase="datagen", datagen_done=i + 1, datagen_total=n)
+
+    generate_dataset(ds_cfg.task, ds_cfg.episodes, root, image_size=ds_cfg.image_size,
+                     repo_id=ds_cfg.repo_id, progress=progress, on_episode=on_episode)
+    return root
+
+
+def load_dataset(ds_cfg, model_cfg=None):
+    from ..data import LeRobotVLADataset
+
+    chunk = model_cfg.chunk_size if model_cfg is not None else ds_cfg.chunk_size
+    n_obs = model_cfg.n_obs_steps if model_cfg is not None else ds_cfg.n_obs_steps
+    return LeRobotVLADataset(ds_cfg.repo_id, root=ds_cfg.root, n_obs_steps=n_obs, chunk_size=chunk)
+
+
+def build_model_for(model_cfg, dataset):
+    """A fresh VLAModel whose action/state sizes follow the dataset (clear error on a mismatch)."""
+    from ..models import VLAModel
+    from ..train.loop import TrainingError
+
+    if dataset is not None:
+        if model_cfg.action_dim != dataset.action_dim:
+            raise TrainingError(
+                f"model.action_dim is {model_cfg.action_dim} but the dataset's actions are {dataset.action_dim}-D; "
+                f"set model.action_dim: {dataset.action_dim}"
+            )
+        if model_cfg.state_dim not in (0, dataset.state_dim):
+            raise TrainingError(
+                f"model.state_dim is {model_cfg.state_dim} but the dataset's state is {dataset.state_dim}-D; "
+                f"set model.state_dim: {dataset.state_dim} (or 0 to take it from the data)"
+            )
+        if model_cfg.state_dim == 0:
+            model_cfg = model_cfg.replace(state_dim=dataset.state_dim)
+    return VLAModel(model_cfg)
+
+
+def resolve_checkpoint(ref: str | Path, runs_dir: str | Path = "runs") -> Path:
+    """A checkpoint folder from a run id, a run folder or a checkpoint folder."""
+    p = Path(ref)
+    candidates = [p, Path(runs_dir) / str(ref)]
+    for c in candidates:
+        if (c / "model.safetensors").exists():
+            return c
+        if (c / "config.yaml").exists():
+            last = RunDir(c).last_checkpoint()
+            if last is None:
+                raise RunError(f"run {c} has no checkpoint yet; train it first or wait for its first save")
+            return last
+    raise RunError(f"{ref} is neither a checkpoint folder nor a run (looked in {runs_dir}); `vla runs` lists runs")
+
+
+def run_task_of(ckpt: Path) -> str | None:
+    """The task a checkpoint's run was trained/evaluated on, from the run's config.yaml."""
+    for parent in ckpt.parents:
+        cfg = parent / "config.yaml"
+        if cfg.exists():
+            import yaml
+
+            data = yaml.safe_load(cfg.read_text()) or {}
+            return (data.get("eval") or {}).get("task") or (data.get("dataset") or {}).get("task")
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Jobs.
+# ------------------------------------------------------------------------------------------------
+def train_job(run: RunDir, progress: bool = True) -> dict:
+    from ..config.run_config import RunConfig
+    from ..eval.evaluator import evaluate_policy
+    from ..train.methods import get_trainer
+
+    data = run.read_config()
+    data.pop("job", None)
+    cfg = RunConfig.from_dict(data)
+    trainer_cls = get_trainer(cfg.method)  # says clearly if the method is not built yet
+    ensure_dataset(cfg.dataset, run, progress=progress)
+    run.write_status(phase="train")
+    dataset = load_dataset(cfg.dataset, cfg.model)
+    model = build_model_for(cfg.model, dataset)
+    trainer = trainer_cls(model, config=cfg.training, run_dir=run, progress=progress)
+    result = trainer.train(dataset)
+    out: dict[str, Any] = {"state": result.state, "step": result.step, "final_loss": result.final_loss,
+                           "checkpoint": str(result.checkpoint) if result.checkpoint else None}
+    task = cfg.eval.task or cfg.dataset.task
+    if result.state == "done" and cfg.eval.after_training and task:
+        run.write_status("running", phase="eval")
+        ev = evaluate_policy(model, task, episodes=cfg.eval.episodes, seed_start=cfg.eval.seed_start,
+                             num_videos=cfg.eval.num_videos, video_dir=run.videos_dir,
+                             max_episode_steps=cfg.eval.max_episode_steps, progress=progress)
+        run.log_metrics(result.step, ev.summary)
+        run.log(ev.format())
+        out["eval"] = ev.summary
+        run.write_status("done", phase="done", eval=ev.summary)
+    return out
+
+
+def eval_job(run: RunDir, progress: bool = True) -> dict:
+    from ..eval.evaluator import evaluate_policy
+    from ..models import VLAModel
+
+    cfg = run.read_config()
+    ckpt = resolve_checkpoint(cfg["checkpoint"], cfg.get("runs_dir", "runs"))
+    task = cfg.get("task") or run_task_of(ckpt)
+    if not task:
+        raise RunError("no task given and the checkpoint's run names none; pass --task")
+    model = VLAModel.from_pretrained(ckpt)
+    run.write_status("running", phase="eval", checkpoint=str(ckpt), task=task)
+    total = int(cfg.get("episodes", 50))
+
+    def on_episode(i: int, n: int, row: dict) -> None:
+        run.write_status(step=i + 1, total_steps=n)
+        run.log(f"episode {i}: seed {row['seed']} success={row['success']} return={row['return']:.2f}")
+
+    ev = evaluate_policy(model, task, episodes=total, seed_start=int(cfg.get("seed_start", 1_000_000)),
+                         num_videos=int(cfg.get("num_videos", 4)), video_dir=run.videos_dir,
+                         max_episode_steps=cfg.get("max_episode_steps"), instruction=cfg.get("instruction"),
+                         progress=progress, on_episode=on_episode, record_actions=True)
+    run.log_metrics(total, ev.summary)
+    run.log(ev.format())
+    (run.path / "eval.json").write_text(json.dumps(ev.to_dict(), indent=1))
+    return {"eval": ev.summary}
+
+
+def datagen_job(run: RunDir, progress: bool = True) -> dict:
+    from ..data import generate_dataset
+
+    cfg = run.read_config()
+    n = int(cfg["episodes"])
+
+    def on_episode(i: int, total: int) -> None:
+        if i % 5 == 0 or i + 1 == total:
+            run.write_status(step=i + 1, total_steps=total)
+
+    run.write_status("running", phase="datagen", step=0, total_steps=n)
+    out = generate_dataset(cfg["task"], n, cfg["out"], seed=int(cfg.get("seed", 0)),
+                           image_size=int(cfg.get("image_size", 96)), progress=progress,
+                           on_episode=on_episode, overwrite=bool(cfg.get("overwrite", False)))
+    run.log(f"wrote {n} episodes of '{cfg['task']}' to {out}")
+    return {"dataset": str(out)}
+
+
+JOBS = {"train": train_job, "eval": eval_job, "datagen": datagen_job}
+
+
+def run_job(run_path: str | Path, progress: bool = True) -> int:
+    """Run the job described by ``run_path/config.yaml``; record the outcome in status.json."""
+    run = RunDir(run_path)
+    job = run.read_config().get("job", "train")
+    if job not in JOBS:
+        run.write_status("failed", error=f"unknown job kind {job!r}")
+        return 2
+    run.write_status("running", phase=job, error=None)
+    try:
+        out = JOBS[job](run, progress=progress)
+    except KeyboardInterrupt:
+        run.write_status("stopped")
+        return 130
+    except Exception as e:  # the job's own errors are one line; anything else gets its traceback in log.txt
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        run.log("".join(traceback.format_exception(e)))
+        run.write_status("failed", error=msg)
+        print(f"error: {msg}", file=sys.stderr)
+        return 1
+    st = run.read_status()
+    if st.get("state") == "running":
+        run.write_status("done", phase="done", result=out)
+    return 0 if run.read_status().get("state") in ("done", "stopped") else 1

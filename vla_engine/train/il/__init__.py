@@ -1,0 +1,5 @@
+"""Imitation learning trainers."""
+
+from .bc import BehavioralCloning
+
+__all__ = ["BehavioralCloning"]

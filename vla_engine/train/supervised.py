@@ -1,0 +1,93 @@
+"""What BC and supervised fine-tuning share: checks that the data fits the model, normalisation
+statistics from the dataset, and the loss through the policy's ``forward``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..config.training_config import TrainingConfig
+from .loop import TrainingError, TrainLoop, TrainResult
+
+
+def _dataset_of(data: Any) -> Any:
+    return data.dataset if isinstance(data, DataLoader) else data
+
+
+def check_data_fits_model(model: nn.Module, data: Any) -> None:
+    """Action dimension, state dimension and chunk size of the data must match the model's config."""
+    ds = _dataset_of(data)
+    cfg = getattr(model, "config", None)
+    if cfg is None:
+        return
+    for attr, field in (("action_dim", "action_dim"), ("state_dim", "state_dim")):
+        have = getattr(ds, attr, None)
+        want = getattr(cfg, field, None)
+        if have is not None and want is not None and want != 0 and have != want:
+            raise TrainingError(
+                f"the dataset's {attr} is {have} but the model's model.{field} is {want}; "
+                f"set model.{field}: {have} (or pick a dataset of the model's task)"
+            )
+    chunk = getattr(ds, "chunk_size", None)
+    if chunk is not None and getattr(cfg, "chunk_size", chunk) != chunk:
+        raise TrainingError(
+            f"the dataset gives action chunks of {chunk} steps but model.chunk_size is {cfg.chunk_size}; "
+            f"set dataset.chunk_size and model.chunk_size to the same value"
+        )
+
+
+def attach_dataset_stats(model: nn.Module, data: Any) -> None:
+    ds = _dataset_of(data)
+    stats = getattr(ds, "stats", None)
+    if stats and hasattr(model, "set_normalization"):
+        has = getattr(model, "has_normalization", None)
+        if not (callable(has) and has()) and not (isinstance(has, bool) and has):
+            model.set_normalization(stats)
+
+
+class SupervisedTrainer:
+    """Regress demonstrated actions through the policy's own ``forward(batch) -> (loss, info)``."""
+
+    config_class: type[TrainingConfig] = TrainingConfig
+
+    def __init__(self, model: nn.Module, config_or_data: Any = None, run_dir: str | Path | None = None,
+                 *, config: TrainingConfig | None = None, progress: bool = True):
+        self.model = model
+        self.dataset: Dataset | DataLoader | None = None
+        if isinstance(config_or_data, TrainingConfig):
+            config = config_or_data
+        elif config_or_data is not None:
+            self.dataset = config_or_data  # the seed's BehavioralCloning(model, dataset) form
+        self.config = config if config is not None else self.config_class()
+        self.run_dir = run_dir
+        self.progress = progress
+        self.loop: TrainLoop | None = None
+
+    def prepare_model(self) -> None:
+        """Hook for subclasses: freezing, adapters. Runs before the optimiser is built."""
+        head = getattr(self.model, "action_head", None)
+        if head is not None and hasattr(head, "action_loss"):
+            head.action_loss = self.config.action_loss
+
+    def compute_loss(self, model: nn.Module, batch: dict):
+        return model(batch)
+
+    def train(self, dataloader: Dataset | DataLoader | None = None, *, num_epochs: int | None = None,
+              max_steps: int | None = None, resume: bool = True) -> TrainResult:
+        data = dataloader if dataloader is not None else self.dataset
+        if data is None:
+            raise TrainingError("no training data: pass a dataset or DataLoader to the trainer or to train()")
+        changes = {}
+        if num_epochs is not None:
+            changes.update(num_epochs=num_epochs, max_steps=None)
+        if max_steps is not None:
+            changes["max_steps"] = max_steps
+        config = self.config.replace(**changes) if changes else self.config
+        check_data_fits_model(self.model, data)
+        attach_dataset_stats(self.model, data)
+        self.prepare_model()
+        self.loop = TrainLoop(self.model, config, self.run_dir, loss_fn=self.compute_loss, progress=self.progress)
+        return self.loop.fit(data, resume=resume)
