@@ -67,7 +67,10 @@ def cmd_datagen(args) -> int:
 def cmd_train(args) -> int:
     from .config.presets import load_preset
 
+    from .train.methods import get_trainer
+
     cfg = load_preset(args.preset, args.set)  # validates; errors name the field
+    get_trainer(cfg.method)  # a method that is not built yet says so before any run folder is made
     if args.name:
         cfg = cfg.replace(name=args.name)
     return _start_or_run(args, "train", cfg.to_dict(), cfg.name)

@@ -154,6 +154,13 @@ class RunDir:
 
     def _tensorboard(self):
         if self._tb is None:
+            # TensorBoard's writer otherwise imports all of TensorFlow when it is installed (seconds of
+            # start-up, and a segfault next to MuJoCo's EGL context); this module is TensorBoard's own
+            # switch to its TF-free stub.
+            import sys
+            import types
+
+            sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard not installed: jsonl only

@@ -1,0 +1,91 @@
+"""Presets load and validate; bad configs fail with one line naming the field, value and choices."""
+
+import pytest
+import yaml
+
+from vla_engine.config.base import ConfigError
+from vla_engine.config.presets import get_training_config, list_presets, load_preset
+from vla_engine.config.run_config import RunConfig
+from vla_engine.config.training_config import FineTuningConfig, ILConfig, PretrainingConfig, RLConfig
+
+SEED_PRESETS = ["finetune-quick", "finetune-standard", "finetune-full", "finetune-lora",
+                "finetune-memory-efficient", "rl-ppo", "rl-sac", "rl-grpo", "il-bc", "il-gail",
+                "il-dagger", "pretrain-align", "pretrain-instruct"]
+
+
+def test_every_seed_preset_exists():
+    assert set(SEED_PRESETS) <= set(list_presets())
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_preset_loads_validates_and_round_trips(name, tmp_path):
+    cfg = load_preset(name)
+    assert isinstance(cfg, RunConfig)
+    path = tmp_path / "cfg.yaml"
+    cfg.to_yaml(path)
+    again = RunConfig.from_yaml(path)
+    assert again.to_dict() == cfg.to_dict()
+
+
+def test_get_training_config_types_and_seed_values():
+    assert isinstance(get_training_config("finetune-quick"), FineTuningConfig)
+    assert isinstance(get_training_config("rl-ppo"), RLConfig)
+    assert isinstance(get_training_config("il-bc"), ILConfig)
+    assert isinstance(get_training_config("pretrain-align"), PretrainingConfig)
+    mem = get_training_config("finetune-memory-efficient")
+    assert mem.batch_size == 2 and mem.batch_size * mem.gradient_accumulation_steps == 16
+    assert mem.use_lora and mem.lora_r == 16 and mem.mixed_precision == "bf16"
+    assert mem.freeze_vision and mem.freeze_vlm
+
+
+def test_seed_config_call_shapes():
+    c = RLConfig(algorithm="ppo", learning_rate=3e-4, gamma=0.99, gae_lambda=0.95, clip_range=0.2,
+                 entropy_coef=0.01, num_envs=8, steps_per_update=2048)
+    assert c.steps_per_update == 2048
+    assert RLConfig(algorithm="grpo", group_size=4, kl_coef=0.1).group_size == 4
+    assert ILConfig(beta_schedule="linear", num_iterations=10, rollouts_per_iteration=100).num_iterations == 10
+    assert FineTuningConfig(learning_rate=1e-4, num_epochs=50, action_loss="mse",
+                            gradient_accumulation_steps=4).gradient_accumulation_steps == 4
+    p = PretrainingConfig(freeze_vision=True, freeze_llm=False, learning_rate=2e-5, batch_size=128, num_epochs=1)
+    assert not p.freeze_llm
+
+
+@pytest.mark.parametrize("overrides,pattern", [
+    (["training.learning_rat=0.1"], r"^training: unknown field 'learning_rat'; allowed fields: .*learning_rate"),
+    (["training.batch_size=abc"], r"^training.batch_size: 'abc' has the wrong type; expected an integer$"),
+    (["training.learning_rate=-1"], r"^training.learning_rate: -1.0 is out of range; must be > 0$"),
+    (["training.mixed_precision=fp8"], r"^training.mixed_precision: 'fp8' is not allowed; choose one of: no, bf16, fp16$"),
+    (["model.action_head=banana"], r"^model.action_head: 'banana' is not a known action head; choose one of: .*mlp"),
+    (["model.vision_encoder=vgg"], r"^model.vision_encoder: 'vgg' is not a known vision encoder; choose one of: .*cnn"),
+    (["dataset.task=fly"], r"^dataset.task: 'fly' is not a known task; choose one of: .*reach.*push"),
+    (["method=dance"], r"^run.method: 'dance' is not a known training method; choose one of: bc, sft"),
+    (["bogus=1"], r"^run: unknown field 'bogus'"),
+])
+def test_bad_values_fail_naming_the_field(overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern) as e:
+        load_preset("il-bc", overrides)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_preset_lists_choices():
+    with pytest.raises(ConfigError, match=r"unknown preset 'nope'; choose one of: .*il-bc"):
+        load_preset("nope")
+
+
+def test_bad_yaml_file_is_one_line(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("training: {learning_rate: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_preset(str(p))
+    p.write_text(yaml.safe_dump({"method": "bc", "training": {"type": "rl"}}))
+    with pytest.raises(ConfigError, match=r"training.type: 'rl' does not fit method 'bc'; use type: il"):
+        load_preset(str(p))
+
+
+def test_planned_method_loads_but_running_says_what_is_missing():
+    from vla_engine.train.methods import CapabilityMissing, get_trainer
+
+    cfg = load_preset("rl-ppo")
+    assert cfg.method == "ppo"
+    with pytest.raises(CapabilityMissing, match=r"'ppo' \(PPO reinforcement learning\) is not built .*bc, sft"):
+        get_trainer(cfg.method)
