@@ -23,10 +23,12 @@ class VLAFineTuner(SupervisedTrainer):
                 "set training.use_lora: false to fine-tune the unfrozen parts in full"
             )
         m = self.model
-        if c.freeze_vision and hasattr(m, "vision_encoder"):
-            for p in m.vision_encoder.parameters():
-                p.requires_grad_(False)
+        if c.freeze_vision:
+            if hasattr(m, "freeze_vision"):
+                m.freeze_vision(True)
+            elif hasattr(m, "vision_encoder"):
+                m.vision_encoder.requires_grad_(False)
         if c.freeze_vlm and hasattr(m, "freeze_vlm"):
-            m.freeze_vlm()
+            m.freeze_vlm(True)
         if c.gradient_checkpointing and hasattr(m, "gradient_checkpointing_enable"):
             m.gradient_checkpointing_enable()

@@ -28,15 +28,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler, Sampler
 
 from ..config.training_config import TrainingConfig
+from ..errors import CheckpointError
 from ..runs.run_dir import RunDir, atomic_write_text
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (diverged loss, bad checkpoint, mismatched data). One-line message."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder is missing files or is corrupt. One-line message."""
 
 
 @dataclass

@@ -71,6 +71,9 @@ class SupervisedTrainer:
         head = getattr(self.model, "action_head", None)
         if head is not None and hasattr(head, "action_loss"):
             head.action_loss = self.config.action_loss
+            cfg = getattr(self.model, "config", None)
+            if cfg is not None and hasattr(cfg, "action_loss"):
+                cfg.action_loss = self.config.action_loss  # saved checkpoints say what was trained
 
     def compute_loss(self, model: nn.Module, batch: dict):
         return model(batch)

@@ -1,0 +1,109 @@
+"""The model config: one flat dataclass describing a VLA (vision encoder, projector, language
+backbone, action head, normalisation). Every choosable part is a registry name; sizes are plain
+numbers. Saved as ``config.json`` next to a checkpoint's ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from .base import ConfigBase
+
+
+def _registries():
+    """The model registries, with the built-in parts registered (a light import: no torch)."""
+    from .. import models  # noqa: F401  (registers the built-in parts lazily)
+    from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODERS
+
+    return VISION_ENCODERS, PROJECTORS, LANGUAGE_MODELS, ACTION_HEADS
+
+
+@dataclass
+class ModelConfig(ConfigBase):
+    """A VLA model: ``vision -> projector -> LM tokens``, state and instruction tokens, an action head."""
+
+    _section: ClassVar[str] = "model"
+    type_name: ClassVar[str] = "vla"
+
+    # vision
+    vision_encoder: str = "cnn"  # cnn | resnet18 | siglip
+    vision_pretrained: str | None = None  # local folder / hub id (siglip) or weights file (resnet18)
+    image_size: int = 96  # images are resized to this side before the encoder
+    vision_dim: int = 64  # cnn channels / siglip hidden size (resnet18 is 512, pretrained: their own)
+    vision_pool: int = 6  # cnn: pool the feature map to at most pool x pool tokens (0 = keep the full map)
+    vision_num_layers: int = 2  # siglip layers when built from scratch
+    vision_num_heads: int = 4  # siglip heads when built from scratch
+    vision_patch_size: int = 16  # siglip patch size when built from scratch
+    freeze_vision: bool = False
+    # projector
+    projector: str = "mlp"
+    # language backbone
+    llm: str = "qwen2"  # qwen2 | llama
+    llm_pretrained: str | None = None  # local folder or hub id for from_pretrained (its own tokenizer)
+    llm_hidden_size: int = 128
+    llm_num_layers: int = 2
+    llm_num_heads: int = 4
+    llm_intermediate_size: int = 256
+    freeze_vlm: bool = False  # freeze vision encoder + language model (projector, tokens, head train)
+    max_text_tokens: int = 48
+    # action head
+    action_head: str = "mlp"
+    head_hidden_dim: int = 256
+    head_num_layers: int = 2
+    action_dim: int = 2
+    state_dim: int = 0  # 0 = no state input
+    chunk_size: int = 1
+    n_action_steps: int = 1  # actions executed from each predicted chunk (<= chunk_size)
+    n_obs_steps: int = 1
+    action_loss: Literal["mse", "l1", "smooth_l1"] = "mse"
+    dropout: float = 0.0
+    # inputs and normalisation
+    image_keys: list[str] = field(default_factory=lambda: ["observation.images.front"])
+    normalization: Literal["mean_std", "min_max", "none"] = "mean_std"
+    use_gradient_checkpointing: bool = False
+
+    def validate(self) -> None:
+        vision, projectors, llms, heads = _registries()
+        self._check_choice("vision_encoder", vision)
+        self._check_choice("projector", projectors)
+        self._check_choice("llm", llms)
+        self._check_choice("action_head", heads)
+        self._check_range("image_size", 16, 1024)
+        self._check_range("vision_dim", 1)
+        self._check_range("vision_pool", 0, 64)
+        self._check_range("vision_num_layers", 1)
+        self._check_range("vision_num_heads", 1)
+        self._check_range("vision_patch_size", 1)
+        self._check_range("llm_hidden_size", 8)
+        self._check_range("llm_num_layers", 1)
+        self._check_range("llm_num_heads", 1)
+        self._check_range("llm_intermediate_size", 1)
+        self._check_range("max_text_tokens", 1, 4096)
+        self._check_range("head_hidden_dim", 1)
+        self._check_range("head_num_layers", 1)
+        self._check_range("action_dim", 1)
+        self._check_range("state_dim", 0)
+        self._check_range("chunk_size", 1)
+        self._check_range("n_action_steps", 1, self.chunk_size)
+        self._check_range("n_obs_steps", 1)
+        self._check_range("dropout", 0.0, 1.0)
+        if self.llm_pretrained is None:
+            if self.llm_hidden_size % self.llm_num_heads:
+                self._fail("llm_hidden_size", f"must be divisible by llm_num_heads ({self.llm_num_heads})")
+            if (self.llm_hidden_size // self.llm_num_heads) % 2:
+                self._fail("llm_hidden_size", f"/ llm_num_heads ({self.llm_num_heads}) must be even (rotary "
+                                              f"position embedding); e.g. 128 with 4 heads")
+        if self.vision_encoder == "siglip" and self.vision_pretrained is None:
+            if self.vision_dim % self.vision_num_heads:
+                self._fail("vision_dim", f"must be divisible by vision_num_heads ({self.vision_num_heads}) for siglip")
+            if self.image_size % self.vision_patch_size:
+                self._fail("image_size", f"must be a multiple of vision_patch_size ({self.vision_patch_size}) "
+                                         f"for siglip")
+        if not self.image_keys:
+            self._fail("image_keys", "is empty; name at least one camera, e.g. [observation.images.front]")
+        for i, k in enumerate(self.image_keys):
+            if not k.strip():
+                self._fail("image_keys", f"has an empty name at position {i}")
+        if len(set(self.image_keys)) != len(self.image_keys):
+            self._fail("image_keys", "names a camera twice; list each image key once")

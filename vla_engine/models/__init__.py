@@ -1,0 +1,49 @@
+"""Models: vision encoders, projectors, language backbones, action heads and the VLA model.
+
+Importing this package is light (no torch, no transformers): the built-in parts are registered
+as "module:attr" strings and the public classes load on first attribute access.
+
+    from vla_engine.models import VLAModel, MLPActionHead, create_vla_model
+    model = create_vla_model("tiny", action_dim=2, state_dim=2)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODERS
+
+# -- built-in parts (the registry key is the config value) -----------------------------------------
+VISION_ENCODERS.register("cnn", "vla_engine.models.vision:CNNEncoder",
+                         description="Small conv net (4 stride-2 layers, GroupNorm) -> pooled spatial tokens; CPU default")
+VISION_ENCODERS.register("resnet18", "vla_engine.models.vision:ResNet18Encoder",
+                         description="torchvision ResNet-18 (ImageNet normalisation), last feature map as tokens")
+VISION_ENCODERS.register("siglip", "vla_engine.models.vision:SiglipEncoder",
+                         description="transformers SigLIP vision tower (small from config, or from_pretrained)")
+PROJECTORS.register("mlp", "vla_engine.models.projector:MLPProjector",
+                    description="2-layer MLP with GELU: vision dim -> LM hidden size")
+LANGUAGE_MODELS.register("qwen2", "vla_engine.models.language:Qwen2Backbone",
+                         description="Qwen2 decoder (small from config, or from_pretrained)")
+LANGUAGE_MODELS.register("llama", "vla_engine.models.language:LlamaBackbone",
+                         description="Llama decoder (small from config, or from_pretrained)")
+ACTION_HEADS.register("mlp", "vla_engine.models.heads:MLPActionHead",
+                      description="MLP regression of an action chunk from the action-query feature")
+
+_LAZY = {
+    "VLAModel": ".vla", "create_vla_model": ".vla", "CheckpointError": ".vla", "ModelInputError": ".vla",
+    "VLM_PRESETS": ".vla", "list_vlm_presets": ".vla",
+    "ActionHead": ".heads", "MLPActionHead": ".heads", "masked_action_loss": ".heads",
+    "VisionEncoder": ".vision", "CNNEncoder": ".vision", "ResNet18Encoder": ".vision", "SiglipEncoder": ".vision",
+    "MLPProjector": ".projector",
+    "LanguageBackbone": ".language", "Qwen2Backbone": ".language", "LlamaBackbone": ".language",
+    "build_byte_tokenizer": ".language", "TextTokenCache": ".language",
+    "Normalizer": ".normalize",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'vla_engine.models' has no attribute {name!r}")
