@@ -21,54 +21,33 @@ log = logging.getLogger("vla_engine")
 # ------------------------------------------------------------------------------------------------
 # Building blocks shared with the Python API and the CLI.
 # ------------------------------------------------------------------------------------------------
-def ensure_dataset(ds_cfg, run: RunDir | None = None, progress: bool = True) -> Path:
-    """The dataset folder of ``ds_cfg``, generated with the task's expert when it is missing."""
-    from ..data import generate_dataset
+def prepare_datasets(cfg, run: RunDir | None = None, progress: bool = True):
+    """Train (and validation) datasets of a run config, generated with the task's expert when missing.
 
-    root = Path(ds_cfg.root) if ds_cfg.root else None
-    if root is not None and (root / "meta" / "info.json").exists():
-        return root
-    if root is None or ds_cfg.task is None:
-        return root  # a hub repo id: lerobot fetches it when a network is there
-    if run is not None:
-        run.log(f"dataset {root} not found: generating {ds_cfg.episodes} episodes of '{ds_cfg.task}' with the expert")
-        run.write_status(phase="datagen")
+    Observation history and chunk length come from the model section, so data and model agree.
+    """
+    from ..data import build_datasets
+
+    ds_cfg = cfg.dataset.replace(chunk_size=cfg.model.chunk_size, n_obs_steps=cfg.model.n_obs_steps)
 
     def on_episode(i: int, n: int) -> None:
         if run is not None and (i % 10 == 0 or i + 1 == n):
             run.write_status(phase="datagen", datagen_done=i + 1, datagen_total=n)
 
-    generate_dataset(ds_cfg.task, ds_cfg.episodes, root, image_size=ds_cfg.image_size,
-                     repo_id=ds_cfg.repo_id, progress=progress, on_episode=on_episode)
-    return root
-
-
-def load_dataset(ds_cfg, model_cfg=None):
-    from ..data import LeRobotVLADataset
-
-    chunk = model_cfg.chunk_size if model_cfg is not None else ds_cfg.chunk_size
-    n_obs = model_cfg.n_obs_steps if model_cfg is not None else ds_cfg.n_obs_steps
-    return LeRobotVLADataset(ds_cfg.repo_id, root=ds_cfg.root, n_obs_steps=n_obs, chunk_size=chunk)
+    if run is not None and ds_cfg.root and not (Path(ds_cfg.root) / "meta" / "info.json").exists():
+        run.log(f"dataset {ds_cfg.root} not found: generating {ds_cfg.episodes} episodes of '{ds_cfg.task}'")
+    return build_datasets(ds_cfg, progress=progress, on_episode=on_episode)
 
 
 def build_model_for(model_cfg, dataset):
-    """A fresh VLAModel whose action/state sizes follow the dataset (clear error on a mismatch)."""
-    from ..models import VLAModel
-    from ..train.loop import TrainingError
+    """A fresh VLAModel for ``dataset``: ``model.state_dim: 0`` in a run config takes the data's.
 
-    if dataset is not None:
-        if model_cfg.action_dim != dataset.action_dim:
-            raise TrainingError(
-                f"model.action_dim is {model_cfg.action_dim} but the dataset's actions are {dataset.action_dim}-D; "
-                f"set model.action_dim: {dataset.action_dim}"
-            )
-        if model_cfg.state_dim not in (0, dataset.state_dim):
-            raise TrainingError(
-                f"model.state_dim is {model_cfg.state_dim} but the dataset's state is {dataset.state_dim}-D; "
-                f"set model.state_dim: {dataset.state_dim} (or 0 to take it from the data)"
-            )
-        if model_cfg.state_dim == 0:
-            model_cfg = model_cfg.replace(state_dim=dataset.state_dim)
+    Mismatched action/state sizes are reported by the trainer's data check, naming the field.
+    """
+    from ..models import VLAModel
+
+    if dataset is not None and model_cfg.state_dim == 0:
+        model_cfg = model_cfg.replace(state_dim=dataset.state_dim)
     return VLAModel(model_cfg)
 
 
@@ -111,14 +90,21 @@ def train_job(run: RunDir, progress: bool = True) -> dict:
     data.pop("job", None)
     cfg = RunConfig.from_dict(data)
     trainer_cls = get_trainer(cfg.method)  # says clearly if the method is not built yet
-    ensure_dataset(cfg.dataset, run, progress=progress)
+    dataset, val = prepare_datasets(cfg, run, progress=progress)
     run.write_status(phase="train")
-    dataset = load_dataset(cfg.dataset, cfg.model)
     model = build_model_for(cfg.model, dataset)
     trainer = trainer_cls(model, config=cfg.training, run_dir=run, progress=progress)
     result = trainer.train(dataset)
     out: dict[str, Any] = {"state": result.state, "step": result.step, "final_loss": result.final_loss,
                            "checkpoint": str(result.checkpoint) if result.checkpoint else None}
+    if result.state == "done" and val is not None:
+        from ..data import create_lerobot_dataloader
+        from ..eval.metrics import action_errors
+
+        errs = action_errors(model, create_lerobot_dataloader(val, batch_size=64, shuffle=False, drop_last=False))
+        errs = {k.replace("eval/", "val/"): v for k, v in errs.items()}
+        run.log_metrics(result.step, errs)
+        out.update(errs)
     task = cfg.eval.task or cfg.dataset.task
     if result.state == "done" and cfg.eval.after_training and task:
         run.write_status("running", phase="eval")

@@ -1,0 +1,48 @@
+"""The dataset section of a run config: which LeRobot dataset, and how items are cut from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .base import ConfigBase
+
+
+@dataclass
+class DatasetConfig(ConfigBase):
+    """Where the training data lives and how it is sliced into items.
+
+    ``root`` is a LeRobot v3 dataset folder; when it holds no dataset and ``task`` names a built-in
+    task, ``episodes`` expert demonstrations are generated there first (seeds 0, 1, ...).
+    ``n_obs_steps`` frames of history and ``chunk_size`` future actions make one item;
+    ``val_fraction`` of the episodes (the last ones) are held out for validation.
+    """
+
+    _section: ClassVar[str] = "dataset"
+
+    repo_id: str = "local/push"
+    root: str | None = "datasets/push"
+    task: str | None = "push"  # built-in task that generates the data when root is missing
+    episodes: int = 200  # episodes to generate
+    image_size: int = 96
+    n_obs_steps: int = 1
+    chunk_size: int = 1
+    val_fraction: float = 0.0
+    num_workers: int = 0
+
+    def validate(self) -> None:
+        if not self.repo_id or "/" not in self.repo_id:
+            self._fail("repo_id", "is not a repo id; use 'owner/name', e.g. 'local/push' or 'lerobot/pusht'")
+        if self.root is not None and not self.root.strip():
+            self._fail("root", "is empty; give a dataset folder or null for the hub cache")
+        if self.task is not None:
+            import vla_engine.envs  # noqa: F401  (fills the TASKS registry; a light import)
+            from vla_engine.registry import TASKS
+
+            self._check_choice("task", TASKS)
+        self._check_range("episodes", 1)
+        self._check_range("image_size", 16, 1024)
+        self._check_range("n_obs_steps", 1, 64)
+        self._check_range("chunk_size", 1, 1000)
+        self._check_range("val_fraction", 0.0, 0.9)
+        self._check_range("num_workers", 0, 64)

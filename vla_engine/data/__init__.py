@@ -1,0 +1,54 @@
+"""Robot data: LeRobot v3 datasets (writing, fast reading, generation from scripted experts).
+
+Light on import: the names below load their modules (torch, lerobot) on first use.
+
+* :func:`generate_dataset` -- expert demonstrations of a built-in task -> LeRobot v3 dataset
+* :class:`LeRobotVLADataset` -- a LeRobot v3 dataset (local or hub) as a torch Dataset with a
+  decode-once frame cache; :class:`PushTDataset` for the hub's ``lerobot/pusht``
+* :func:`create_lerobot_dataloader`, :func:`collate_batch` -- batches with ``task`` as list of str
+* :class:`LeRobotWriter`, :func:`write_dataset` -- write episodes through lerobot's own writer
+* :class:`DatasetError` -- one-line errors for missing/corrupt datasets
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DatasetError": "lerobot_io",
+    "DatasetExistsError": "lerobot_io",
+    "LeRobotWriter": "lerobot_io",
+    "make_features": "lerobot_io",
+    "write_dataset": "lerobot_io",
+    "read_sidecar": "lerobot_io",
+    "write_sidecar": "lerobot_io",
+    "EVAL_SEED_START": "lerobot_io",
+    "IMAGE_KEY": "lerobot_io",
+    "STATE_KEY": "lerobot_io",
+    "ACTION_KEY": "lerobot_io",
+    "LeRobotVLADataset": "dataset",
+    "PushTDataset": "dataset",
+    "create_lerobot_dataloader": "dataset",
+    "collate_batch": "dataset",
+    "build_datasets": "dataset",
+    "check_dataset_files": "dataset",
+    "generate_dataset": "datagen",
+    "rollout_episode": "datagen",
+    "DatagenError": "datagen",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vla_engine.data' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
