@@ -1,0 +1,342 @@
+"""Forms derived from config dataclasses, and the error guard every event handler wears.
+
+A :class:`Form` lays out one widget per dataclass field, chosen from the field's type:
+
+=========================  ==========================================================
+``bool``                   ``gr.Checkbox``
+``int`` / ``int | None``   ``gr.Number(precision=0)`` (empty = None where allowed)
+``float``                  ``gr.Number``
+``Literal[...]``           ``gr.Dropdown`` of the literal's values
+a registry field           ``gr.Dropdown`` of the registry's names (e.g. vision_encoder)
+``str`` / ``str | None``   ``gr.Textbox`` (empty = None where allowed)
+``list[str]``              ``gr.Textbox`` of comma-separated items
+=========================  ==========================================================
+
+Values go back through ``Cls.from_dict`` so the config's own validation produces the error
+message; no number is parsed by hand here. A form can cover several classes at once (the
+training configs of the different methods): fields shared by name and type share a widget, and
+:meth:`Form.visibility` shows only the fields of the class in use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import re
+import types
+from typing import Any, Callable, Literal, Sequence, Union, get_args, get_origin, get_type_hints
+
+import gradio as gr
+
+from .context import user_message
+
+NONE_CHOICE = ""  # dropdown value standing for None in an optional registry field
+
+
+# ------------------------------------------------------------------------------------------------
+# Field introspection.
+# ------------------------------------------------------------------------------------------------
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    if get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+@functools.lru_cache(maxsize=None)
+def field_comments(cls: type) -> dict[str, str]:
+    """``name: type = default  # comment`` -> {name: comment}, read from the class source (best effort)."""
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            src = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for m in re.finditer(r"^\s{4}(\w+)\s*:[^=\n]*=[^#\n]*#\s*(.+)$", src, re.M):
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+@dataclasses.dataclass
+class FieldSpec:
+    name: str
+    type: Any  # the annotation without Optional
+    optional: bool
+    default: Any
+    choices: list | None  # dropdown choices
+    kind: str  # "bool" | "int" | "float" | "choice" | "str" | "list"
+    info: str = ""
+
+    @property
+    def key(self) -> tuple:
+        return (self.name, self.kind, tuple(self.choices) if self.choices is not None else None, self.optional)
+
+
+def field_specs(cls: type, registries: dict[str, Any] | None = None,
+                suggestions: dict[str, list[str]] | None = None) -> list[FieldSpec]:
+    """One FieldSpec per dataclass field of ``cls``, in declaration order."""
+    registries = registries or {}
+    suggestions = suggestions or {}
+    hints = get_type_hints(cls)
+    comments = field_comments(cls)
+    specs = []
+    for f in dataclasses.fields(cls):
+        tp, optional = _unwrap_optional(hints[f.name])
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            default = None
+        choices = None
+        if get_origin(tp) is Literal:
+            kind, choices = "choice", list(get_args(tp))
+        elif f.name in registries and tp is str:
+            kind, choices = "choice", list(registries[f.name].names())
+            if optional:
+                choices = [NONE_CHOICE] + choices
+        elif tp is bool:
+            kind = "bool"
+        elif tp is int:
+            kind = "int"
+        elif tp is float:
+            kind = "float"
+        elif get_origin(tp) in (list, tuple):
+            kind = "list"
+        elif dataclasses.is_dataclass(tp):
+            continue  # nested sections get their own form
+        else:
+            kind = "str"
+        info = comments.get(f.name, "")
+        if kind == "str" and f.name in suggestions:
+            choices = list(suggestions[f.name])
+        if optional and kind in ("int", "float", "str", "list"):
+            info = (info + "; " if info else "") + "empty = none"
+        specs.append(FieldSpec(f.name, tp, optional, default, choices, kind, info))
+    return specs
+
+
+# ------------------------------------------------------------------------------------------------
+# Values <-> widgets.
+# ------------------------------------------------------------------------------------------------
+def to_widget(spec: FieldSpec, value: Any) -> Any:
+    if spec.kind == "list":
+        return ", ".join(str(v) for v in (value or []))
+    if spec.kind == "choice" and value is None:
+        return NONE_CHOICE if NONE_CHOICE in (spec.choices or []) else None
+    if spec.kind == "str" and value is None:
+        return ""
+    return value
+
+
+def from_widget(spec: FieldSpec, value: Any) -> Any:
+    """The widget's value as the config wants it; type and range checks are left to the config."""
+    if spec.kind == "list":
+        import yaml
+
+        items = [s.strip() for s in str(value or "").split(",") if s.strip()]
+        if spec.type is not None and get_args(spec.type) and get_args(spec.type)[0] is not str:
+            return [yaml.safe_load(s) for s in items]
+        return items
+    if spec.kind in ("str", "choice") and spec.optional and (value is None or value == NONE_CHOICE):
+        return None
+    if spec.kind == "str" and isinstance(value, str):
+        return value.strip()
+    if spec.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _label(name: str) -> str:
+    return name
+
+
+class Form:
+    """Widgets for the fields of one or more config dataclasses (see the module docstring).
+
+    Args:
+        section: the config section ("model", "training", ...) used for labels and parameter names.
+        classes: the dataclass(es); with several, :meth:`visibility` picks the fields of one.
+        values: initial values (a dict of field -> value); defaults come from the first class.
+        registries: field name -> Registry for fields whose value names a registry entry.
+        skip: field names not shown (set elsewhere in the UI).
+        primary: fields laid out first; the rest go into a closed "more" accordion.
+        columns: widgets per row.
+    """
+
+    def __init__(self, section: str, classes: type | Sequence[type], values: dict | None = None,
+                 registries: dict[str, Any] | None = None, skip: Sequence[str] = (),
+                 primary: Sequence[str] | None = None, columns: int = 4,
+                 suggestions: dict[str, list[str]] | None = None):
+        self.section = section
+        self.classes = list(classes) if isinstance(classes, (list, tuple)) else [classes]
+        self.columns = columns
+        self.skip = set(skip)
+        self.specs: dict[tuple, FieldSpec] = {}  # union of all classes' fields, by key
+        self.class_keys: dict[type, dict[str, tuple]] = {}  # class -> field name -> key
+        for cls in self.classes:
+            names = {}
+            for spec in field_specs(cls, registries, suggestions):
+                if spec.name in self.skip:
+                    continue
+                self.specs.setdefault(spec.key, spec)
+                names[spec.name] = spec.key
+            self.class_keys[cls] = names
+        self.primary = list(primary) if primary is not None else None
+        self.components: dict[tuple, gr.components.Component] = {}
+        self.render(values or {})
+
+    # -- layout -----------------------------------------------------------------------------
+    def _widget(self, spec: FieldSpec, value: Any, visible: bool) -> gr.components.Component:
+        label = _label(spec.name)
+        v = to_widget(spec, value)
+        common = dict(label=label, info=spec.info or None, visible=visible, interactive=True)
+        if spec.kind == "bool":
+            return gr.Checkbox(value=bool(v), **common)
+        if spec.kind == "int":
+            return gr.Number(value=v, precision=0, **common)
+        if spec.kind == "float":
+            return gr.Number(value=v, **common)
+        if spec.kind == "choice":
+            return gr.Dropdown(choices=[(c if c != NONE_CHOICE else "(none)", c) for c in spec.choices or []],
+                               value=v, **common)
+        if spec.kind == "str" and spec.choices:
+            return gr.Dropdown(choices=spec.choices, value=v, allow_custom_value=True, **common)
+        return gr.Textbox(value=v, **common)
+
+    def render(self, values: dict) -> None:
+        first = self.classes[0]
+        first_keys = set(self.class_keys[first].values())
+        keys = list(self.specs)
+        if self.primary is not None:
+            head = [k for k in keys if self.specs[k].name in self.primary]
+            head.sort(key=lambda k: self.primary.index(self.specs[k].name))
+            tail = [k for k in keys if k not in head]
+        else:
+            head, tail = keys, []
+
+        def rows(ks: list[tuple]) -> None:
+            for i in range(0, len(ks), self.columns):
+                with gr.Row(equal_height=False):
+                    for k in ks[i: i + self.columns]:
+                        spec = self.specs[k]
+                        value = values.get(spec.name, spec.default) if k in first_keys else spec.default
+                        self.components[k] = self._widget(spec, value, visible=k in first_keys)
+
+        rows(head)
+        if tail:
+            with gr.Accordion(f"More {self.section} settings", open=False):
+                rows(tail)
+        # keep the declared order for inputs
+        self.components = {k: self.components[k] for k in keys}
+
+    # -- wiring -----------------------------------------------------------------------------
+    @property
+    def inputs(self) -> list[gr.components.Component]:
+        return list(self.components.values())
+
+    @property
+    def param_names(self) -> list[str]:
+        """``section__field`` per widget (``section__field__<class>`` where two classes type a field differently)."""
+        out = []
+        for k in self.components:
+            name = f"{self.section}__{self.specs[k].name}"
+            if sum(1 for other in self.specs if other[0] == k[0]) > 1:
+                owner = next(c for c in self.classes if self.class_keys[c].get(k[0]) == k)
+                name += f"__{getattr(owner, 'type_name', owner.__name__)}"
+            out.append(name)
+        return out
+
+    def values(self, widget_values: Sequence[Any], cls: type | None = None) -> dict:
+        """The field dict of ``cls`` (default: the first class) from the widgets' values."""
+        cls = cls or self.classes[0]
+        by_key = dict(zip(self.components, widget_values))
+        return {name: from_widget(self.specs[k], by_key[k]) for name, k in self.class_keys[cls].items()}
+
+    def updates(self, data: dict, cls: type | None = None) -> list[Any]:
+        """gr.update per widget: values from ``data`` (missing fields: the class default), visibility by ``cls``."""
+        cls = cls or self.classes[0]
+        mine = self.class_keys[cls]
+        defaults = {s.name: s.default for s in field_specs(cls)}
+        out = []
+        for k, spec in self.specs.items():
+            if mine.get(spec.name) == k:
+                v = data.get(spec.name, defaults.get(spec.name))
+                out.append(gr.update(value=to_widget(spec, v), visible=True))
+            else:
+                out.append(gr.update(visible=False))
+        return out
+
+    def visibility(self, cls: type) -> list[Any]:
+        mine = set(self.class_keys[cls].values())
+        return [gr.update(visible=k in mine) for k in self.specs]
+
+
+# ------------------------------------------------------------------------------------------------
+# Handlers: named parameters for the API, errors as messages.
+# ------------------------------------------------------------------------------------------------
+def named(fn: Callable, names: Sequence[str]) -> Callable:
+    """``fn(*values)`` with a signature of keyword parameters ``names`` (all optional), so that
+    ``gradio_client`` callers can pass fields by name and leave the rest at the widgets' values."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> Any:
+        return fn(*args)
+
+    wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in names])
+    wrapper.__annotations__ = {}
+    return wrapper
+
+
+def guarded(n_outputs: int, status_index: int | None = 0, warn: bool = True,
+            prefix: str = "**Error:** ") -> Callable:
+    """Decorator: an exception in the handler becomes a one-line message in output ``status_index``
+    (None: no status output) and a toast when ``warn``; the other outputs are left as they are.
+    The message is also logged on the server. The app keeps serving."""
+
+    def deco(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - the whole point: nothing escapes to the user raw
+                msg = user_message(e)
+                if warn:
+                    gr.Warning(msg)
+                out = [gr.skip()] * n_outputs
+                if status_index is not None:
+                    out[status_index] = f"{prefix}{msg}"
+                return tuple(out) if n_outputs > 1 else out[0]
+
+        return wrapper
+
+    return deco
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(max(0, seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {(s % 3600) // 60:02d}m"
+
+
+def progress_html(done: float | None, total: float | None, text: str = "") -> str:
+    """A small progress bar (HTML) with a caption."""
+    frac = 0.0
+    if done is not None and total:
+        frac = max(0.0, min(1.0, float(done) / float(total)))
+    return (f"<div class='vla-progress'><div class='vla-progress-bar' style='width:{frac * 100:.1f}%'></div></div>"
+            f"<div class='vla-progress-text'>{text}</div>")
+
+
+__all__ = ["Form", "FieldSpec", "field_specs", "named", "guarded", "fmt_duration", "progress_html",
+           "to_widget", "from_widget"]

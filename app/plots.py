@@ -1,0 +1,91 @@
+"""Plotly figures shared by the tabs (curves, overlays, time series, bar charts with error bars)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import plotly.graph_objects as go
+
+_LAYOUT = dict(height=280, margin=dict(l=50, r=15, t=40, b=40), template="plotly_white",
+               legend=dict(orientation="h", y=-0.25))
+
+
+def empty_figure(title: str, note: str = "no data yet") -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=title, **_LAYOUT)
+    fig.add_annotation(text=note, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(color="#888"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def metric_figure(rows: Sequence[dict], metric: str, title: str | None = None, log_y: bool = False) -> go.Figure:
+    """One metric over steps from metrics.jsonl rows."""
+    pts = [(r["step"], r[metric]) for r in rows if isinstance(r.get(metric), (int, float))
+           and not isinstance(r.get(metric), bool) and "step" in r]
+    title = title or metric
+    if not pts:
+        return empty_figure(title)
+    xs, ys = zip(*pts)
+    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines+markers" if len(xs) < 30 else "lines", name=metric))
+    fig.update_layout(title=title, xaxis_title="step", **_LAYOUT)
+    if log_y and all(y > 0 for y in ys):
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def overlay_figure(series: dict[str, Sequence[dict]], metric: str) -> go.Figure:
+    """``metric`` of several runs on one plot (run id -> its metric rows)."""
+    fig = go.Figure()
+    for name, rows in series.items():
+        pts = [(r["step"], r[metric]) for r in rows if isinstance(r.get(metric), (int, float)) and "step" in r]
+        if pts:
+            xs, ys = zip(*pts)
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name))
+    if not fig.data:
+        return empty_figure(f"{metric}: overlay", "pick runs that logged this metric")
+    fig.update_layout(title=f"{metric}: overlay", xaxis_title="step", **_LAYOUT)
+    return fig
+
+
+def timeseries_figure(values: Any, names: Sequence[str] | None, title: str, marker_t: int | None = None,
+                      fps: float | None = None) -> go.Figure:
+    """Per-dimension lines of a (T, D) array, with a vertical line at step ``marker_t``."""
+    import numpy as np
+
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.size == 0:
+        return empty_figure(title)
+    t = list(range(arr.shape[0]))
+    fig = go.Figure()
+    for d in range(arr.shape[1]):
+        name = names[d] if names and d < len(names) else f"dim {d}"
+        # plain lists: plotly would otherwise base64-encode numpy arrays ("bdata")
+        fig.add_trace(go.Scatter(x=t, y=arr[:, d].tolist(), mode="lines", name=name))
+    if marker_t is not None:
+        fig.add_vline(x=int(marker_t), line_dash="dash", line_color="#e45756")
+    fig.update_layout(title=title, xaxis_title="step" + (f" ({fps:g} fps)" if fps else ""), **_LAYOUT)
+    return fig
+
+
+def success_bar_figure(rows: Sequence[dict]) -> go.Figure:
+    """Success rate per checkpoint, grouped by task, with Wilson-interval error bars."""
+    if not rows:
+        return empty_figure("success rate", "no benchmark results yet")
+    fig = go.Figure()
+    tasks = sorted({r["task"] for r in rows})
+    for task in tasks:
+        sel = [r for r in rows if r["task"] == task]
+        sr = [r["success_rate"] for r in sel]
+        fig.add_trace(go.Bar(
+            name=task, x=[r["checkpoint"] for r in sel], y=sr,
+            error_y=dict(type="data", symmetric=False,
+                         array=[r["ci_high"] - r["success_rate"] for r in sel],
+                         arrayminus=[r["success_rate"] - r["ci_low"] for r in sel]),
+            hovertext=[f"{r['successes']}/{r['episodes']} episodes" for r in sel]))
+    fig.update_layout(title="success rate (95% Wilson interval)", barmode="group", yaxis=dict(range=[0, 1.05]),
+                      **{**_LAYOUT, "height": 340})
+    return fig

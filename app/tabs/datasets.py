@@ -1,0 +1,246 @@
+"""Datasets tab: built-in tasks and local LeRobot datasets, generating a dataset as a background job
+(progress from its status.json), dataset facts and statistics, and an episode browser (frames, the
+instruction, state and action over time)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from ..context import AppContext, AppError
+from ..forms import guarded, progress_html
+from ..plots import empty_figure, timeseries_figure
+
+EMPTY_GEN = {"run_id": None, "announced": True}
+
+
+def tasks_table(ctx: AppContext):
+    import pandas as pd
+    from vla_engine.envs import task_info
+
+    rows = []
+    for t in ctx.task_names():
+        i = task_info(t)
+        rows.append([t, i["action_dim"], i["state_dim"], i["fps"], i["max_episode_steps"], i.get("description", "")])
+    return pd.DataFrame(rows, columns=["task", "action dim", "state dim", "fps", "max steps", "description"])
+
+
+def local_table(ctx: AppContext):
+    import pandas as pd
+
+    rows = [[d["name"], d["episodes"], d["frames"], d["fps"], d.get("task") or "", d.get("action_dim"),
+             d.get("state_dim")] for d in ctx.list_datasets()]
+    return pd.DataFrame(rows, columns=["dataset", "episodes", "frames", "fps", "task", "action dim", "state dim"])
+
+
+def local_names(ctx: AppContext) -> list[str]:
+    return [d["name"] for d in ctx.list_datasets()]
+
+
+def dataset_summary(ctx: AppContext, name: str) -> tuple[str, Any]:
+    """Markdown facts and a statistics table of local dataset ``name``."""
+    import pandas as pd
+
+    ds = ctx.open_dataset(name)
+    side = ds.meta_info or {}
+    lines = [f"### {name}",
+             f"**{ds.num_episodes}** episodes · **{ds.num_frames}** frames · **{ds.fps}** fps · "
+             f"actions {ds.action_dim}-D · state {ds.state_dim}-D · cameras {', '.join(ds.image_keys)} "
+             f"{tuple(ds.image_shape)}",
+             f"repo id `{ds.repo_id}` · folder `{ds.root}`"]
+    if side.get("task"):
+        exp = side.get("expert") or {}
+        lines.append(f"generated from task **{side['task']}** by the scripted expert"
+                     + (f" (expert success {exp['success_rate']:.0%} over {exp.get('attempts')} attempts)"
+                        if exp.get("success_rate") is not None else ""))
+    tasks = ds.tasks
+    shown = "\n".join(f"- {t}" for t in tasks[:25])
+    more = f"\n- … and {len(tasks) - 25} more" if len(tasks) > 25 else ""
+    lines.append(f"**{len(tasks)} instruction(s):**\n{shown}{more}")
+    rows = []
+    for key, st in ds.stats.items():
+        if key in ds.image_keys:
+            continue
+        mean = st["mean"].reshape(-1).tolist()
+        for d in range(len(mean)):
+            rows.append([key, d] + [round(float(st[s].reshape(-1)[d]), 4) for s in ("mean", "std", "min", "max")])
+    return "\n\n".join(lines), pd.DataFrame(rows, columns=["feature", "dim", "mean", "std", "min", "max"])
+
+
+def _names(ctx: AppContext, name: str) -> tuple[list[str] | None, list[str] | None]:
+    side = ctx.open_dataset(name).meta_info or {}
+    task = side.get("task")
+    if task in ctx.task_names():
+        from vla_engine.envs import task_info
+
+        info = task_info(task)
+        return info.get("state_names"), info.get("action_names")
+    return None, None
+
+
+def episode_view(ctx: AppContext, name: str, episode: int, frame: int) -> tuple:
+    """(image, instruction, state figure, action figure, number of frames) of one frame of an episode."""
+    ds = ctx.open_dataset(name)
+    eps = ds.episode_indices
+    ep = int(episode or 0)
+    if ep not in eps:
+        raise AppError(f"episode {ep} is out of range; {name} has episodes {eps[0]}..{eps[-1]}" if eps
+                       else f"{name} has no episodes")
+    data = ds.episode_data(ep)
+    frames = ds.episode_frames(ep)  # (T, H, W, 3) uint8
+    t = min(max(0, int(frame or 0)), len(frames) - 1)
+    state_names, action_names = _names(ctx, name)
+    state_fig = (timeseries_figure(data["observation.state"], state_names, "state", t, ds.fps)
+                 if "observation.state" in data else empty_figure("state", "no state in this dataset"))
+    action_fig = timeseries_figure(data["action"], action_names, "action", t, ds.fps)
+    return frames[t], data.get("task", ""), state_fig, action_fig, len(frames)
+
+
+def build(ctx: AppContext, demo: gr.Blocks) -> None:
+    from vla_engine.config.dataset_config import DatasetConfig
+
+    names = local_names(ctx)
+    tasks = ctx.task_names()
+    with gr.Tab("Datasets", id="datasets") as tab:
+        with gr.Row():
+            with gr.Column(scale=1):
+                gr.Markdown("### Built-in tasks (MuJoCo, scripted experts)")
+                gr.Dataframe(tasks_table(ctx), interactive=False, wrap=True)
+            with gr.Column(scale=1):
+                gr.Markdown(f"### Local datasets in `{ctx.datasets_dir}`")
+                local_df = gr.Dataframe(local_table(ctx), interactive=False, wrap=True)
+                refresh_btn = gr.Button("↻ Refresh", size="sm")
+        with gr.Accordion("Generate a dataset with the scripted expert", open=True):
+            with gr.Row():
+                gen_task = gr.Dropdown(tasks, value="reach" if "reach" in tasks else tasks[0], label="Task")
+                gen_name = gr.Textbox("reach", label="Dataset name",
+                                      info="a folder name in the datasets folder")
+                gen_episodes = gr.Number(200, precision=0, label="Episodes")
+                gen_seed = gr.Number(0, precision=0, label="First seed")
+                gen_size = gr.Number(96, precision=0, label="Image size")
+                gen_overwrite = gr.Checkbox(False, label="Overwrite")
+            gen_btn = gr.Button("Generate", variant="primary")
+            gen_status = gr.Markdown("")
+            gen_progress = gr.HTML(progress_html(0, 1, ""))
+        gr.Markdown("### Browse a dataset")
+        with gr.Row():
+            ds_pick = gr.Dropdown(names, value=names[0] if names else None, label="Dataset",
+                                  allow_custom_value=True, scale=3)
+            load_btn = gr.Button("Load", scale=1)
+        info_md = gr.Markdown("")
+        with gr.Accordion("Statistics", open=False):
+            stats_df = gr.Dataframe(interactive=False)
+        with gr.Row():
+            episode = gr.Slider(0, 1, value=0, step=1, label="Episode")
+            frame = gr.Slider(0, 1, value=0, step=1, label="Frame")
+        browse_note = gr.Markdown("")
+        with gr.Row():
+            with gr.Column(scale=1):
+                image = gr.Image(label="Camera", height=288, interactive=False)
+                instruction = gr.Textbox(label="Instruction", interactive=False)
+            with gr.Column(scale=2):
+                state_plot = gr.Plot(empty_figure("state"), show_label=False)
+                action_plot = gr.Plot(empty_figure("action"), show_label=False)
+        gen_state = gr.State(dict(EMPTY_GEN))
+        tick = gr.Timer(1.5)
+
+    # -- lists ---------------------------------------------------------------------------------
+    @guarded(2, status_index=None)
+    def refresh():
+        n = local_names(ctx)
+        return local_table(ctx), gr.update(choices=n)
+
+    refresh_btn.click(refresh, None, [local_df, ds_pick], api_name="datasets_refresh")
+    tab.select(refresh, None, [local_df, ds_pick], api_name=False)
+
+    # -- generation ----------------------------------------------------------------------------
+    @guarded(2)
+    def generate(task: str, name: str, episodes: Any, seed: Any, size: Any, overwrite: bool):
+        name = (name or "").strip() or task
+        root = ctx.dataset_root(name)
+        # the dataset section's own validation: task, episode count, image size
+        DatasetConfig.from_dict({"repo_id": f"local/{name}", "root": str(root), "task": task,
+                                 "episodes": episodes, "image_size": size})
+        if not isinstance(seed, (int, float)) or int(seed) != seed or seed < 0:
+            raise AppError(f"first seed {seed!r} must be a whole number >= 0")
+        writer = ctx.dataset_writer(root)
+        if writer:
+            raise AppError(f"dataset {name!r} is being written by run {writer}; wait for it to finish")
+        if root.exists() and any(root.iterdir()) and not overwrite:
+            raise AppError(f"dataset {name!r} already exists; tick Overwrite or choose another name")
+        cfg = {"task": task, "episodes": int(episodes), "out": str(root), "seed": int(seed),
+               "image_size": int(size), "overwrite": bool(overwrite)}
+        run_id = ctx.runner.start("datagen", cfg, name=f"datagen-{name}")
+        return (f"Generating **{int(episodes)}** episodes of **{task}** into `{name}` (job `{run_id}`)…",
+                {"run_id": run_id, "announced": False, "name": name})
+
+    gen_btn.click(generate, [gen_task, gen_name, gen_episodes, gen_seed, gen_size, gen_overwrite],
+                  [gen_status, gen_state], api_name="dataset_generate", concurrency_limit=1)
+
+    @guarded(5, status_index=0, warn=False)
+    def poll(state: dict):
+        state = dict(state or EMPTY_GEN)
+        rid = state.get("run_id")
+        if not rid:
+            return (gr.skip(),) * 5
+        st = ctx.runner.status(rid)
+        s = st.get("state")
+        done, total = st.get("step") or 0, st.get("total_steps")
+        if s in ("queued", "running"):
+            return (f"Generating into `{state.get('name')}` (job `{rid}`): {s}",
+                    progress_html(done, total, f"{done}/{total or '?'} episodes"),
+                    gr.skip(), gr.skip(), state)
+        if state.get("announced"):
+            return (gr.skip(),) * 5
+        state["announced"] = True
+        msg = (f"Dataset **{state.get('name')}** is ready ({total} episodes)." if s == "done"
+               else f"**Generation {s}:** {st.get('error') or 'see the job log'}")
+        n = local_names(ctx)
+        pick = gr.update(choices=n, value=state["name"]) if s == "done" and state.get("name") in n \
+            else gr.update(choices=n)
+        return (msg, progress_html(total if s == "done" else done, total or 1, s), local_table(ctx), pick, state)
+
+    tick.tick(poll, [gen_state], [gen_status, gen_progress, local_df, ds_pick, gen_state],
+              api_name="dataset_poll", show_progress="hidden")
+
+    def attach():
+        rows = [r for r in ctx.list_runs("datagen") if r.get("state") in ("queued", "running")]
+        if not rows:
+            return dict(EMPTY_GEN)
+        out = ctx.run(rows[-1]["run_id"]).read_config().get("out", "")
+        return {"run_id": rows[-1]["run_id"], "announced": False, "name": str(out).rstrip("/").split("/")[-1]}
+
+    demo.load(guarded(1, status_index=None, warn=False)(attach), None, [gen_state], api_name=False)
+
+    # -- inspection ----------------------------------------------------------------------------
+    view_outputs = [image, instruction, state_plot, action_plot]
+
+    @guarded(8, status_index=0)
+    def load(name: str):
+        if not name:
+            raise AppError("no dataset chosen; generate one above or pick one from the list")
+        md, stats = dataset_summary(ctx, name)
+        eps = ctx.open_dataset(name).episode_indices
+        img, instr, sfig, afig, n_frames = episode_view(ctx, name, eps[0] if eps else 0, 0)
+        return (md, stats, gr.update(minimum=0, maximum=max(1, max(eps or [0])), value=eps[0] if eps else 0),
+                gr.update(maximum=max(1, n_frames - 1), value=0), img, instr, sfig, afig)
+
+    load_outputs = [info_md, stats_df, episode, frame, *view_outputs]
+    load_btn.click(load, [ds_pick], load_outputs, api_name="dataset_info")
+    ds_pick.input(load, [ds_pick], load_outputs, api_name=False)
+
+    @guarded(6, status_index=5)
+    def on_episode(name: str, ep: Any):
+        img, instr, sfig, afig, n_frames = episode_view(ctx, name, ep, 0)
+        return img, instr, sfig, afig, gr.update(maximum=max(1, n_frames - 1), value=0), ""
+
+    episode.release(on_episode, [ds_pick, episode], [*view_outputs, frame, browse_note], api_name="dataset_episode")
+
+    @guarded(5, status_index=4)
+    def on_frame(name: str, ep: Any, fr: Any):
+        img, instr, sfig, afig, _ = episode_view(ctx, name, ep, fr)
+        return img, instr, sfig, afig, ""
+
+    frame.input(on_frame, [ds_pick, episode, frame], [*view_outputs, browse_note], api_name="dataset_frame",
+                trigger_mode="always_last", show_progress="hidden")

@@ -1,0 +1,284 @@
+"""The Gradio workbench end to end: the app builds, serves on a free port, and each tab's main action
+works through ``gradio_client`` (generate a dataset, inspect it, build a model, train live and stop,
+roll out, benchmark); bad inputs give a message and the app keeps serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+from gradio_client import Client  # noqa: E402
+
+from app import AppContext, build_app, launch  # noqa: E402
+
+API_NAMES = {
+    "train_start", "train_stop", "train_resume", "train_poll", "train_runs", "train_attach", "train_watch",
+    "train_preset", "train_method", "train_dataset", "train_overlay",
+    "datasets_refresh", "dataset_generate", "dataset_poll", "dataset_info", "dataset_episode", "dataset_frame",
+    "model_defaults", "model_summary", "model_forward", "model_save_preset",
+    "rollout_refresh", "rollout_checkpoint", "rollout_start", "rollout_poll", "rollout_show", "rollout_episode",
+    "bench_refresh", "bench_start", "bench_poll",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(fn, timeout: float, every: float = 0.5):
+    """Call ``fn`` until it returns something truthy; that value, or fail after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"condition not met in {timeout:.0f} s; last value: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("app")
+    ctx = AppContext.create(root / "runs", root / "datasets")
+    demo = build_app(ctx)
+    port = free_port()
+    launch(demo, ctx, port=port, prevent_thread_lock=True, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+    client = Client(url, verbose=False)
+    yield ctx, client, url, demo
+    for r in ctx.runner.list_runs():
+        if r.get("state") in ("queued", "running"):
+            ctx.runner.stop(r["run_id"], timeout=10)
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def dataset(served):
+    """The built-in reach dataset, 3 episodes, generated through the Datasets tab."""
+    ctx, client, _, _ = served
+    msg = client.predict(task="reach", name="reach", episodes=3, seed=0, size=96, overwrite=False,
+                         api_name="/dataset_generate")
+    assert "Generating" in msg, msg
+
+    def ready():
+        status = client.predict(api_name="/dataset_poll")[0]
+        assert "Generation failed" not in str(status), status
+        return "is ready" in str(status)
+
+    wait_for(ready, 90)
+    return "reach"
+
+
+@pytest.fixture(scope="module")
+def trained(served, dataset):
+    """A training run started from the Training tab, watched until metrics arrive, then stopped."""
+    ctx, client, url, _ = served
+    overrides = "\n".join(["training.max_steps=5000", "training.log_every=2", "training.batch_size=8",
+                           "training.save_every=100000", "dataset.episodes=3", "eval.episodes=2"])
+    msg = client.predict(preset="quickstart", dataset=dataset, run_name="apptest", overrides=overrides,
+                         api_name="/train_start")
+    assert msg.startswith("Started **"), msg
+    run_id = msg.split("**")[1]
+
+    def curve():
+        status, progress, log, loss_plot, lr_plot, thr_plot = client.predict(api_name="/train_poll")
+        assert "failed" not in status, (status, log)
+        has_points = isinstance(loss_plot, dict) and '"y":[' in str(loss_plot.get("plot"))
+        return loss_plot if has_points and "step" in str(progress) else None
+
+    loss_plot = wait_for(curve, 120)
+    # a restarted app finds the running job, and a new browser session re-attaches to it
+    from app.tabs.training import newest_active_train_run
+
+    assert newest_active_train_run(AppContext.create(ctx.runs_dir, ctx.datasets_dir)) == run_id
+    other = Client(url, verbose=False)
+    other.predict(api_name="/train_attach")
+    assert run_id in other.predict(api_name="/train_poll")[0]
+    stopped = client.predict(api_name="/train_stop")
+    assert "stopped" in stopped or "done" in stopped, stopped
+    return run_id, loss_plot
+
+
+def test_app_builds_with_named_endpoints(served):
+    _, client, _, demo = served
+    names = {d.get("api_name") for d in demo.config["dependencies"]}
+    assert API_NAMES <= names, API_NAMES - names
+    assert {f"/{n}" for n in API_NAMES} <= set(client.view_api(return_format="dict", print_info=False)
+                                                ["named_endpoints"])
+
+
+def test_bad_inputs_give_messages_and_the_app_keeps_serving(served):
+    ctx, client, _, _ = served
+    msg = client.predict(preset="quickstart", overrides="training.learning_rate=-1", api_name="/train_start")
+    assert msg.startswith("**Error:**") and "training.learning_rate" in msg and "\n" not in msg
+    msg = client.predict(preset="quickstart", training__batch_size=0, api_name="/train_start")
+    assert "training.batch_size" in msg
+    msg = client.predict(preset="quickstart", dataset="../../etc", api_name="/train_start")
+    assert "not allowed" in msg
+    msg = client.predict(preset="quickstart", overrides="dataset.root=/etc", api_name="/train_start")
+    assert "outside" in msg
+    msg = client.predict(preset="rl-ppo", method="ppo", dataset="push", api_name="/train_start")
+    assert "not built" in msg
+    # unknown checkpoint / path traversal in the Rollouts tab
+    status = client.predict("no-such-run", "reach", "", 1, 0, 1_000_000, None, api_name="/rollout_start")
+    assert "no run named 'no-such-run'" in status
+    status = client.predict("../etc", "reach", "", 1, 0, 1_000_000, None, api_name="/rollout_start")
+    assert "not allowed" in status
+    # out-of-range numbers
+    status = client.predict("reach", "bad", 0, 0, 96, False, api_name="/dataset_generate")
+    assert "dataset.episodes" in status
+    out = client.predict("../secret", api_name="/dataset_info")
+    assert "not allowed" in out[0]
+    out = client.predict(batch_size=64, precision="fp32", model__llm_hidden_size=130, api_name="/model_summary")
+    assert "llm_hidden_size" in out[0]
+    status = client.predict([], ["reach"], 5, 0, None, api_name="/bench_start")
+    assert "no checkpoints" in status
+    # the job limit (a Space allows one job at a time) is a message too
+    from vla_engine.runs.run_dir import RunDir
+
+    busy = RunDir.create(ctx.runs_dir, "busy-job", {"job": "datagen", "task": "reach"})
+    busy.write_status("running")  # this test process's pid: alive
+    ctx.runner.max_concurrent = 1
+    try:
+        msg = client.predict(preset="quickstart", dataset="reach", api_name="/train_start")
+        assert "limit 1" in msg, msg
+    finally:
+        ctx.runner.max_concurrent = None
+        busy.write_status("done")
+    # ... and the app still answers
+    table = client.predict(api_name="/datasets_refresh")[0]
+    assert "headers" in table
+    assert not ctx.list_runs("train")  # nothing was started by the bad inputs
+
+
+def test_dataset_facts_and_episode_browser(served, dataset):
+    _, client, _, _ = served
+    info, stats, ep, fr, image, instruction, state_plot, action_plot = client.predict(dataset,
+                                                                                      api_name="/dataset_info")
+    assert "**3** episodes" in info and "instruction" in info
+    assert {r[0] for r in stats["data"]} >= {"action", "observation.state"}
+    assert instruction and image
+    image, instruction, state_plot, action_plot, frame, note = client.predict(dataset, 1,
+                                                                              api_name="/dataset_episode")
+    assert instruction and not note
+    out = client.predict(dataset, 1, 1, api_name="/dataset_frame")
+    assert out[1] == instruction and out[-1] == ""
+    from gradio_client.exceptions import AppError as ClientAppError
+
+    with pytest.raises(ClientAppError, match="greater than maximum"):  # the slider's own bound
+        client.predict(dataset, 99, api_name="/dataset_episode")
+    assert client.predict(dataset, 0, api_name="/dataset_episode")[1]  # still serving
+
+
+def test_model_builder_counts_forward_and_saves_a_preset(served, dataset):
+    ctx, client, _, _ = served
+    status, params, memory, tree, _ = client.predict(batch_size=32, precision="bf16-mixed",
+                                                     api_name="/model_summary")
+    assert "total" in params and "trainable" in params and "activations" in memory
+    assert tree.startswith("model (VLAModel)")
+    status, report = client.predict(sample="synthetic sample", api_name="/model_forward")
+    assert "Predicted action chunk" in report and "ms per chunk" in report, status
+    status, report = client.predict(sample=dataset, model__action_dim=2, api_name="/model_forward")
+    assert "dataset **reach**" in status and "(1, 1, 2)" in report
+    msg = client.predict(preset_name="mine", base_preset="quickstart", api_name="/model_save_preset")
+    assert (ctx.user_presets_dir / "mine.yaml").exists(), msg
+    assert ("user/mine (saved)", "user/mine") in ctx.preset_choices()
+
+
+def test_training_live_curves_stop_and_runs_list(served, trained):
+    ctx, client, _, _ = served
+    run_id, loss_plot = trained
+    st = ctx.runner.status(run_id)
+    assert st["state"] == "stopped" and ctx.run(run_id).last_checkpoint() is not None
+    rows, _ = ctx.run(run_id).read_metrics(0)
+    assert any("train/loss" in r for r in rows)
+    table = client.predict(api_name="/train_runs")[0]
+    assert any(row[0] == run_id and row[4] == "stopped" for row in table["data"])
+    fig, note = client.predict([run_id], "train/loss", api_name="/train_overlay")
+    assert note == "1 run(s)"
+
+
+def test_rollouts_and_benchmark(served, trained):
+    ctx, client, _, _ = served
+    run_id, _ = trained
+    ckpt, evals, task = client.predict(None, api_name="/rollout_refresh")
+    assert ckpt["value"] == run_id and task["value"] == "reach"  # the newest checkpoint, its task
+    task, instruction, note = client.predict(f"{run_id}/nope", api_name="/rollout_checkpoint")
+    assert "no checkpoint 'nope'" in note
+    out = client.predict(run_id, api_name="/rollout_show")
+    assert "no evaluation results yet" in out[0]
+    status = client.predict(run_id, "push", "", 1, 1, 1_000_000, 4, api_name="/rollout_start")
+    assert status.startswith("Started"), status  # push also takes 2-D actions: allowed
+    status = client.predict(run_id, "pick-place", "", 1, 1, 1_000_000, 4, api_name="/rollout_start")
+    assert "4-D actions" in status
+    status = client.predict(run_id, "reach", "touch the green block", 1, 1, 1_000_000, 4, api_name="/rollout_start")
+    assert status.startswith("Started"), status
+
+    def rollout_done():
+        out = client.predict(api_name="/rollout_poll")
+        assert "failed" not in str(out[0]), out[0]
+        return out if "done" in str(out[0]) else None
+
+    status, progress, summary, table, gallery, ep, video, action_plot = wait_for(rollout_done, 90)
+    assert "success" in summary and len(table["data"]) == 1
+    assert table["data"][0][2] == "touch the green block"
+    assert len(gallery) == 1 and str(gallery[0]["video"]).endswith(".mp4"), gallery
+    assert "seed 1000000" in gallery[0]["caption"]
+    video, action_plot, note = client.predict(0, api_name="/rollout_episode")
+    assert video and '"y":[' in str(action_plot.get("plot"))
+
+    assert client.predict([], api_name="/bench_refresh")["value"] == [run_id]
+    status = client.predict([run_id], ["reach"], 1, 0, 3, api_name="/bench_start")
+    assert "Queued **1**" in status, status
+
+    def board_row():
+        _, queue_md, chart, board = client.predict(api_name="/bench_poll")
+        return board["data"] if isinstance(board, dict) and board.get("data") else None
+
+    data = wait_for(board_row, 90, every=1.0)
+    assert data[0][0] == run_id and data[0][1] == "reach" and "–" in data[0][4]
+    rows = [json.loads(line) for line in ctx.leaderboard_path.read_text().splitlines()]
+    assert rows[0]["ms_per_step"] > 0 and 0 <= rows[0]["ci_low"] <= rows[0]["success_rate"] <= rows[0]["ci_high"]
+
+
+def test_training_form_follows_preset_method_and_dataset(served):
+    _, client, _, _ = served
+    returns = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    out = client.predict("finetune-lora", api_name="/train_preset")
+    labels = [r["label"] for r in returns["/train_preset"]["returns"]]
+    assert out[0]["value"] == "sft" and "finetune-lora" in out[-1]
+    by_label = dict(zip(labels, out))  # training fields come after the model's, so they win on a shared label
+    assert by_label["use_lora"] == {"visible": True, "value": True, "__type__": "update"}
+    out = client.predict("ppo", api_name="/train_method")
+    labels = [r["label"] for r in returns["/train_method"]["returns"]]
+    by_label = dict(zip(labels, out))
+    assert "not built" in out[-1]
+    assert by_label["total_timesteps"]["visible"] and not by_label["use_lora"]["visible"]
+    action_dim, state_dim, note = client.predict("pick-place", 0, api_name="/train_dataset")
+    assert action_dim["value"] == 4 and "4-D actions" in note
+
+
+def test_screenshots_of_each_tab(served, artifacts_dir):
+    chromium = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
+    if chromium is None:
+        pytest.skip("headless Chromium is not installed (/usr/bin/chromium); tab screenshots skipped")
+    import subprocess
+
+    from app.main import TAB_IDS
+
+    _, _, url, _ = served
+    for tab in TAB_IDS:
+        out = Path(artifacts_dir) / f"app-{tab}.png"
+        subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--window-size=1400,2200", "--virtual-time-budget=10000", f"--screenshot={out}",
+                        f"{url}?tab={tab}"], check=True, timeout=90, capture_output=True)
+        assert out.exists() and out.stat().st_size > 10_000, tab
