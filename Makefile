@@ -34,11 +34,13 @@ $(STAMPS)/venv: pyproject.toml requirements-nodeps.txt
 	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	@mkdir -p $(STAMPS) && touch $@
 
-# Opens the workbench on its offline defaults (for now: the command-line Quick Start).
+# Opens the workbench in the browser on its offline defaults (http://127.0.0.1:7860).
 run: setup
-	$(VENV)/bin/vla quickstart
+	$(PY) launch.py
 
-quickstart: run
+# The command-line Quick Start: generate reach demos, train BC, evaluate, print the success rate.
+quickstart: setup
+	$(VENV)/bin/vla quickstart
 
 test: setup
 	$(PY) -m pytest -q

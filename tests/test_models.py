@@ -81,8 +81,8 @@ def test_seed_call_shape_works_offline(caplog):
 
 def test_gradient_checkpointing_and_freeze_vision():
     torch.manual_seed(0)
-    plain = create_vla_model("tiny", action_dim=2, state_dim=3, **TINY)
-    ckpt = create_vla_model("tiny", action_dim=2, state_dim=3, use_gradient_checkpointing=True, **TINY)
+    plain = create_vla_model("tiny", action_dim=2, state_dim=3, random_shift=0, **TINY)  # no random augmentation
+    ckpt = create_vla_model("tiny", action_dim=2, state_dim=3, use_gradient_checkpointing=True, random_shift=0, **TINY)
     ckpt.load_state_dict(plain.state_dict())
     assert ckpt.backbone.lm.is_gradient_checkpointing
     batch = make_batch()
@@ -331,3 +331,21 @@ def test_import_is_light():
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_random_shift_augments_only_in_training():
+    from vla_engine.models.vla import random_shift
+
+    x = torch.rand(8, 3, 16, 16)
+    torch.manual_seed(0)
+    y = random_shift(x, 2)
+    assert y.shape == x.shape and not torch.equal(x, y)
+    # every output is an integer shift of its input: some crop of the replicate-padded image equals it
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+    for i in range(8):
+        assert any(torch.allclose(padded[i, :, dy:dy + 16, dx:dx + 16], y[i], atol=1e-5)
+                   for dy in range(5) for dx in range(5))
+    model = create_vla_model("tiny", action_dim=2, state_dim=3, random_shift=4, **TINY).eval()
+    batch = make_batch()
+    obs = {k: v for k, v in batch.items() if k not in ("action", "action_is_pad")}
+    torch.testing.assert_close(model.predict_action_chunk(obs), model.predict_action_chunk(obs))

@@ -6,6 +6,7 @@
     vla eval RUN_OR_CHECKPOINT --task push --episodes 50
     vla runs | status RUN | stop RUN | resume RUN | logs RUN
     vla presets | tasks
+    vla ui [--port 7860]                   the browser workbench
 """
 
 from __future__ import annotations
@@ -57,9 +58,10 @@ def cmd_datagen(args) -> int:
     if args.background:
         return _start_or_run(args, "datagen", {"task": args.task, "episodes": args.episodes, "out": args.out,
                                                "seed": args.seed, "image_size": args.image_size,
-                                               "overwrite": args.overwrite}, f"datagen-{args.task}")
+                                               "overwrite": args.overwrite, "action_noise": args.action_noise},
+                             f"datagen-{args.task}")
     out = generate_dataset(args.task, args.episodes, args.out, seed=args.seed, image_size=args.image_size,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, action_noise=args.action_noise)
     print(f"wrote {args.episodes} episodes of '{args.task}' to {out}")
     return 0
 
@@ -177,6 +179,18 @@ def cmd_tasks(args) -> int:
     return 0
 
 
+def cmd_ui(args) -> int:
+    """The browser workbench (the ``app`` package, a separate layer over this engine)."""
+    from .runs.run_dir import RunError
+
+    try:
+        from app.launcher import main as launch_main
+    except ImportError as e:
+        raise RunError(f"the workbench UI is not installed ({e}); install the repo with `make setup`") from None
+    argv = ["--runs-dir", args.runs_dir] + list(args.ui_args)
+    return launch_main(argv)
+
+
 def cmd_job(args) -> int:
     from .runs.jobs import run_job
 
@@ -201,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--image-size", type=int, default=96)
+    sp.add_argument("--action-noise", type=float, default=0.3,
+                    help="DART noise std on executed expert actions (recorded actions stay clean); 0 = none")
     sp.add_argument("--overwrite", action="store_true")
     sp.add_argument("--background", action="store_true")
 
@@ -238,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--background", action="store_true")
         if name == "logs":
             sp.add_argument("-n", "--lines", type=int, default=40)
+    sp = add("ui", cmd_ui, "open the browser workbench (flags: --host --port --share --datasets-dir)")
+    sp.add_argument("ui_args", nargs=argparse.REMAINDER)
     add("presets", cmd_presets, "list presets")
     add("tasks", cmd_tasks, "list built-in tasks")
     sp = add("job", cmd_job, argparse.SUPPRESS)

@@ -58,6 +58,7 @@ class ModelConfig(ConfigBase):
     n_obs_steps: int = 1
     action_loss: Literal["mse", "l1", "smooth_l1"] = "mse"
     dropout: float = 0.0
+    random_shift: int = 4  # training-time image augmentation: random shifts of up to this many pixels (0 = off)
     # inputs and normalisation
     image_keys: list[str] = field(default_factory=lambda: ["observation.images.front"])
     normalization: Literal["mean_std", "min_max", "none"] = "mean_std"
@@ -88,6 +89,7 @@ class ModelConfig(ConfigBase):
         self._check_range("n_action_steps", 1, self.chunk_size)
         self._check_range("n_obs_steps", 1)
         self._check_range("dropout", 0.0, 1.0)
+        self._check_range("random_shift", 0, 32)
         if self.llm_pretrained is None:
             if self.llm_hidden_size % self.llm_num_heads:
                 self._fail("llm_hidden_size", f"must be divisible by llm_num_heads ({self.llm_num_heads})")

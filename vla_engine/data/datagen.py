@@ -50,8 +50,13 @@ class DatagenError(DatasetError):
 # --------------------------------------------------------------------------------------------
 # one episode
 # --------------------------------------------------------------------------------------------
-def rollout_episode(env: Any, expert: Any, seed: int) -> dict[str, Any]:
+def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0) -> dict[str, Any]:
     """Run ``expert`` in ``env`` from ``env.reset(seed=seed)`` until the episode ends.
+
+    ``action_noise`` > 0 injects noise the DART way (Laskey et al. 2017): the env executes
+    ``clip(expert + N(0, action_noise^2))`` while the dataset records the expert's clean command, so
+    the demonstrations visit slightly-off states and show how the expert recovers from them — the
+    states a cloned policy drifts into. The noise is drawn from ``seed``: episodes stay reproducible.
 
     Returns ``{"observation.images.front": (T,H,W,3) uint8, "observation.state": (T,S) float32,
     "action": (T,A) float32, "task": str, "seed", "success", "length", "return"}`` where frame t
@@ -65,12 +70,16 @@ def rollout_episode(env: Any, expert: Any, seed: int) -> dict[str, Any]:
     frames, states, actions = [], [], []
     success = bool(info.get("is_success", False))
     ret = 0.0
+    noise_rng = np.random.default_rng([int(seed), 0xDA27])
     for _ in range(int(u.max_episode_steps)):
         action = np.asarray(expert.act(env), dtype=np.float32)
         frames.append(np.array(obs["pixels"], dtype=np.uint8, copy=True))
         states.append(np.asarray(obs["agent_pos"], dtype=np.float32).copy())
         actions.append(action.copy())
-        obs, reward, terminated, truncated, info = env.step(action)
+        executed = action
+        if action_noise > 0:
+            executed = np.clip(action + noise_rng.normal(0.0, action_noise, action.shape), -1, 1).astype(np.float32)
+        obs, reward, terminated, truncated, info = env.step(executed)
         ret += float(reward)
         success = success or bool(info.get("is_success", False))
         if terminated or truncated:
@@ -90,7 +99,7 @@ def rollout_episode(env: Any, expert: Any, seed: int) -> dict[str, Any]:
 _ENVS: dict[tuple[str, int], tuple[Any, Any]] = {}
 
 
-def _rollout_job(task: str, image_size: int, seed: int) -> dict[str, Any]:
+def _rollout_job(task: str, image_size: int, seed: int, action_noise: float = 0.0) -> dict[str, Any]:
     """Worker entry point: one env + expert per process, reused across episodes."""
     key = (task, int(image_size))
     if key not in _ENVS:
@@ -100,7 +109,7 @@ def _rollout_job(task: str, image_size: int, seed: int) -> dict[str, Any]:
         env = make_env(task, image_size=int(image_size))
         _ENVS[key] = (env, make_expert(env))
     env, expert = _ENVS[key]
-    return rollout_episode(env, expert, seed)
+    return rollout_episode(env, expert, seed, action_noise)
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,6 +129,7 @@ def generate_dataset(
     workers: int | None = None,
     use_videos: bool = False,
     max_attempts: int | None = None,
+    action_noise: float = 0.0,
 ) -> Path:
     """Record ``episodes`` expert demonstrations of built-in ``task`` into a LeRobot v3 dataset.
 
@@ -138,6 +148,8 @@ def generate_dataset(
         workers: simulation processes (None: CPU count - 1, at most 2; 0: simulate in this process).
         use_videos: store the camera as mp4 (AV1) instead of PNG frames.
         max_attempts: seeds to try at most (default ``3 * episodes + 10``).
+        action_noise: std of the DART noise added to the executed (not the recorded) actions;
+            0 records the expert's own trajectories.
 
     Returns the dataset folder.
     """
@@ -172,7 +184,7 @@ def generate_dataset(
     n_workers = _default_workers() if workers is None else max(0, int(workers))
     n_workers = min(n_workers, attempts_cap)
 
-    source = _RolloutSource(task, image_size, seed, attempts_cap, n_workers)
+    source = _RolloutSource(task, image_size, seed, attempts_cap, n_workers, action_noise)
     source.start()  # worker processes start simulating while lerobot loads here
     t0 = time.time()
     kept_seeds: list[int] = []
@@ -247,6 +259,7 @@ def generate_dataset(
             "num_episodes": len(kept_seeds),
             "num_frames": writer.num_frames,
             "only_successful": only_successful,
+            "action_noise": action_noise,
             "seed_start": seed,
             "seeds": kept_seeds,  # seeds[i] generated episode_index i
             "seeds_attempted": [seed, seed + attempts],  # [first, end)
@@ -305,10 +318,10 @@ class _Worker:
         )
         self.outstanding = 0
 
-    def send(self, task: str, image_size: int, seed: int) -> None:
+    def send(self, task: str, image_size: int, seed: int, action_noise: float = 0.0) -> None:
         assert self.proc.stdin is not None
         try:
-            self.proc.stdin.write(pickle.dumps((task, image_size, seed), protocol=pickle.HIGHEST_PROTOCOL))
+            self.proc.stdin.write(pickle.dumps((task, image_size, seed, action_noise), protocol=pickle.HIGHEST_PROTOCOL))
             self.proc.stdin.flush()
         except BrokenPipeError:
             raise self._died() from None
@@ -357,11 +370,11 @@ def _worker_main() -> None:
     inp = sys.stdin.buffer
     while True:
         try:
-            task, image_size, seed = pickle.load(inp)
+            task, image_size, seed, action_noise = pickle.load(inp)  # from our own parent process
         except EOFError:
             break
         try:
-            msg = ("ok", _rollout_job(task, image_size, seed))
+            msg = ("ok", _rollout_job(task, image_size, seed, action_noise))
         except Exception as e:  # reported to the parent as a one-line error
             msg = ("error", f"seed {seed}: {type(e).__name__}: {e}")
         pickle.dump(msg, out, protocol=pickle.HIGHEST_PROTOCOL)
@@ -376,8 +389,10 @@ class _RolloutSource:
     order, so the dataset does not depend on the number of workers.
     """
 
-    def __init__(self, task: str, image_size: int, seed: int, cap: int, n_workers: int) -> None:
+    def __init__(self, task: str, image_size: int, seed: int, cap: int, n_workers: int,
+                 action_noise: float = 0.0) -> None:
         self.task, self.image_size, self.seed, self.cap, self.n_workers = task, image_size, seed, cap, n_workers
+        self.action_noise = float(action_noise)
         self._workers: list[_Worker] = []
         self._next_send = seed
 
@@ -392,13 +407,13 @@ class _RolloutSource:
     def _send_next(self) -> None:
         if self._next_send < self.seed + self.cap:
             k = self._next_send - self.seed
-            self._workers[k % self.n_workers].send(self.task, self.image_size, self._next_send)
+            self._workers[k % self.n_workers].send(self.task, self.image_size, self._next_send, self.action_noise)
             self._next_send += 1
 
     def __iter__(self):
         if not self._workers:
             for s in range(self.seed, self.seed + self.cap):
-                yield _rollout_job(self.task, self.image_size, s)
+                yield _rollout_job(self.task, self.image_size, s, self.action_noise)
             return
         for s in range(self.seed, self.seed + self.cap):
             result = self._workers[(s - self.seed) % self.n_workers].receive()

@@ -128,7 +128,7 @@ def build_scene_xml(with_z: bool = False, image_size: int = 96) -> str:
           contype="0" conaffinity="0"/>
     <geom name="table" type="box" size="{tx} {ty} 0.02" pos="0 0 -0.02"
           rgba="0.55 0.42 0.3 1"/>
-    <camera name="front" pos="0 -0.593 1.314" xyaxes="1 0 0 0 0.906 0.423" fovy="30"/>
+    <camera name="front" pos="0 -0.25 0.75" xyaxes="1 0 0 0 0.949 0.316" fovy="45"/>
 {zones}
 {blocks}
     <body name="effector" pos="0 0 {eff_z0}" gravcomp="1">

@@ -66,7 +66,7 @@ class CNNEncoder(VisionEncoder):
     def __init__(self, out_dim: int = 64, image_size: int = 96, pool: int = 6, channels: tuple[int, ...] = (32, 64, 64)):
         super().__init__()
         self.out_dim, self.image_size, self.pool = out_dim, image_size, pool
-        chans = [3, *channels, out_dim]
+        chans = [5, *channels, out_dim]  # RGB + 2 coordinate channels (CoordConv: easier localisation)
         layers: list[nn.Module] = []
         for i in range(len(chans) - 1):
             k = 5 if i == 0 else 3
@@ -86,6 +86,10 @@ class CNNEncoder(VisionEncoder):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.resize(images) * 2.0 - 1.0  # (B, 3, S, S) in [-1, 1]
+        b, _, h, w = x.shape
+        ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
+        xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
+        x = torch.cat([x, xs, ys], dim=1)  # (B, 5, S, S)
         x = self.net(x)  # (B, D, h, w)
         if x.shape[-1] != self.grid or x.shape[-2] != self.grid:
             x = F.adaptive_avg_pool2d(x, self.grid)  # (B, D, g, g)

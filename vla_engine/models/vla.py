@@ -29,6 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 from ..config.base import ConfigError
 from ..config.model_config import ModelConfig
@@ -171,6 +172,20 @@ def resolve_vlm(name: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 # The model
 # ------------------------------------------------------------------------------------------------
+def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
+    """DrQ-style augmentation: shift each image by up to ``pad`` pixels (edges replicated). (N, C, H, W)."""
+    n, _, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")  # (N, C, H+2p, W+2p)
+    eps_h, eps_w = 1.0 / (h + 2 * pad), 1.0 / (w + 2 * pad)
+    ar_h = torch.linspace(-1.0 + eps_h, 1.0 - eps_h, h + 2 * pad, device=images.device)[:h]
+    ar_w = torch.linspace(-1.0 + eps_w, 1.0 - eps_w, w + 2 * pad, device=images.device)[:w]
+    base = torch.stack(torch.meshgrid(ar_h, ar_w, indexing="ij")[::-1], dim=-1)  # (H, W, 2) as (x, y)
+    shift = torch.randint(0, 2 * pad + 1, (n, 1, 1, 2), device=images.device, dtype=images.dtype)
+    shift = shift * torch.tensor([2.0 / (w + 2 * pad), 2.0 / (h + 2 * pad)], device=images.device)
+    grid = base.unsqueeze(0).to(images.dtype) + shift  # (N, H, W, 2)
+    return F.grid_sample(padded, grid, padding_mode="zeros", align_corners=False)  # (N, C, H, W)
+
+
 class VLAModel(nn.Module):
     """A vision-language-action policy (see the module docstring for the data flow).
 
@@ -382,6 +397,8 @@ class VLAModel(nn.Module):
         x = torch.stack(cams, dim=2)  # (B, T, K, 3, H, W)
         b, t, k = x.shape[:3]
         flat = x.flatten(0, 2)  # (B*T*K, 3, H, W)
+        if self.training and self.config.random_shift > 0:
+            flat = random_shift(flat, self.config.random_shift)  # (B*T*K, 3, H, W)
         if self.config.freeze_vision or self.config.freeze_vlm:
             with torch.no_grad():
                 feats = self.vision_encoder(flat)  # (B*T*K, N, Dv)
@@ -444,13 +461,15 @@ class VLAModel(nn.Module):
         ids, text_mask = ids.to(self.device, non_blocking=True), text_mask.to(self.device, non_blocking=True)
         text = self.backbone.embed(ids).to(prefix.dtype)  # (B, L, H)
         query = self.action_query.expand(b, -1, -1).to(prefix.dtype)  # (B, 1, H)
-        seq = torch.cat([prefix, text, query], dim=1)  # (B, P + L + 1, H)
+        # The instruction comes first: in a causal LM every observation token can then attend to it,
+        # so visual features are conditioned on the words (which block?) from the first layer on.
+        seq = torch.cat([text, prefix, query], dim=1)  # (B, L + P + 1, H)
         if bool(text_mask.all()):
             attn, pos = None, None  # no padding: plain causal attention
         else:
-            ones = torch.ones(b, prefix.shape[1], dtype=torch.long, device=self.device)  # (B, P)
-            attn = torch.cat([ones, text_mask.long(), ones[:, :1]], dim=1)  # (B, P + L + 1)
-            pos = (attn.cumsum(dim=1) - 1).clamp_min(0)  # (B, P + L + 1): padding does not shift positions
+            ones = torch.ones(b, prefix.shape[1] + 1, dtype=torch.long, device=self.device)  # (B, P + 1)
+            attn = torch.cat([text_mask.long(), ones], dim=1)  # (B, L + P + 1)
+            pos = (attn.cumsum(dim=1) - 1).clamp_min(0)  # (B, L + P + 1): padding does not shift positions
         hidden = self.backbone(inputs_embeds=seq, attention_mask=attn, position_ids=pos)  # (B, P + L + 1, H)
         return hidden[:, -1]  # (B, H)
 

@@ -158,7 +158,8 @@ def datagen_job(run: RunDir, progress: bool = True) -> dict:
     run.write_status("running", phase="datagen", step=0, total_steps=n)
     out = generate_dataset(cfg["task"], n, cfg["out"], seed=int(cfg.get("seed", 0)),
                            image_size=int(cfg.get("image_size", 96)), progress=progress,
-                           on_episode=on_episode, overwrite=bool(cfg.get("overwrite", False)))
+                           on_episode=on_episode, overwrite=bool(cfg.get("overwrite", False)),
+                           action_noise=float(cfg.get("action_noise", 0.3)))
     run.log(f"wrote {n} episodes of '{cfg['task']}' to {out}")
     return {"dataset": str(out)}
 
