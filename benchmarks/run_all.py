@@ -1,0 +1,33 @@
+"""Run every benchmark in turn and print their figures (long: ~30 min on 2 cores).
+
+    python benchmarks/run_all.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="skip the end-to-end task benchmarks")
+    args = ap.parse_args()
+    env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"), PYTHONPATH=str(HERE.parent))
+    runs = [["bench_render.py"], ["bench_dataloader.py"], ["bench_model.py"], ["bench_loop_overhead.py"]]
+    if not args.quick:
+        runs += [["bench_tasks.py", "--task", "reach"], ["bench_tasks.py", "--task", "push", "--preset", "il-bc"]]
+    failed = 0
+    for r in runs:
+        print(f"\n=== {' '.join(r)}", flush=True)
+        failed += subprocess.call([sys.executable, str(HERE / r[0]), *r[1:]], env=env) != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
