@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--task", default="reach")
-    ap.add_argument("--episodes", type=int, default=200)
+    ap.add_argument("--episodes", type=int, default=None, help="default: the preset's")
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
     ap.add_argument("--eval-episodes", type=int, default=50)
     ap.add_argument("--preset", default="quickstart")
@@ -38,8 +38,9 @@ def main() -> None:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="vla-bench-"))
     overrides = [f"dataset.task={args.task}", f"eval.task={args.task}", f"dataset.root={work / 'data' / args.task}",
-                 f"dataset.repo_id=local/{args.task}", f"dataset.episodes={args.episodes}",
-                 f"eval.episodes={args.eval_episodes}"] + args.set
+                 f"dataset.repo_id=local/{args.task}", f"eval.episodes={args.eval_episodes}"] + args.set
+    if args.episodes:
+        overrides.append(f"dataset.episodes={args.episodes}")
     if args.steps:
         overrides.append(f"training.max_steps={args.steps}")
     cfg = load_preset(args.preset, overrides)
@@ -54,7 +55,7 @@ def main() -> None:
     ev = st["eval"]
     rows = [json.loads(l) for l in run.metrics_path.read_text().splitlines()]
     sps = [r["perf/samples_per_s"] for r in rows if "perf/samples_per_s" in r]
-    print(f"task={args.task} episodes={args.episodes} steps={st['step']} model={cfg.model.vision_encoder}+"
+    print(f"task={args.task} episodes={cfg.dataset.episodes} steps={st['step']} model={cfg.model.vision_encoder}+"
           f"{cfg.model.llm}+{cfg.model.action_head}")
     print(f"success {ev['eval/success_rate']:.0%} (95% CI {ev['eval/success_ci_low']:.0%}-"
           f"{ev['eval/success_ci_high']:.0%}) over {ev['eval/episodes']} held-out seeds; "

@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("quickstart", cmd_quickstart, "generate data, train BC and evaluate, offline")
     sp.add_argument("--task", default="reach")
-    sp.add_argument("--episodes", type=int, default=200)
+    sp.add_argument("--episodes", type=int, default=400)
     sp.add_argument("--steps", type=int, default=None)
     sp.add_argument("--eval-episodes", type=int, default=50)
     sp.add_argument("--datasets-dir", default="datasets")

@@ -129,7 +129,7 @@ def generate_dataset(
     workers: int | None = None,
     use_videos: bool = False,
     max_attempts: int | None = None,
-    action_noise: float = 0.0,
+    action_noise: float = 0.3,
 ) -> Path:
     """Record ``episodes`` expert demonstrations of built-in ``task`` into a LeRobot v3 dataset.
 
@@ -148,8 +148,9 @@ def generate_dataset(
         workers: simulation processes (None: CPU count - 1, at most 2; 0: simulate in this process).
         use_videos: store the camera as mp4 (AV1) instead of PNG frames.
         max_attempts: seeds to try at most (default ``3 * episodes + 10``).
-        action_noise: std of the DART noise added to the executed (not the recorded) actions;
-            0 records the expert's own trajectories.
+        action_noise: std of the DART noise added to the executed (not the recorded) actions
+            (default 0.3, as in DatasetConfig and `vla datagen`); 0 records the expert's own
+            trajectories.
 
     Returns the dataset folder.
     """

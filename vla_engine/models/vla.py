@@ -630,7 +630,7 @@ class VLAModel(nn.Module):
         model._build(cfg, tokenizer=tokenizer, llm_hf_config=hf.get("llm"), vision_hf_config=hf.get("vision"),
                      rebuild=True)
         _load_weights(model, weights, map_location)
-        return model
+        return model.eval()  # like transformers: a loaded model is ready for inference
 
 
 def _image_batch(img: Any) -> torch.Tensor:
