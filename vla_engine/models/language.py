@@ -21,22 +21,11 @@ from torch import nn
 
 from ..config.base import ConfigError
 
+from ._util import _first_line, _import_transformers  # noqa: F401
+
 log = logging.getLogger(__name__)
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
-
-
-def _import_transformers():
-    # transformers otherwise imports TensorFlow when it is installed (seconds of start-up, unused here)
-    os.environ.setdefault("USE_TF", "0")
-    import transformers
-
-    return transformers
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 # ------------------------------------------------------------------------------------------------

@@ -17,20 +17,9 @@ from torch import nn
 
 from ..config.base import ConfigError
 
+from ._util import _first_line, _import_transformers  # noqa: F401
+
 log = logging.getLogger(__name__)
-
-
-def _import_transformers():
-    # transformers otherwise imports TensorFlow when it is installed (seconds of start-up, unused here)
-    os.environ.setdefault("USE_TF", "0")
-    import transformers
-
-    return transformers
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 class VisionEncoder(nn.Module):
@@ -77,6 +66,7 @@ class CNNEncoder(VisionEncoder):
         for _ in range(len(chans) - 1):
             side = (side + 1) // 2
         self.grid = min(side, pool) if pool > 0 else side
+        self.film_channels = out_dim  # FiLM scales/shifts the last feature map, one pair per channel
         self.pos_embed = nn.Parameter(torch.randn(self.grid * self.grid, out_dim) * 0.02)  # (N, D)
         self.num_tokens = self.grid * self.grid
 
@@ -84,13 +74,17 @@ class CNNEncoder(VisionEncoder):
     def from_config(cls, cfg, *, hf_config: Any = None, rebuild: bool = False) -> "CNNEncoder":
         return cls(out_dim=cfg.vision_dim, image_size=cfg.image_size, pool=cfg.vision_pool)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
+        """``film``: (B, 2 * out_dim) per-channel (scale, shift) from the instruction, or None."""
         x = self.resize(images) * 2.0 - 1.0  # (B, 3, S, S) in [-1, 1]
         b, _, h, w = x.shape
         ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
         xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
         x = torch.cat([x, xs, ys], dim=1)  # (B, 5, S, S)
         x = self.net(x)  # (B, D, h, w)
+        if film is not None:
+            gamma, beta = film.chunk(2, dim=-1)  # (B, D), (B, D)
+            x = F.relu(x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None])  # (B, D, h, w)
         if x.shape[-1] != self.grid or x.shape[-2] != self.grid:
             x = F.adaptive_avg_pool2d(x, self.grid)  # (B, D, g, g)
         x = x.flatten(2).transpose(1, 2)  # (B, N, D)

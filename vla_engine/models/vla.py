@@ -239,6 +239,11 @@ class VLAModel(nn.Module):
         self.camera_embed = nn.Parameter(torch.randn(n_cams, hidden) * 0.02) if n_cams > 1 else None  # (K, H)
         self.obs_step_embed = nn.Parameter(torch.randn(n_obs, hidden) * 0.02) if n_obs > 1 else None  # (T, H)
         self.action_query = nn.Parameter(torch.randn(1, 1, hidden) * 0.02)  # (1, 1, H)
+        self.film = None
+        if cfg.film and hasattr(self.vision_encoder, "film_channels"):
+            self.film = nn.Linear(hidden, 2 * self.vision_encoder.film_channels)  # text summary -> (scale, shift)
+            nn.init.zeros_(self.film.weight)  # starts as the identity: no conditioning until learned
+            nn.init.zeros_(self.film.bias)
         if action_head is None:
             action_head = ACTION_HEADS.get(cfg.action_head).from_config(cfg, input_dim=hidden)
         elif hasattr(action_head, "set_input_dim"):
@@ -390,7 +395,7 @@ class VLAModel(nn.Module):
             x = x.expand(*x.shape[:-3], 3, *x.shape[-2:])
         return self._fit_time(x, 3, key)  # (B, T, 3, H, W)
 
-    def _image_tokens(self, batch: Mapping[str, Any]) -> torch.Tensor:
+    def _image_tokens(self, batch: Mapping[str, Any], text_summary: torch.Tensor | None = None) -> torch.Tensor:
         cams = [self._image_tensor(batch, k) for k in self.config.image_keys]  # K x (B, T, 3, H, W)
         if len({c.shape[-2:] for c in cams}) > 1:  # cameras of different sizes: resize to stack
             cams = [self.vision_encoder.resize(c.flatten(0, 1)).unflatten(0, c.shape[:2]) for c in cams]
@@ -399,11 +404,14 @@ class VLAModel(nn.Module):
         flat = x.flatten(0, 2)  # (B*T*K, 3, H, W)
         if self.training and self.config.random_shift > 0:
             flat = random_shift(flat, self.config.random_shift)  # (B*T*K, 3, H, W)
+        kw = {}
+        if self.film is not None and text_summary is not None:
+            kw["film"] = self.film(text_summary).repeat_interleave(t * k, dim=0)  # (B*T*K, 2*Dv)
         if self.config.freeze_vision or self.config.freeze_vlm:
             with torch.no_grad():
-                feats = self.vision_encoder(flat)  # (B*T*K, N, Dv)
+                feats = self.vision_encoder(flat, **kw)  # (B*T*K, N, Dv)
         else:
-            feats = self.vision_encoder(flat)  # (B*T*K, N, Dv)
+            feats = self.vision_encoder(flat, **kw)  # (B*T*K, N, Dv)
         tokens = self.projector(feats)  # (B*T*K, N, H)
         tokens = tokens.unflatten(0, (b, t, k))  # (B, T, K, N, H)
         if self.camera_embed is not None:
@@ -430,6 +438,16 @@ class VLAModel(nn.Module):
             tokens = tokens + self.obs_step_embed  # (B, T, H)
         return tokens
 
+    def _batch_size(self, batch: Mapping[str, Any]) -> int:
+        x = batch[self.config.image_keys[0]] if self.config.image_keys[0] in batch else None
+        if x is None:
+            raise ModelInputError(f"the batch has no {self.config.image_keys[0]!r} (model.image_keys); "
+                                  f"set model.image_keys to the dataset's camera keys")
+        x = x if isinstance(x, torch.Tensor) else np.asarray(x)
+        if x.ndim == 3:  # one unbatched image
+            return 1
+        return int(x.shape[0])
+
     def _tasks(self, batch: Mapping[str, Any], b: int) -> list[str]:
         task = batch.get("task")
         if task is None:
@@ -443,9 +461,13 @@ class VLAModel(nn.Module):
             raise ModelInputError(f"batch['task'] has {len(task)} instructions for a batch of {b}; give one per sample")
         return [str(t) for t in task]
 
-    def encode_modalities(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        """Every input modality as LM-space tokens: ``{"images": (B, Ni, H), "state": (B, T, H), ...}``."""
-        tokens = {"images": self._image_tokens(batch)}  # (B, Ni, H)
+    def encode_modalities(self, batch: Mapping[str, Any],
+                          text_summary: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every input modality as LM-space tokens: ``{"images": (B, Ni, H), "state": (B, T, H), ...}``.
+
+        ``text_summary`` (B, H) conditions the vision encoder (FiLM) when the model has one.
+        """
+        tokens = {"images": self._image_tokens(batch, text_summary)}  # (B, Ni, H)
         if self.state_proj is not None:
             tokens["state"] = self._state_tokens(batch)  # (B, T, H)
         for name, enc in self.modality_encoders.items():
@@ -454,12 +476,18 @@ class VLAModel(nn.Module):
 
     def features(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """The LM's final hidden state at the action query: (B, H)."""
-        tokens = self.encode_modalities(batch)
-        prefix = torch.cat(list(tokens.values()), dim=1)  # (B, P, H)
-        b = prefix.shape[0]
+        b = self._batch_size(batch)
         ids, text_mask = self.text_cache(self._tasks(batch, b))  # (B, L), (B, L)
         ids, text_mask = ids.to(self.device, non_blocking=True), text_mask.to(self.device, non_blocking=True)
-        text = self.backbone.embed(ids).to(prefix.dtype)  # (B, L, H)
+        text = self.backbone.embed(ids)  # (B, L, H)
+        summary = None
+        if self.film is not None:  # the instruction alone through the LM, mean-pooled: (B, H)
+            m = text_mask.unsqueeze(-1).to(text.dtype)  # (B, L, 1)
+            h = self.backbone(inputs_embeds=text, attention_mask=None if bool(text_mask.all()) else text_mask.long())
+            summary = (h * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, H)
+        tokens = self.encode_modalities(batch, summary)
+        prefix = torch.cat(list(tokens.values()), dim=1)  # (B, P, H)
+        text = text.to(prefix.dtype)  # (B, L, H)
         query = self.action_query.expand(b, -1, -1).to(prefix.dtype)  # (B, 1, H)
         # The instruction comes first: in a causal LM every observation token can then attend to it,
         # so visual features are conditioned on the words (which block?) from the first layer on.
