@@ -349,3 +349,21 @@ def test_random_shift_augments_only_in_training():
     batch = make_batch()
     obs = {k: v for k, v in batch.items() if k not in ("action", "action_is_pad")}
     torch.testing.assert_close(model.predict_action_chunk(obs), model.predict_action_chunk(obs))
+
+
+def test_film_conditioning_uses_the_instruction():
+    torch.manual_seed(0)
+    model = create_vla_model("tiny", action_dim=2, state_dim=3, film=True, random_shift=0, **TINY)
+    assert model.film is not None
+    with torch.no_grad():
+        model.film.weight.normal_(0, 0.5)  # as if trained: the words now scale the visual features
+    batch = make_batch()
+    obs = {k: v for k, v in batch.items() if k not in ("action", "action_is_pad")}
+    model.eval()
+    a = model.predict_action_chunk({**obs, "task": ["touch the red block"] * len(obs["task"])})
+    b = model.predict_action_chunk({**obs, "task": ["touch the blue block"] * len(obs["task"])})
+    assert not torch.allclose(a, b)
+    model.train()
+    loss, _ = model(batch)
+    loss.backward()
+    assert model.film.weight.grad is not None and model.film.weight.grad.abs().sum() > 0
