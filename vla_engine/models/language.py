@@ -13,15 +13,13 @@ tokenises each distinct string once.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from ..config.base import ConfigError
 
-from ._util import _first_line, _import_transformers  # noqa: F401
+from ._util import _first_line, _import_transformers, pretrained_load_error  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +144,7 @@ class LanguageBackbone(nn.Module):
                 lm = tf.AutoModelForCausalLM.from_pretrained(cfg.llm_pretrained, trust_remote_code=False,
                                                              torch_dtype=torch.float32, attn_implementation="sdpa")
             except Exception as e:  # noqa: BLE001 - OSError / ValueError / HF errors: one user message
-                offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
-                raise ConfigError(
-                    f"model.llm_pretrained: {cfg.llm_pretrained!r} could not be loaded as a causal LM{offline} "
-                    f"({_first_line(e)}); give a local folder saved with save_pretrained or a cached hub id"
-                ) from None
+                raise pretrained_load_error("llm_pretrained", cfg.llm_pretrained, "a causal LM", e) from None
             if getattr(lm.config, "model_type", None) != cls.name:
                 log.warning("model.llm is %r but %s is a %r model; using it as it is", cls.name,
                             cfg.llm_pretrained, getattr(lm.config, "model_type", "?"))

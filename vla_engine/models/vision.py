@@ -7,7 +7,6 @@ Each encoder resizes to its ``image_size``, applies its own normalisation, and e
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from torch import nn
 
 from ..config.base import ConfigError
 
-from ._util import _first_line, _import_transformers  # noqa: F401
+from ._util import _first_line, _import_transformers, pretrained_load_error  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -176,11 +175,7 @@ class SiglipEncoder(VisionEncoder):
             try:
                 self.model = tf.SiglipVisionModel.from_pretrained(pretrained, torch_dtype=torch.float32)
             except Exception as e:  # noqa: BLE001 - OSError / ValueError / HF errors: one user message
-                offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
-                raise ConfigError(
-                    f"model.vision_pretrained: {pretrained!r} could not be loaded as a SigLIP vision model{offline} "
-                    f"({_first_line(e)}); give a local folder saved with save_pretrained or a cached hub id"
-                ) from None
+                raise pretrained_load_error("vision_pretrained", pretrained, "a SigLIP vision model", e) from None
         else:
             self.model = tf.SiglipVisionModel(hf_config)
         self.hf_config = self.model.config
