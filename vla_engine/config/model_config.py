@@ -27,8 +27,8 @@ class ModelConfig(ConfigBase):
     type_name: ClassVar[str] = "vla"
 
     # vision
-    vision_encoder: str = "cnn"  # cnn | resnet18 | siglip
-    vision_pretrained: str | None = None  # local folder / hub id (siglip) or weights file (resnet18)
+    vision_encoder: str = "cnn"  # cnn | resnet18 | resnet34 | resnet50 | siglip | clip | dinov2
+    vision_pretrained: str | None = None  # local folder / hub id (siglip, clip, dinov2) or weights file (resnet)
     image_size: int = 96  # images are resized to this side before the encoder
     vision_dim: int = 64  # cnn channels / siglip hidden size (resnet18 is 512, pretrained: their own)
     vision_pool: int = 6  # cnn: pool the feature map to at most pool x pool tokens (0 = keep the full map)
@@ -37,7 +37,10 @@ class ModelConfig(ConfigBase):
     vision_patch_size: int = 16  # siglip patch size when built from scratch
     freeze_vision: bool = False
     # projector
-    projector: str = "mlp"
+    projector: str = "mlp"  # mlp | attention | perceiver
+    projector_num_tokens: int = 16  # attention / perceiver: visual tokens out per image
+    projector_num_layers: int = 2  # perceiver: resampler layers
+    projector_num_heads: int = 4  # attention / perceiver heads
     # language backbone
     llm: str = "qwen2"  # qwen2 | llama
     llm_pretrained: str | None = None  # local folder or hub id for from_pretrained (its own tokenizer)
@@ -51,6 +54,15 @@ class ModelConfig(ConfigBase):
     action_head: str = "mlp"
     head_hidden_dim: int = 256
     head_num_layers: int = 2
+    head_num_heads: int = 4  # transformer head
+    min_std: float = 0.01  # gaussian head
+    max_std: float = 1.0  # gaussian head
+    num_diffusion_steps: int = 100  # diffusion head: training noise steps (DDPM)
+    num_inference_steps: int = 10  # diffusion head: sampling steps at inference
+    use_ddim: bool = True  # diffusion head: DDIM (deterministic, few steps) or DDPM sampling at inference
+    prediction_type: Literal["epsilon", "sample"] = "epsilon"  # diffusion head target
+    temporal_ensemble_coeff: float | None = None  # ACT temporal ensembling at inference (e.g. 0.01); None = off
+    action_bins: int = 256  # action tokens: bins per action dimension
     action_dim: int = 2
     state_dim: int = 0  # 0 = no state input
     chunk_size: int = 1
@@ -84,6 +96,17 @@ class ModelConfig(ConfigBase):
         self._check_range("max_text_tokens", 1, 4096)
         self._check_range("head_hidden_dim", 1)
         self._check_range("head_num_layers", 1)
+        self._check_range("head_num_heads", 1)
+        self._check_range("projector_num_tokens", 1, 4096)
+        self._check_range("projector_num_layers", 1)
+        self._check_range("projector_num_heads", 1)
+        self._check_range("min_std", 1e-6, 10.0)
+        self._check_range("max_std", self.min_std, 100.0)
+        self._check_range("num_diffusion_steps", 2, 10000)
+        self._check_range("num_inference_steps", 1, self.num_diffusion_steps)
+        self._check_range("action_bins", 2, 4096)
+        if self.temporal_ensemble_coeff is not None:
+            self._check_range("temporal_ensemble_coeff", -1.0, 10.0)
         self._check_range("action_dim", 1)
         self._check_range("state_dim", 0)
         self._check_range("chunk_size", 1)
@@ -97,12 +120,12 @@ class ModelConfig(ConfigBase):
             if (self.llm_hidden_size // self.llm_num_heads) % 2:
                 self._fail("llm_hidden_size", f"/ llm_num_heads ({self.llm_num_heads}) must be even (rotary "
                                               f"position embedding); e.g. 128 with 4 heads")
-        if self.vision_encoder == "siglip" and self.vision_pretrained is None:
+        if self.vision_encoder in ("siglip", "clip", "dinov2") and self.vision_pretrained is None:
             if self.vision_dim % self.vision_num_heads:
-                self._fail("vision_dim", f"must be divisible by vision_num_heads ({self.vision_num_heads}) for siglip")
+                self._fail("vision_dim", f"must be divisible by vision_num_heads ({self.vision_num_heads}) for {self.vision_encoder}")
             if self.image_size % self.vision_patch_size:
                 self._fail("image_size", f"must be a multiple of vision_patch_size ({self.vision_patch_size}) "
-                                         f"for siglip")
+                                         f"for {self.vision_encoder}")
         if not self.image_keys:
             self._fail("image_keys", "is empty; name at least one camera, e.g. [observation.images.front]")
         for i, k in enumerate(self.image_keys):

@@ -20,21 +20,47 @@ VISION_ENCODERS.register("resnet18", "vla_engine.models.vision:ResNet18Encoder",
                          description="torchvision ResNet-18 (ImageNet normalisation), last feature map as tokens")
 VISION_ENCODERS.register("siglip", "vla_engine.models.vision:SiglipEncoder",
                          description="transformers SigLIP vision tower (small from config, or from_pretrained)")
+VISION_ENCODERS.register("resnet34", "vla_engine.models.vision:ResNet34Encoder",
+                         description="torchvision ResNet-34 (ImageNet normalisation), last feature map as tokens")
+VISION_ENCODERS.register("resnet50", "vla_engine.models.vision:ResNet50Encoder",
+                         description="torchvision ResNet-50 (ImageNet normalisation), last feature map as tokens")
+VISION_ENCODERS.register("clip", "vla_engine.models.vision:ClipEncoder",
+                         description="transformers CLIP vision tower (small from config, or from_pretrained)")
+VISION_ENCODERS.register("dinov2", "vla_engine.models.vision:Dinov2Encoder",
+                         description="transformers DINOv2 (small from config, or from_pretrained)")
 PROJECTORS.register("mlp", "vla_engine.models.projector:MLPProjector",
                     description="2-layer MLP with GELU: vision dim -> LM hidden size")
+PROJECTORS.register("attention", "vla_engine.models.projector:AttentionProjector",
+                    description="cross-attention pooling of the visual tokens to N learned queries")
+PROJECTORS.register("perceiver", "vla_engine.models.projector:PerceiverResampler",
+                    description="Perceiver resampler (Flamingo): N latents, cross- and self-attention layers")
 LANGUAGE_MODELS.register("qwen2", "vla_engine.models.language:Qwen2Backbone",
                          description="Qwen2 decoder (small from config, or from_pretrained)")
 LANGUAGE_MODELS.register("llama", "vla_engine.models.language:LlamaBackbone",
                          description="Llama decoder (small from config, or from_pretrained)")
 ACTION_HEADS.register("mlp", "vla_engine.models.heads:MLPActionHead",
                       description="MLP regression of an action chunk from the action-query feature")
+ACTION_HEADS.register("gaussian", "vla_engine.models.gaussian_head:GaussianMLPActionHead",
+                      description="Gaussian MLP: mean and learned std per action (log-probabilities for RL)")
+ACTION_HEADS.register("diffusion", "vla_engine.models.diffusion_head:DiffusionActionHead",
+                      description="denoising diffusion over action chunks (diffusers DDPM training, DDPM/DDIM sampling)")
+ACTION_HEADS.register("transformer", "vla_engine.models.transformer_head:TransformerActionHead",
+                      description="transformer decoder over the chunk (ACT-style), optional temporal ensembling")
+ACTION_HEADS.register("tokens", "vla_engine.models.action_tokens:ActionTokenHead",
+                      description="OpenVLA-style discrete action tokens (bins) predicted through the LM's vocabulary")
 
 _LAZY = {
     "VLAModel": ".vla", "create_vla_model": ".vla", "CheckpointError": ".vla", "ModelInputError": ".vla",
     "VLM_PRESETS": ".vla", "list_vlm_presets": ".vla",
     "ActionHead": ".heads", "MLPActionHead": ".heads", "masked_action_loss": ".heads",
     "VisionEncoder": ".vision", "CNNEncoder": ".vision", "ResNet18Encoder": ".vision", "SiglipEncoder": ".vision",
-    "MLPProjector": ".projector",
+    "GaussianMLPActionHead": ".gaussian_head", "DiffusionActionHead": ".diffusion_head",
+    "TransformerActionHead": ".transformer_head", "ActionTokenHead": ".action_tokens",
+    "ActionTokenizer": ".action_tokens", "TemporalEnsembler": ".ensemble",
+    "ResNet34Encoder": ".vision", "ResNet50Encoder": ".vision", "ClipEncoder": ".vision", "Dinov2Encoder": ".vision",
+    "MLPProjector": ".projector", "AttentionProjector": ".projector", "PerceiverResampler": ".projector",
+    "VisionProjector": ".projector",
+    "SmolVLAWrapper": ".wrappers", "OpenVLAWrapper": ".wrappers",
     "LanguageBackbone": ".language", "Qwen2Backbone": ".language", "LlamaBackbone": ".language",
     "build_byte_tokenizer": ".language", "TextTokenCache": ".language",
     "Normalizer": ".normalize",

@@ -7,6 +7,8 @@ Every head follows one small interface, so the VLA model, the trainers and later
   with targets already normalised; padded steps do not count.
 - ``predict(features (B, D)) -> (B, chunk, A)`` (normalised units; the model un-normalises).
 - ``input_dim`` may be ``None`` until ``set_input_dim`` (the model calls it with its LM hidden size).
+- heads that attend over tokens set ``uses_context = True`` and then also get the keyword arguments
+  ``context`` (B, N, D), the LM's final hidden sequence, and ``context_mask`` (B, N) bool (True = real token).
 - ``from_config(cfg, input_dim)`` builds the head from a ``ModelConfig``; ``config_fields()`` gives the
   ``ModelConfig`` values that rebuild it (so a head passed in by hand is saved and reloaded exactly).
 """
@@ -49,6 +51,7 @@ class ActionHead(nn.Module, abc.ABC):
     """Base of the action heads (the interface above). Subclasses build layers in ``_build``."""
 
     name: str = "head"
+    uses_context: bool = False  # True: compute_loss/predict also take context=(B, N, D), context_mask=(B, N)
 
     def __init__(self, action_dim: int, chunk_size: int = 1, input_dim: int | None = None,
                  action_loss: str = "mse"):

@@ -35,6 +35,7 @@ from ..config.base import ConfigError
 from ..config.model_config import ModelConfig
 from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODERS
 from ..errors import CheckpointError  # one CheckpointError for the whole engine
+from .ensemble import TemporalEnsembler
 from .heads import ActionHead
 from .language import TextTokenCache, _first_line, _import_transformers, build_byte_tokenizer, load_tokenizer
 from .normalize import NormalizationError, Normalizer
@@ -260,12 +261,13 @@ class VLAModel(nn.Module):
             actual.update(llm_hidden_size=hidden, llm_num_layers=int(hf.num_hidden_layers),
                           llm_num_heads=int(hf.num_attention_heads),
                           llm_intermediate_size=int(getattr(hf, "intermediate_size", cfg.llm_intermediate_size)))
-        if cfg.vision_encoder == "siglip":
+        if getattr(self.vision_encoder, "hf_config", None) is not None:  # transformers towers: their own width
             actual["vision_dim"] = self.vision_encoder.out_dim
         self.config = cfg.replace(**actual) if actual and any(getattr(cfg, k) != v for k, v in actual.items()) else cfg
 
         self._action_queue: deque[torch.Tensor] = deque()
         self._obs_history: dict[str, deque] = {}
+        self._ensembler: TemporalEnsembler | None = None
         self._apply_freezing()
         if self.config.use_gradient_checkpointing:
             self.backbone.gradient_checkpointing_enable()
@@ -476,6 +478,12 @@ class VLAModel(nn.Module):
 
     def features(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """The LM's final hidden state at the action query: (B, H)."""
+        return self.features_and_context(batch)[0]
+
+    def features_and_context(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(feature (B, H), {"context": (B, N, H), "context_mask": (B, N) bool})``: the action-query
+        state and the LM's whole final hidden sequence (text, observations, query) with its padding mask,
+        for heads that attend over tokens (``head.uses_context``)."""
         b = self._batch_size(batch)
         ids, text_mask = self.text_cache(self._tasks(batch, b))  # (B, L), (B, L)
         ids, text_mask = ids.to(self.device, non_blocking=True), text_mask.to(self.device, non_blocking=True)
@@ -498,8 +506,12 @@ class VLAModel(nn.Module):
             ones = torch.ones(b, prefix.shape[1] + 1, dtype=torch.long, device=self.device)  # (B, P + 1)
             attn = torch.cat([text_mask.long(), ones], dim=1)  # (B, L + P + 1)
             pos = (attn.cumsum(dim=1) - 1).clamp_min(0)  # (B, L + P + 1): padding does not shift positions
-        hidden = self.backbone(inputs_embeds=seq, attention_mask=attn, position_ids=pos)  # (B, P + L + 1, H)
-        return hidden[:, -1]  # (B, H)
+        hidden = self.backbone(inputs_embeds=seq, attention_mask=attn, position_ids=pos)  # (B, L + P + 1, H)
+        mask = attn.bool() if attn is not None else torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
+        return hidden[:, -1], {"context": hidden, "context_mask": mask}  # (B, H), (B, N, H), (B, N)
+
+    def _head_kwargs(self, ctx: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return ctx if getattr(self.action_head, "uses_context", False) else {}
 
     # -- the policy interface ----------------------------------------------------------------
     def _targets(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -533,8 +545,8 @@ class VLAModel(nn.Module):
         """Training loss on a batch with ``action``: returns ``(loss, {"loss": ..., ...})``."""
         actions, is_pad = self._targets(batch)  # (B, chunk, A), (B, chunk)
         target = self.action_normalizer.normalize(actions)  # (B, chunk, A)
-        feats = self.features(batch)  # (B, H)
-        loss, info = self.action_head.compute_loss(feats, target, is_pad)
+        feats, ctx = self.features_and_context(batch)  # (B, H), {(B, N, H), (B, N)}
+        loss, info = self.action_head.compute_loss(feats, target, is_pad, **self._head_kwargs(ctx))
         out = {"loss": float(loss.detach())}
         out.update({k: float(v) for k, v in info.items()})
         return loss, out
@@ -542,8 +554,8 @@ class VLAModel(nn.Module):
     @torch.no_grad()
     def predict_action_chunk(self, obs: Mapping[str, Any]) -> torch.Tensor:
         """Raw-unit actions (B, chunk, A) for observations (images in [0, 1], raw state, task strings)."""
-        feats = self.features(obs)  # (B, H)
-        pred = self.action_head.predict(feats)  # (B, chunk, A) normalised
+        feats, ctx = self.features_and_context(obs)  # (B, H), {(B, N, H), (B, N)}
+        pred = self.action_head.predict(feats, **self._head_kwargs(ctx))  # (B, chunk, A) normalised
         return self.action_normalizer.unnormalize(pred.float())  # (B, chunk, A)
 
     @torch.no_grad()
@@ -551,6 +563,10 @@ class VLAModel(nn.Module):
         """One action (B, A): runs ``n_action_steps`` of each predicted chunk before predicting again."""
         if self.config.n_obs_steps > 1:
             obs = self._with_history(obs)
+        if self.config.temporal_ensemble_coeff is not None:  # ACT: a new chunk every step, averaged over time
+            if self._ensembler is None:
+                self._ensembler = TemporalEnsembler(self.config.temporal_ensemble_coeff, self.config.chunk_size)
+            return self._ensembler.update(self.predict_action_chunk(obs))  # (B, A)
         if not self._action_queue:
             chunk = self.predict_action_chunk(obs)  # (B, chunk, A)
             self._action_queue.extend(chunk[:, : self.config.n_action_steps].transpose(0, 1))  # n x (B, A)
@@ -576,6 +592,8 @@ class VLAModel(nn.Module):
         """Forget queued actions and observation history (call at the start of each episode)."""
         self._action_queue.clear()
         self._obs_history.clear()
+        if self._ensembler is not None:
+            self._ensembler.reset()
 
     def prepare_observation(self, env_obs: Mapping[str, Any], instruction: str | list[str] = "") -> dict[str, Any]:
         """An environment observation -> a batch for ``select_action``, on the model's device.
