@@ -11,7 +11,7 @@ export PYOPENGL_PLATFORM ?= egl
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup run test quickstart bench clean apt
+.PHONY: setup run test quickstart bench shipped-checkpoint clean apt
 
 setup: apt $(STAMPS)/venv
 
@@ -47,6 +47,10 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/run_all.py
+
+# Re-trains the small checkpoint shipped in vla_engine/pretrained/ (Rollouts/Benchmark work on a fresh start).
+shipped-checkpoint: setup
+	$(PY) tools/ship_checkpoint.py
 
 clean:
 	rm -rf $(STAMPS) .pytest_cache

@@ -154,6 +154,12 @@ class AppContext:
             out.append((f"{r['run_id']} (latest: {cps[-1].name}, {r.get('state')})", r["run_id"]))
             for cp in reversed(cps[:-1]):
                 out.append((f"{r['run_id']} / {cp.name}", f"{r['run_id']}/{cp.name}"))
+        from vla_engine.pretrained import PREFIX, list_shipped
+
+        for s in list_shipped():  # bundled with the package: usable on a fresh start
+            sr = s.get("success_rate")
+            note = f", {sr:.0%} success" if isinstance(sr, (int, float)) else ""
+            out.append((f"{PREFIX}{s['name']} (shipped, {s.get('task')}{note})", f"{PREFIX}{s['name']}"))
         return out
 
     def resolve_checkpoint(self, ref: str) -> Path:
@@ -161,6 +167,13 @@ class AppContext:
         ref = (ref or "").strip()
         if not ref:
             raise AppError("no checkpoint chosen; pick a trained run (train one in the Training tab first)")
+        from vla_engine.pretrained import is_shipped_ref, shipped_checkpoint
+
+        if is_shipped_ref(ref):
+            try:
+                return shipped_checkpoint(ref)
+            except FileNotFoundError as e:
+                raise AppError(str(e)) from None
         parts = ref.split("/")
         if len(parts) > 2:
             raise AppError(f"checkpoint {ref!r} is not a run or run/step-N")

@@ -1,4 +1,4 @@
-"""Run every benchmark in turn and print their figures (long: ~30 min on 2 cores).
+"""Run every benchmark in turn and print their figures (long: a few hours on 2 cores with the task tables; --quick: minutes).
 
     python benchmarks/run_all.py [--quick]
 """
@@ -19,9 +19,11 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="skip the end-to-end task benchmarks")
     args = ap.parse_args()
     env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"), PYTHONPATH=str(HERE.parent))
-    runs = [["bench_render.py"], ["bench_dataloader.py"], ["bench_model.py"], ["bench_loop_overhead.py"]]
+    runs = [["bench_render.py"], ["bench_dataloader.py"], ["bench_model.py"], ["bench_loop_overhead.py"],
+            ["bench_diffusion.py"], ["bench_ui.py"]]
     if not args.quick:
-        runs += [["bench_tasks.py", "--task", "reach"], ["bench_tasks.py", "--task", "push", "--preset", "il-bc"]]
+        runs += [["bench_tasks.py", "--task", "reach"], ["bench_tasks.py", "--task", "push", "--preset", "il-bc"],
+                 ["bench_heads.py", "--task", "push"], ["bench_lora.py", "--task", "push"]]
     failed = 0
     for r in runs:
         print(f"\n=== {' '.join(r)}", flush=True)

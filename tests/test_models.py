@@ -299,8 +299,8 @@ def test_bad_inputs_and_configs_are_one_line_errors():
         ModelConfig(action_loss="huber")
     with pytest.raises(ConfigError, match="unknown vlm 'nope'.*tiny"):
         create_vla_model("nope")
-    with pytest.raises(ConfigError, match=r"model\.action_head: 'flow'"):
-        create_vla_model("tiny", action_head="flow")
+    with pytest.raises(ConfigError, match=r"model\.action_head: 'warp'"):
+        create_vla_model("tiny", action_head="warp")
     model = create_vla_model("tiny", action_dim=2, state_dim=3, **TINY)
     batch = make_batch(action_dim=5)
     with pytest.raises(ModelInputError, match="set model.action_dim: 5") as e:

@@ -25,20 +25,32 @@ GiB = 1024 ** 3
 # ------------------------------------------------------------------------------------------------
 # Facts about a model (no widgets).
 # ------------------------------------------------------------------------------------------------
-def vision_tokens(cfg: Any) -> int:
-    """Image tokens per camera and step that the vision encoder produces for ``cfg``."""
+def vision_tokens(cfg: Any, model: Any = None) -> int:
+    """Image tokens per camera and step that reach the LM for ``cfg`` (read from ``model`` when built:
+    the encoder's ``num_tokens`` after the projector, which may pool them to ``projector_num_tokens``)."""
+    if model is not None:
+        n = getattr(getattr(model, "vision_encoder", None), "num_tokens", None)
+        proj = getattr(model, "projector", None)
+        if n and hasattr(proj, "output_tokens"):
+            n = proj.output_tokens(n)
+        if n:
+            return int(n)
+    if cfg.projector in ("attention", "perceiver"):
+        return cfg.projector_num_tokens
     s = cfg.image_size
     if cfg.vision_encoder == "cnn":
         return cfg.vision_pool ** 2 if cfg.vision_pool else max(1, (s // 16) ** 2)
-    if cfg.vision_encoder == "siglip":
+    if cfg.vision_encoder in ("siglip", "clip", "dinosiglip"):
         return max(1, (s // cfg.vision_patch_size) ** 2)
-    if cfg.vision_encoder == "resnet18":
+    if cfg.vision_encoder == "dinov2":
+        return max(1, (s // cfg.vision_patch_size) ** 2) + 1
+    if cfg.vision_encoder.startswith("resnet"):
         return max(1, -(-s // 32) ** 2)
     return 16
 
 
 def estimate_training_memory(cfg: Any, n_params: int, n_trainable: int, batch_size: int,
-                             precision: str = "fp32") -> dict[str, float]:
+                             precision: str = "fp32", model: Any = None) -> dict[str, float]:
     """A rough estimate (bytes) of the memory one AdamW training step needs.
 
     Weights stay fp32 (mixed precision keeps fp32 master weights); gradients and the two Adam moments
@@ -49,7 +61,7 @@ def estimate_training_memory(cfg: Any, n_params: int, n_trainable: int, batch_si
     """
     act_bytes = PRECISIONS.get(precision, 4)
     k = len(cfg.image_keys) * cfg.n_obs_steps
-    n_img = vision_tokens(cfg) * k
+    n_img = vision_tokens(cfg, model) * k
     seq = n_img + cfg.max_text_tokens + (cfg.n_obs_steps if cfg.state_dim else 0) + 1
     h, layers, ffn, heads = cfg.llm_hidden_size, cfg.llm_num_layers, cfg.llm_intermediate_size, cfg.llm_num_heads
     per_layer = seq * (16 * h + 2 * ffn) + 2 * heads * seq * seq
@@ -60,12 +72,14 @@ def estimate_training_memory(cfg: Any, n_params: int, n_trainable: int, batch_si
     if cfg.freeze_vlm:
         llm_act = seq * h * 2  # no backward through the frozen LM: its output only
     s = cfg.image_size
-    if cfg.vision_encoder == "siglip":
+    if cfg.vision_encoder in ("siglip", "clip", "dinov2", "dinosiglip", "smolvlm", "qwen2-vl"):  # ViTs
         p = max(1, (s // cfg.vision_patch_size) ** 2)
         d = cfg.vision_dim
         vis_act = cfg.vision_num_layers * (p * 18 * d + 2 * cfg.vision_num_heads * p * p)
-    elif cfg.vision_encoder == "resnet18":
-        vis_act = 25 * 64 * (s // 4) ** 2  # ~25 feature maps of the stem's size, a known rule of thumb
+        vis_act *= 2 if cfg.vision_encoder == "dinosiglip" else 1  # two towers
+    elif cfg.vision_encoder.startswith("resnet"):
+        depth = {"resnet34": 2, "resnet50": 4}.get(cfg.vision_encoder, 1)
+        vis_act = depth * 25 * 64 * (s // 4) ** 2  # ~25 feature maps of the stem's size per 18 layers
     else:  # cnn: 4 stride-2 conv layers of vision_dim channels; conv, norm, activation outputs
         vis_act = sum(3 * cfg.vision_dim * (s // 2 ** i) ** 2 for i in range(1, 5))
     vis_act *= k
@@ -329,10 +343,10 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         rows += [f"| {n} | {c} | {p:,} | {t:,} |" for n, c, p, t in part_counts(model)]
         params = (f"### Parameters\n**{total:,}** total · **{trainable:,}** trainable "
                   f"({trainable / max(1, total):.0%})\n\n" + "\n".join(rows))
-        mem = estimate_training_memory(cfg, total, trainable, int(bs), prec)
+        mem = estimate_training_memory(cfg, total, trainable, int(bs), prec, model)
         mrows = ["| | bytes |", "|---|---:|"] + [f"| {k} | {_fmt_bytes(v)} |" for k, v in mem.items()]
         memory = (f"### Training memory (estimate)\nbatch {int(bs)}, {prec}, AdamW; "
-                  f"{vision_tokens(cfg) * len(cfg.image_keys) * cfg.n_obs_steps} image tokens + "
+                  f"{vision_tokens(cfg, model) * len(cfg.image_keys) * cfg.n_obs_steps} image tokens + "
                   f"{cfg.max_text_tokens} text tokens per sample\n\n" + "\n".join(mrows))
         return (f"Built in {build_s:.1f} s.", params, memory, module_tree(model), "")
 

@@ -208,7 +208,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         t = checkpoint_task(ctx, ref)
         if t and t in tasks:
             return gr.update(value=t), gr.update(choices=instruction_choices(t), value=OWN_INSTRUCTION), \
-                f"Checkpoint `{ctx.resolve_checkpoint(ref).relative_to(ctx.runs_dir)}` (trained on **{t}**)."
+                f"Checkpoint `{ref}` (trained on **{t}**)."
         return gr.skip(), gr.skip(), ""
 
     ckpt.input(on_ckpt, [ckpt], [task, instruction, status], api_name="rollout_checkpoint")

@@ -22,6 +22,7 @@ MODEL_PRIMARY = ["vision_encoder", "projector", "llm", "action_head", "llm_hidde
 TRAIN_PRIMARY = ["algorithm", "learning_rate", "batch_size", "max_steps", "num_epochs", "warmup_steps",
                  "lr_scheduler", "save_every", "log_every", "device", "mixed_precision", "use_lora", "stage"]
 EMPTY_WATCH = {"run_id": None, "offset": 0, "rows": [], "dirty": False}
+POLL_SECONDS = 0.5  # the curve timer: new metrics reach the page within this plus one request
 
 
 # ------------------------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             overlay_note = gr.Markdown("")
         watch_state = gr.State(dict(EMPTY_WATCH))
         runs_seen = gr.State(None)
-        tick = gr.Timer(1.5)
+        tick = gr.Timer(POLL_SECONDS)
         runs_tick = gr.Timer(5.0)
 
     form_inputs = model_form.inputs + data_form.inputs + train_form.inputs + eval_form.inputs

@@ -28,6 +28,7 @@ class DatasetConfig(ConfigBase):
     n_obs_steps: int = 1
     chunk_size: int = 1
     action_noise: float = 0.3  # DART noise on executed expert actions when generating (0 = none)
+    targets_per_layout: int = 1  # generating: episodes per layout, each naming another block (3 = contrastive)
     val_fraction: float = 0.0
     num_workers: int = 0
 
@@ -47,4 +48,5 @@ class DatasetConfig(ConfigBase):
         self._check_range("chunk_size", 1, 1000)
         self._check_range("val_fraction", 0.0, 0.9)
         self._check_range("action_noise", 0.0, 2.0)
+        self._check_range("targets_per_layout", 1, 3)
         self._check_range("num_workers", 0, 64)

@@ -27,8 +27,9 @@ class ModelConfig(ConfigBase):
     type_name: ClassVar[str] = "vla"
 
     # vision
-    vision_encoder: str = "cnn"  # cnn | resnet18 | resnet34 | resnet50 | siglip | clip | dinov2
-    vision_pretrained: str | None = None  # local folder / hub id (siglip, clip, dinov2) or weights file (resnet)
+    vision_encoder: str = "cnn"  # a VISION_ENCODERS name: cnn resnet18/34/50 siglip clip dinov2 dinosiglip smolvlm qwen2-vl
+    vision_pretrained: str | None = None  # local folder / hub id (siglip, clip, dinov2, VLMs) or weights file (resnet)
+    vision2_pretrained: str | None = None  # dinosiglip: the SigLIP folder / hub id (vision_pretrained is DINOv2's)
     image_size: int = 96  # images are resized to this side before the encoder
     vision_dim: int = 64  # cnn channels / siglip hidden size (resnet18 is 512, pretrained: their own)
     vision_pool: int = 6  # cnn: pool the feature map to at most pool x pool tokens (0 = keep the full map)
@@ -42,12 +43,13 @@ class ModelConfig(ConfigBase):
     projector_num_layers: int = 2  # perceiver: resampler layers
     projector_num_heads: int = 4  # attention / perceiver heads
     # language backbone
-    llm: str = "qwen2"  # qwen2 | llama
+    llm: str = "qwen2"  # a LANGUAGE_MODELS name: qwen2 llama smolvlm qwen2-vl
     llm_pretrained: str | None = None  # local folder or hub id for from_pretrained (its own tokenizer)
     llm_hidden_size: int = 128
     llm_num_layers: int = 2
     llm_num_heads: int = 4
     llm_intermediate_size: int = 256
+    llm_layers: int = 0  # 0 = all; K = keep the first K decoder layers (SmolVLA does this with SmolVLM)
     freeze_vlm: bool = False  # freeze vision encoder + language model (projector, tokens, head train)
     max_text_tokens: int = 48
     # action head
@@ -61,6 +63,9 @@ class ModelConfig(ConfigBase):
     num_inference_steps: int = 10  # diffusion head: sampling steps at inference
     use_ddim: bool = True  # diffusion head: DDIM (deterministic, few steps) or DDPM sampling at inference
     prediction_type: Literal["epsilon", "sample"] = "epsilon"  # diffusion head target
+    diffusion_beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
+    diffusion_clip_sample: float | None = None  # diffusion: clamp predicted chunks to +-this; None = by normalization, 0 = off
+    head_causal: bool = True  # transformer head: chunk step k attends to steps <= k only
     temporal_ensemble_coeff: float | None = None  # ACT temporal ensembling at inference (e.g. 0.01); None = off
     action_bins: int = 256  # action tokens: bins per action dimension
     action_dim: int = 2
@@ -76,6 +81,12 @@ class ModelConfig(ConfigBase):
     image_keys: list[str] = field(default_factory=lambda: ["observation.images.front"])
     normalization: Literal["mean_std", "min_max", "none"] = "mean_std"
     use_gradient_checkpointing: bool = False
+    # LoRA adapters on the language model (peft); a checkpoint of a LoRA model records them so
+    # from_pretrained rebuilds the same wrapped structure before loading its weights
+    lora_r: int = 0  # adapter rank; 0 = no LoRA
+    lora_alpha: int = 32  # scaling = lora_alpha / lora_r
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
     def validate(self) -> None:
         vision, projectors, llms, heads = _registries()
@@ -93,6 +104,7 @@ class ModelConfig(ConfigBase):
         self._check_range("llm_num_layers", 1)
         self._check_range("llm_num_heads", 1)
         self._check_range("llm_intermediate_size", 1)
+        self._check_range("llm_layers", 0, 1024)
         self._check_range("max_text_tokens", 1, 4096)
         self._check_range("head_hidden_dim", 1)
         self._check_range("head_num_layers", 1)
@@ -104,6 +116,7 @@ class ModelConfig(ConfigBase):
         self._check_range("max_std", self.min_std, 100.0)
         self._check_range("num_diffusion_steps", 2, 10000)
         self._check_range("num_inference_steps", 1, self.num_diffusion_steps)
+        self._check_range("diffusion_clip_sample", 0.0)
         self._check_range("action_bins", 2, 4096)
         if self.temporal_ensemble_coeff is not None:
             self._check_range("temporal_ensemble_coeff", -1.0, 10.0)
@@ -114,13 +127,24 @@ class ModelConfig(ConfigBase):
         self._check_range("n_obs_steps", 1)
         self._check_range("dropout", 0.0, 1.0)
         self._check_range("random_shift", 0, 32)
+        self._check_range("lora_r", 0, 4096)
+        self._check_range("lora_alpha", 1)
+        self._check_range("lora_dropout", 0.0)
+        if self.lora_dropout >= 1.0:
+            self._fail("lora_dropout", "is out of range; must be < 1 (e.g. 0.05)")
+        if self.lora_r > 0:
+            if not self.lora_target_modules:
+                self._fail("lora_target_modules", "is empty; name the LM's linear layers, e.g. [q_proj, k_proj, v_proj, o_proj]")
+            for i, name in enumerate(self.lora_target_modules):
+                if not name.strip():
+                    self._fail("lora_target_modules", f"has an empty name at position {i}")
         if self.llm_pretrained is None:
             if self.llm_hidden_size % self.llm_num_heads:
                 self._fail("llm_hidden_size", f"must be divisible by llm_num_heads ({self.llm_num_heads})")
             if (self.llm_hidden_size // self.llm_num_heads) % 2:
                 self._fail("llm_hidden_size", f"/ llm_num_heads ({self.llm_num_heads}) must be even (rotary "
                                               f"position embedding); e.g. 128 with 4 heads")
-        if self.vision_encoder in ("siglip", "clip", "dinov2") and self.vision_pretrained is None:
+        if self.vision_encoder in ("siglip", "clip", "dinov2", "dinosiglip") and self.vision_pretrained is None:
             if self.vision_dim % self.vision_num_heads:
                 self._fail("vision_dim", f"must be divisible by vision_num_heads ({self.vision_num_heads}) for {self.vision_encoder}")
             if self.image_size % self.vision_patch_size:

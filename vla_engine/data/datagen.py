@@ -50,8 +50,12 @@ class DatagenError(DatasetError):
 # --------------------------------------------------------------------------------------------
 # one episode
 # --------------------------------------------------------------------------------------------
-def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0) -> dict[str, Any]:
+def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0,
+                    target_offset: int = 0) -> dict[str, Any]:
     """Run ``expert`` in ``env`` from ``env.reset(seed=seed)`` until the episode ends.
+
+    ``target_offset`` k > 0 keeps the seed's layout but names the k-th next block colour after the
+    one the seed draws (so one layout yields an episode per block: only the words tell them apart).
 
     ``action_noise`` > 0 injects noise the DART way (Laskey et al. 2017): the env executes
     ``clip(expert + N(0, action_noise^2))`` while the dataset records the expert's clean command, so
@@ -63,6 +67,12 @@ def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0)
     pairs the observation seen at step t with the action taken from it.
     """
     obs, info = env.reset(seed=int(seed))
+    if target_offset:
+        from vla_engine.envs.tasks import BLOCK_COLORS
+
+        drawn = BLOCK_COLORS.index(env.unwrapped.layout.target)
+        target = BLOCK_COLORS[(drawn + int(target_offset)) % len(BLOCK_COLORS)]
+        obs, info = env.reset(seed=int(seed), options={"target": target})
     if hasattr(expert, "reset"):
         expert.reset()
     u = env.unwrapped
@@ -70,7 +80,7 @@ def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0)
     frames, states, actions = [], [], []
     success = bool(info.get("is_success", False))
     ret = 0.0
-    noise_rng = np.random.default_rng([int(seed), 0xDA27])
+    noise_rng = np.random.default_rng([int(seed), 0xDA27, int(target_offset)])
     for _ in range(int(u.max_episode_steps)):
         action = np.asarray(expert.act(env), dtype=np.float32)
         frames.append(np.array(obs["pixels"], dtype=np.uint8, copy=True))
@@ -90,6 +100,7 @@ def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0)
         ACTION_KEY: np.stack(actions),
         "task": instruction,
         "seed": int(seed),
+        "target_offset": int(target_offset),
         "success": success,
         "length": len(frames),
         "return": ret,
@@ -99,7 +110,8 @@ def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0)
 _ENVS: dict[tuple[str, int], tuple[Any, Any]] = {}
 
 
-def _rollout_job(task: str, image_size: int, seed: int, action_noise: float = 0.0) -> dict[str, Any]:
+def _rollout_job(task: str, image_size: int, seed: int, action_noise: float = 0.0,
+                 target_offset: int = 0) -> dict[str, Any]:
     """Worker entry point: one env + expert per process, reused across episodes."""
     key = (task, int(image_size))
     if key not in _ENVS:
@@ -109,7 +121,7 @@ def _rollout_job(task: str, image_size: int, seed: int, action_noise: float = 0.
         env = make_env(task, image_size=int(image_size))
         _ENVS[key] = (env, make_expert(env))
     env, expert = _ENVS[key]
-    return rollout_episode(env, expert, seed, action_noise)
+    return rollout_episode(env, expert, seed, action_noise, target_offset)
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,6 +142,7 @@ def generate_dataset(
     use_videos: bool = False,
     max_attempts: int | None = None,
     action_noise: float = 0.3,
+    targets_per_layout: int = 1,
 ) -> Path:
     """Record ``episodes`` expert demonstrations of built-in ``task`` into a LeRobot v3 dataset.
 
@@ -151,6 +164,10 @@ def generate_dataset(
         action_noise: std of the DART noise added to the executed (not the recorded) actions
             (default 0.3, as in DatasetConfig and `vla datagen`); 0 records the expert's own
             trajectories.
+        targets_per_layout: episodes per seed's layout, each naming a different block (1-3;
+            default 1). With 3, every layout is shown with every colour named, so the instruction is
+            the only thing that tells the episodes apart: a cloned policy must ground the words
+            (contrastive demonstrations). The seed count drops accordingly.
 
     Returns the dataset folder.
     """
@@ -165,6 +182,10 @@ def generate_dataset(
     if int(image_size) < 8:
         raise DatagenError(f"image_size must be >= 8, got {image_size}")
     episodes, seed, image_size = int(episodes), int(seed), int(image_size)
+    k = int(targets_per_layout)
+    if not 1 <= k <= 3:
+        raise DatagenError(f"targets_per_layout must be 1, 2 or 3 (one episode per block colour), got {targets_per_layout}")
+
     attempts_cap = int(max_attempts) if max_attempts is not None else 3 * episodes + 10
     if attempts_cap < episodes:
         raise DatagenError(f"max_attempts={attempts_cap} is smaller than episodes={episodes}")
@@ -173,7 +194,7 @@ def generate_dataset(
             f"training seeds {seed}..{seed + episodes - 1} must lie in [0, {EVAL_SEED_START}); seeds >= "
             f"{EVAL_SEED_START} are reserved for evaluation; choose a smaller --seed"
         )
-    attempts_cap = min(attempts_cap, EVAL_SEED_START - seed)
+    attempts_cap = min(attempts_cap, (EVAL_SEED_START - seed) * k)
     out = check_output_dir(out, overwrite=overwrite, remove=False)
     # write next to ``out`` and move into place at the end: an old dataset (overwrite) stays
     # intact until the new one is complete, and a failed run leaves nothing half-written
@@ -185,10 +206,11 @@ def generate_dataset(
     n_workers = _default_workers() if workers is None else max(0, int(workers))
     n_workers = min(n_workers, attempts_cap)
 
-    source = _RolloutSource(task, image_size, seed, attempts_cap, n_workers, action_noise)
+    source = _RolloutSource(task, image_size, seed, attempts_cap, n_workers, action_noise, k)
     source.start()  # worker processes start simulating while lerobot loads here
     t0 = time.time()
     kept_seeds: list[int] = []
+    kept_offsets: list[int] = []
     failed_seeds: list[int] = []
     lengths_ok: list[int] = []
     lengths_all: list[int] = []
@@ -222,6 +244,7 @@ def generate_dataset(
                 {IMAGE_KEY: ep[IMAGE_KEY], STATE_KEY: ep[STATE_KEY], ACTION_KEY: ep[ACTION_KEY]}, ep["task"]
             )
             kept_seeds.append(ep["seed"])
+            kept_offsets.append(ep["target_offset"])
             if ep["success"]:
                 lengths_ok.append(ep["length"])
             instructions[ep["task"]] = None
@@ -263,7 +286,9 @@ def generate_dataset(
             "action_noise": action_noise,
             "seed_start": seed,
             "seeds": kept_seeds,  # seeds[i] generated episode_index i
-            "seeds_attempted": [seed, seed + attempts],  # [first, end)
+            "targets_per_layout": k,
+            "target_offsets": kept_offsets,  # episode i names the block target_offsets[i] colours after the drawn one
+            "seeds_attempted": [seed, seed + (attempts + k - 1) // k],  # [first, end)
             "failed_seeds": failed_seeds,
             "eval_seed_start": EVAL_SEED_START,
             "expert": {
@@ -319,10 +344,11 @@ class _Worker:
         )
         self.outstanding = 0
 
-    def send(self, task: str, image_size: int, seed: int, action_noise: float = 0.0) -> None:
+    def send(self, task: str, image_size: int, seed: int, action_noise: float = 0.0, target_offset: int = 0) -> None:
         assert self.proc.stdin is not None
         try:
-            self.proc.stdin.write(pickle.dumps((task, image_size, seed, action_noise), protocol=pickle.HIGHEST_PROTOCOL))
+            self.proc.stdin.write(pickle.dumps((task, image_size, seed, action_noise, target_offset),
+                                               protocol=pickle.HIGHEST_PROTOCOL))
             self.proc.stdin.flush()
         except BrokenPipeError:
             raise self._died() from None
@@ -371,11 +397,11 @@ def _worker_main() -> None:
     inp = sys.stdin.buffer
     while True:
         try:
-            task, image_size, seed, action_noise = pickle.load(inp)  # from our own parent process
+            task, image_size, seed, action_noise, target_offset = pickle.load(inp)  # from our own parent process
         except EOFError:
             break
         try:
-            msg = ("ok", _rollout_job(task, image_size, seed, action_noise))
+            msg = ("ok", _rollout_job(task, image_size, seed, action_noise, target_offset))
         except Exception as e:  # reported to the parent as a one-line error
             msg = ("error", f"seed {seed}: {type(e).__name__}: {e}")
         pickle.dump(msg, out, protocol=pickle.HIGHEST_PROTOCOL)
@@ -391,11 +417,14 @@ class _RolloutSource:
     """
 
     def __init__(self, task: str, image_size: int, seed: int, cap: int, n_workers: int,
-                 action_noise: float = 0.0) -> None:
+                 action_noise: float = 0.0, targets_per_layout: int = 1) -> None:
         self.task, self.image_size, self.seed, self.cap, self.n_workers = task, image_size, seed, cap, n_workers
-        self.action_noise = float(action_noise)
+        self.action_noise, self.k = float(action_noise), int(targets_per_layout)
         self._workers: list[_Worker] = []
-        self._next_send = seed
+        self._next_send = 0  # attempt index j: seed + j // k, target offset j % k
+
+    def _job(self, j: int) -> tuple:
+        return self.task, self.image_size, self.seed + j // self.k, self.action_noise, j % self.k
 
     def start(self) -> None:
         os.environ.setdefault("MUJOCO_GL", "egl")
@@ -406,18 +435,18 @@ class _RolloutSource:
             self._send_next()
 
     def _send_next(self) -> None:
-        if self._next_send < self.seed + self.cap:
-            k = self._next_send - self.seed
-            self._workers[k % self.n_workers].send(self.task, self.image_size, self._next_send, self.action_noise)
+        if self._next_send < self.cap:
+            j = self._next_send
+            self._workers[j % self.n_workers].send(*self._job(j))
             self._next_send += 1
 
     def __iter__(self):
         if not self._workers:
-            for s in range(self.seed, self.seed + self.cap):
-                yield _rollout_job(self.task, self.image_size, s, self.action_noise)
+            for j in range(self.cap):
+                yield _rollout_job(*self._job(j))
             return
-        for s in range(self.seed, self.seed + self.cap):
-            result = self._workers[(s - self.seed) % self.n_workers].receive()
+        for j in range(self.cap):
+            result = self._workers[j % self.n_workers].receive()
             self._send_next()
             yield result
 

@@ -873,7 +873,7 @@ def build_datasets(
 
         generate_dataset(
             cfg.task, cfg.episodes, root, image_size=cfg.image_size, repo_id=cfg.repo_id, progress=progress,
-            on_episode=on_episode, action_noise=cfg.action_noise,
+            on_episode=on_episode, action_noise=cfg.action_noise, targets_per_layout=cfg.targets_per_layout,
         )
     kw = dict(n_obs_steps=cfg.n_obs_steps, chunk_size=cfg.chunk_size)
     if cfg.val_fraction <= 0:

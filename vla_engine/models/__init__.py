@@ -28,6 +28,12 @@ VISION_ENCODERS.register("clip", "vla_engine.models.vision:ClipEncoder",
                          description="transformers CLIP vision tower (small from config, or from_pretrained)")
 VISION_ENCODERS.register("dinov2", "vla_engine.models.vision:Dinov2Encoder",
                          description="transformers DINOv2 (small from config, or from_pretrained)")
+VISION_ENCODERS.register("smolvlm", "vla_engine.models.vlm:SmolVLMVision",
+                         description="SmolVLM (Idefics3) vision tower + its connector (pixel shuffle) -> text-width tokens")
+VISION_ENCODERS.register("qwen2-vl", "vla_engine.models.vlm:Qwen2VLVision",
+                         description="Qwen2-VL vision tower + its patch merger -> text-width tokens")
+VISION_ENCODERS.register("dinosiglip", "vla_engine.models.fused_vision:DinoSiglipEncoder",
+                         description="OpenVLA's fused DINOv2 + SigLIP patch features (channel-wise concatenation)")
 PROJECTORS.register("mlp", "vla_engine.models.projector:MLPProjector",
                     description="2-layer MLP with GELU: vision dim -> LM hidden size")
 PROJECTORS.register("attention", "vla_engine.models.projector:AttentionProjector",
@@ -38,6 +44,10 @@ LANGUAGE_MODELS.register("qwen2", "vla_engine.models.language:Qwen2Backbone",
                          description="Qwen2 decoder (small from config, or from_pretrained)")
 LANGUAGE_MODELS.register("llama", "vla_engine.models.language:LlamaBackbone",
                          description="Llama decoder (small from config, or from_pretrained)")
+LANGUAGE_MODELS.register("smolvlm", "vla_engine.models.vlm:SmolVLMBackbone",
+                         description="SmolVLM's text model (Llama) + lm_head as a causal LM (small, or from a VLM folder)")
+LANGUAGE_MODELS.register("qwen2-vl", "vla_engine.models.vlm:Qwen2VLBackbone",
+                         description="Qwen2-VL's text model + lm_head as a Qwen2 causal LM (small, or from a VLM folder)")
 ACTION_HEADS.register("mlp", "vla_engine.models.heads:MLPActionHead",
                       description="MLP regression of an action chunk from the action-query feature")
 ACTION_HEADS.register("gaussian", "vla_engine.models.gaussian_head:GaussianMLPActionHead",
@@ -46,6 +56,8 @@ ACTION_HEADS.register("diffusion", "vla_engine.models.diffusion_head:DiffusionAc
                       description="denoising diffusion over action chunks (diffusers DDPM training, DDPM/DDIM sampling)")
 ACTION_HEADS.register("transformer", "vla_engine.models.transformer_head:TransformerActionHead",
                       description="transformer decoder over the chunk (ACT-style), optional temporal ensembling")
+ACTION_HEADS.register("flow", "vla_engine.models.flow_head:FlowMatchingActionHead",
+                      description="flow-matching action expert (pi0 / SmolVLA): transformer over the chunk, Euler sampling")
 ACTION_HEADS.register("tokens", "vla_engine.models.action_tokens:ActionTokenHead",
                       description="OpenVLA-style discrete action tokens (bins) predicted through the LM's vocabulary")
 
@@ -56,7 +68,8 @@ _LAZY = {
     "VisionEncoder": ".vision", "CNNEncoder": ".vision", "ResNet18Encoder": ".vision", "SiglipEncoder": ".vision",
     "GaussianMLPActionHead": ".gaussian_head", "DiffusionActionHead": ".diffusion_head",
     "TransformerActionHead": ".transformer_head", "ActionTokenHead": ".action_tokens",
-    "ActionTokenizer": ".action_tokens", "TemporalEnsembler": ".ensemble",
+    "ActionTokenizer": ".action_tokens",
+    "FlowMatchingActionHead": ".flow_head", "DinoSiglipEncoder": ".fused_vision", "TemporalEnsembler": ".ensemble",
     "ResNet34Encoder": ".vision", "ResNet50Encoder": ".vision", "ClipEncoder": ".vision", "Dinov2Encoder": ".vision",
     "MLPProjector": ".projector", "AttentionProjector": ".projector", "PerceiverResampler": ".projector",
     "VisionProjector": ".projector",
@@ -64,6 +77,7 @@ _LAZY = {
     "LanguageBackbone": ".language", "Qwen2Backbone": ".language", "LlamaBackbone": ".language",
     "build_byte_tokenizer": ".language", "TextTokenCache": ".language",
     "Normalizer": ".normalize",
+    "SmolVLMVision": ".vlm", "Qwen2VLVision": ".vlm", "SmolVLMBackbone": ".vlm", "Qwen2VLBackbone": ".vlm",
 }
 
 __all__ = sorted(_LAZY)

@@ -137,23 +137,32 @@ class LanguageBackbone(nn.Module):
         """A backbone for ``cfg``: from ``hf_config`` (a saved checkpoint's structure), from
         ``cfg.llm_pretrained`` (weights included), or small from the config's sizes."""
         tf = _import_transformers()
-        if hf_config is not None:
+        if hf_config is not None:  # a saved checkpoint's structure (layers already cut): weights come after
             lm = tf.AutoModelForCausalLM.from_config(hf_config, attn_implementation="sdpa", trust_remote_code=False)
-        elif cfg.llm_pretrained is not None:
-            try:
-                lm = tf.AutoModelForCausalLM.from_pretrained(cfg.llm_pretrained, trust_remote_code=False,
-                                                             torch_dtype=torch.float32, attn_implementation="sdpa")
-            except Exception as e:  # noqa: BLE001 - OSError / ValueError / HF errors: one user message
-                raise pretrained_load_error("llm_pretrained", cfg.llm_pretrained, "a causal LM", e) from None
-            if getattr(lm.config, "model_type", None) != cls.name:
-                log.warning("model.llm is %r but %s is a %r model; using it as it is", cls.name,
-                            cfg.llm_pretrained, getattr(lm.config, "model_type", "?"))
         else:
-            lm = tf.AutoModelForCausalLM.from_config(cls.small_config(cfg, vocab_size), attn_implementation="sdpa")
+            lm = cls.build_lm(cfg, vocab_size)
+            if getattr(cfg, "llm_layers", 0):
+                keep_first_layers(lm, cfg.llm_layers)
         n_embed = lm.get_input_embeddings().weight.shape[0]
         if n_embed < vocab_size:
             lm.resize_token_embeddings(vocab_size)
         return cls(lm)
+
+    @classmethod
+    def build_lm(cls, cfg: Any, vocab_size: int) -> nn.Module:
+        """The transformers causal LM: ``cfg.llm_pretrained`` (weights included) or small from the config's sizes."""
+        tf = _import_transformers()
+        if cfg.llm_pretrained is None:
+            return tf.AutoModelForCausalLM.from_config(cls.small_config(cfg, vocab_size), attn_implementation="sdpa")
+        try:
+            lm = tf.AutoModelForCausalLM.from_pretrained(cfg.llm_pretrained, trust_remote_code=False,
+                                                         torch_dtype=torch.float32, attn_implementation="sdpa")
+        except Exception as e:  # noqa: BLE001 - OSError / ValueError / HF errors: one user message
+            raise pretrained_load_error("llm_pretrained", cfg.llm_pretrained, "a causal LM", e) from None
+        if getattr(lm.config, "model_type", None) != cls.name:
+            log.warning("model.llm is %r but %s is a %r model; using it as it is", cls.name,
+                        cfg.llm_pretrained, getattr(lm.config, "model_type", "?"))
+        return lm
 
     # -- use ----------------------------------------------------------------------------------
     @property
@@ -171,6 +180,24 @@ class LanguageBackbone(nn.Module):
 
     def gradient_checkpointing_enable(self) -> None:
         self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def keep_first_layers(lm: nn.Module, k: int) -> None:
+    """Cut a causal LM to its first ``k`` decoder layers (model.llm_layers; SmolVLA keeps half of
+    SmolVLM's), in place; its config says so, so a checkpoint rebuilds the cut structure."""
+    from ..config.base import ConfigError
+
+    decoder = lm.get_decoder()
+    n = len(decoder.layers)
+    if k > n:
+        raise ConfigError(f"model.llm_layers is {k} but the language model has {n} decoder layers; "
+                          f"set llm_layers to at most {n} (0 = all)")
+    if k == n:
+        return
+    decoder.layers = decoder.layers[:k]  # an nn.ModuleList of the first k layers
+    lm.config.num_hidden_layers = k
+    if isinstance(getattr(lm.config, "layer_types", None), list):
+        lm.config.layer_types = lm.config.layer_types[:k]
 
 
 class Qwen2Backbone(LanguageBackbone):

@@ -1,11 +1,18 @@
 """Vision encoders: images (B, 3, H, W) float in [0, 1] -> tokens (B, N, D).
 
 Each encoder resizes to its ``image_size``, applies its own normalisation, and exposes
-``out_dim`` (D) and ``num_tokens`` (N). Built from a ``ModelConfig`` with ``from_config``.
+``out_dim`` (D) and ``num_tokens`` (N). Built from a ``ModelConfig`` with ``from_config``, or in a
+script with ``VisionEncoder.create("clip", pretrained=None, vision_dim=64, image_size=64)``.
+
+    cnn                      a small conv net with a learned position embedding (the CPU default)
+    resnet18/34/50           torchvision ResNets (ResNetEncoder), ImageNet normalisation, weights from a file
+    siglip / clip / dinov2   transformers vision towers (HFVisionEncoder): small from the config's sizes,
+                             or from_pretrained a local folder / cached hub id (its preprocessor config read)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,14 +28,57 @@ from ._util import _first_line, _import_transformers, pretrained_load_error  # n
 log = logging.getLogger(__name__)
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# short size names accepted by VisionEncoder.create -> ModelConfig fields
+_SIZE_ALIASES = {"dim": "vision_dim", "hidden_size": "vision_dim", "num_layers": "vision_num_layers",
+                 "num_heads": "vision_num_heads", "patch_size": "vision_patch_size", "pool": "vision_pool"}
+
+
 class VisionEncoder(nn.Module):
-    """Base: ``forward(images (B, 3, H, W) in [0, 1]) -> tokens (B, N, out_dim)``."""
+    """Base: ``forward(images (B, 3, H, W) in [0, 1]) -> tokens (B, N, out_dim)``.
+
+    ``VisionEncoder.create(name_or_path, pretrained=None, **sizes)`` builds any registered encoder."""
 
     name: str = "vision"
     out_dim: int
     num_tokens: int
     image_size: int
     hf_config: Any = None  # a transformers config to save with checkpoints (rebuild without the hub)
+
+    @classmethod
+    def create(cls, name: str, pretrained: str | None = None, *, freeze: bool = False,
+               **kwargs: Any) -> "VisionEncoder":
+        """An encoder by registry name ("cnn", "resnet18", "resnet34", "resnet50", "siglip", "clip", "dinov2"),
+        or by a pretrained folder / hub id alone (the family read from its config.json).
+
+        ``pretrained``: a local folder or hub id (siglip, clip, dinov2) or a weights file (resnets); None builds
+        a small model from the sizes. ``**kwargs``: ModelConfig sizes (``image_size``, ``vision_dim``,
+        ``vision_num_layers``, ``vision_num_heads``, ``vision_patch_size``, ``vision_pool``, ``dropout``; the
+        short forms ``dim``, ``num_layers``, ``num_heads``, ``patch_size``, ``pool`` work too) and, for clip /
+        dinov2, ``keep_cls``. ``freeze=True``: no gradients for the encoder (a fixed feature extractor).
+        """
+        from ..config.model_config import ModelConfig
+        from ..registry import VISION_ENCODERS
+
+        if name not in VISION_ENCODERS:
+            if pretrained is not None:
+                raise ConfigError(f"unknown vision encoder {name!r}; choose one of: "
+                                  f"{', '.join(VISION_ENCODERS.names())} (pretrained= gives the weights)")
+            name, pretrained = _family_of(name, VISION_ENCODERS.names()), name
+        built = VISION_ENCODERS.get(name)
+        extra = {k: kwargs.pop(k) for k in ("keep_cls",) if k in kwargs}
+        if extra and not issubclass(built, HFVisionEncoder):
+            raise ConfigError(f"keep_cls applies to the clip and dinov2 encoders, not {name!r}")
+        fields = {_SIZE_ALIASES.get(k, k): v for k, v in kwargs.items()}
+        cfg = ModelConfig.from_dict(dict(fields, vision_encoder=name, vision_pretrained=pretrained))
+        enc = built.from_config(cfg, **extra)
+        if freeze:
+            enc.requires_grad_(False)
+        return enc
 
     def resize(self, images: torch.Tensor) -> torch.Tensor:
         s = self.image_size
@@ -37,6 +87,19 @@ class VisionEncoder(nn.Module):
             images = F.interpolate(images, size=(s, s), mode="bilinear", align_corners=False,
                                    antialias=down)  # (B, 3, s, s)
         return images
+
+    def _set_normalization(self, mean: Any, std: Any) -> None:
+        # not saved with the weights (the encoder's config decides them): old checkpoints load as they were
+        self.register_buffer("mean", torch.tensor([float(v) for v in mean]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([float(v) for v in std]).view(1, 3, 1, 1), persistent=False)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) in [0, 1] -> what the network reads: resized, normalised with the encoder's
+        mean / std when it has them."""
+        x = self.resize(images)  # (B, 3, S, S)
+        if getattr(self, "mean", None) is not None:
+            x = (x - self.mean) / self.std  # (B, 3, S, S)
+        return x
 
     def _count_tokens(self) -> int:
         was = self.training
@@ -50,6 +113,8 @@ class VisionEncoder(nn.Module):
 class CNNEncoder(VisionEncoder):
     """Four stride-2 conv layers (GroupNorm + ReLU), the feature map pooled to at most ``pool x pool`` tokens
     with a learned 2-D position embedding. Fast on a CPU: 96 px -> a 6x6 map = 36 tokens."""
+
+    name = "cnn"
 
     def __init__(self, out_dim: int = 64, image_size: int = 96, pool: int = 6, channels: tuple[int, ...] = (32, 64, 64)):
         super().__init__()
@@ -90,55 +155,81 @@ class CNNEncoder(VisionEncoder):
         return x + self.pos_embed  # (B, N, D)
 
 
-class ResNet18Encoder(VisionEncoder):
-    """torchvision ResNet-18 without its pooling/fc; the last feature map (512 channels) as tokens.
-    ``weights``: a local torchvision state-dict file (.safetensors, or .pt/.pth read with weights_only)."""
+# ------------------------------------------------------------------------------------------------
+# ResNets (torchvision)
+# ------------------------------------------------------------------------------------------------
+class ResNetEncoder(VisionEncoder):
+    """A torchvision ResNet without its pooling/fc: the last feature map as tokens (one per 32x32 pixels)
+    plus a learned position embedding. ImageNet normalisation. ``weights``: a local torchvision state-dict
+    file (.safetensors, or .pt/.pth read with ``weights_only=True``), or None for random initialisation.
+    Subclasses pick the depth with ``arch``."""
 
-    IMAGENET_MEAN = (0.485, 0.456, 0.406)
-    IMAGENET_STD = (0.229, 0.224, 0.225)
+    arch: str = "resnet18"
+    IMAGENET_MEAN = IMAGENET_MEAN
+    IMAGENET_STD = IMAGENET_STD
 
     def __init__(self, image_size: int = 96, weights: str | None = None):
         super().__init__()
         import torchvision
 
-        self.image_size, self.out_dim = image_size, 512
-        net = torchvision.models.resnet18(weights=None)
+        self.image_size = image_size
+        net = getattr(torchvision.models, self.arch)(weights=None)
         if weights is not None:
-            net.load_state_dict(_load_resnet_state(weights), strict=True)
+            net.load_state_dict(_load_resnet_state(weights, self.arch, net.state_dict()), strict=False)
+        self.out_dim = int(net.fc.in_features)  # 512 (resnet18/34) or 2048 (resnet50)
         self.net = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3,
                                  net.layer4)
-        self.register_buffer("mean", torch.tensor(self.IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(self.IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        side = (image_size + 31) // 32
-        self.pos_embed = nn.Parameter(torch.randn(side * side, 512) * 0.02)  # (N, 512)
+        self._set_normalization(self.IMAGENET_MEAN, self.IMAGENET_STD)
+        side = -(-image_size // 32)  # every stride-2 stage rounds up
+        self.pos_embed = nn.Parameter(torch.randn(side * side, self.out_dim) * 0.02)  # (N, D)
         self.num_tokens = side * side
 
     @classmethod
-    def from_config(cls, cfg, *, hf_config: Any = None, rebuild: bool = False) -> "ResNet18Encoder":
+    def from_config(cls, cfg, *, hf_config: Any = None, rebuild: bool = False) -> "ResNetEncoder":
         # rebuild: the structure of a saved checkpoint, whose own weights are loaded afterwards
         return cls(image_size=cfg.image_size, weights=None if rebuild else cfg.vision_pretrained)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (self.resize(images) - self.mean) / self.std  # (B, 3, S, S)
-        x = self.net(x)  # (B, 512, h, w)
-        x = x.flatten(2).transpose(1, 2)  # (B, N, 512)
+        x = self.preprocess(images)  # (B, 3, S, S) normalised
+        x = self.net(x)  # (B, D, h, w)
+        x = x.flatten(2).transpose(1, 2)  # (B, N, D)
         if x.shape[1] != self.pos_embed.shape[0]:
-            raise ConfigError(f"resnet18 gave {x.shape[1]} tokens but expected {self.pos_embed.shape[0]}; "
+            raise ConfigError(f"{self.arch} gave {x.shape[1]} tokens but expected {self.pos_embed.shape[0]}; "
                               f"keep model.image_size at the value the model was built with")
-        return x + self.pos_embed  # (B, N, 512)
+        return x + self.pos_embed  # (B, N, D)
 
 
-def _load_resnet_state(path: str) -> dict[str, torch.Tensor]:
-    p = Path(path)
+class ResNet18Encoder(ResNetEncoder):
+    """torchvision ResNet-18: 512-d tokens."""
+
+    name = arch = "resnet18"
+
+
+class ResNet34Encoder(ResNetEncoder):
+    """torchvision ResNet-34: 512-d tokens."""
+
+    name = arch = "resnet34"
+
+
+class ResNet50Encoder(ResNetEncoder):
+    """torchvision ResNet-50 (bottleneck blocks): 2048-d tokens."""
+
+    name = arch = "resnet50"
+
+
+def _load_resnet_state(path: str, arch: str, ref: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A torchvision ``arch`` state dict from a local file (or a folder holding one), checked against ``ref``
+    (the freshly built model's own state dict). The classifier (fc) may be missing."""
+    p = Path(path).expanduser()
     if p.is_dir():
-        found = [q for q in (p / "model.safetensors", p / "resnet18.safetensors", p / "resnet18.pth",
-                             p / "pytorch_model.bin") if q.exists()]
+        names = ("model.safetensors", f"{arch}.safetensors", f"{arch}.pth", f"{arch}.pt", "pytorch_model.bin")
+        found = [p / n for n in names if (p / n).exists()]
         if not found:
-            raise ConfigError(f"model.vision_pretrained: {path!r} has no model.safetensors or resnet18.pth; "
-                              f"point it at a torchvision resnet18 weights file")
+            raise ConfigError(f"model.vision_pretrained: folder {path!r} has no model.safetensors or {arch}.pth; "
+                              f"point it at a torchvision {arch} weights file")
         p = found[0]
     if not p.exists():
-        raise ConfigError(f"model.vision_pretrained: {path!r} does not exist; give a local torchvision resnet18 "
+        raise ConfigError(f"model.vision_pretrained: {path!r} does not exist; give a local torchvision {arch} "
                           f"weights file (.safetensors or .pth) or leave it empty to train from scratch")
     try:
         if p.suffix == ".safetensors":
@@ -146,60 +237,277 @@ def _load_resnet_state(path: str) -> dict[str, torch.Tensor]:
 
             state = load_file(str(p))
         else:
-            state = torch.load(p, map_location="cpu", weights_only=True)
+            state = torch.load(p, map_location="cpu", weights_only=True)  # tensors only: no pickled code runs
     except Exception as e:  # noqa: BLE001 - any failure to read the file is the same user error
         raise ConfigError(f"model.vision_pretrained: could not read {p} ({_first_line(e)}); "
-                          f"give a torchvision resnet18 state dict") from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    import torchvision
-
-    ref = torchvision.models.resnet18(weights=None).state_dict()
-    state = {k: v for k, v in state.items() if k in ref}
-    missing = [k for k in ref if k not in state]
+                          f"give a torchvision {arch} state dict (.safetensors, or a .pth from torch.save)") from None
+    for key in ("state_dict", "model"):  # training checkpoints wrap the weights
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ConfigError(f"model.vision_pretrained: {p} holds a {type(state).__name__}, not a state dict; "
+                          f"save the weights with torch.save(model.state_dict(), path)")
+    state = {str(k).removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    missing = [k for k in ref if k not in state and not k.startswith("fc.")]
     if missing:
-        raise ConfigError(f"model.vision_pretrained: {p} is not a resnet18 state dict ({len(missing)} weights "
-                          f"missing, e.g. {missing[0]})")
-    return state
+        raise ConfigError(f"model.vision_pretrained: {p} is not a {arch} state dict ({len(missing)} weights "
+                          f"missing, e.g. {missing[0]}); give {arch} weights or change model.vision_encoder")
+    for k, v in ref.items():
+        if k in state and state[k].shape != v.shape:
+            raise ConfigError(f"model.vision_pretrained: {p} is not a {arch} state dict ({k} has shape "
+                              f"{tuple(state[k].shape)}, {arch} needs {tuple(v.shape)}); give {arch} weights "
+                              f"or change model.vision_encoder")
+    return {k: state[k] for k in ref if k in state}
 
 
-class SiglipEncoder(VisionEncoder):
-    """transformers ``SiglipVisionModel``: a small one from config, or ``from_pretrained(path_or_id)``.
-    Preprocessing: resize to the config's image_size, normalise with mean = std = 0.5."""
+# ------------------------------------------------------------------------------------------------
+# transformers vision towers
+# ------------------------------------------------------------------------------------------------
+# config.json model_type -> the encoder family (registry name) that loads it
+_MODEL_TYPES = {"siglip": "siglip", "siglip_vision_model": "siglip", "clip": "clip", "clip_vision_model": "clip",
+                "dinov2": "dinov2"}
 
-    def __init__(self, hf_config: Any = None, pretrained: str | None = None):
+
+class HFVisionEncoder(VisionEncoder):
+    """A transformers vision model: small from ``hf_config``, or ``from_pretrained`` a local folder / hub id.
+
+    A folder holding a full two-tower model (``CLIPModel`` / ``SiglipModel``, a config with ``vision_config``)
+    works too: its vision tower is loaded. Preprocessing (in torch, on float images in [0, 1]): resize to
+    ``image_size``, then ``(x - mean) / std`` with the family's defaults, or with ``image_mean`` /
+    ``image_std`` / size of the folder's ``preprocessor_config.json`` when it has one. These choices are stored
+    on the model's config (``vla_image_size``, ``vla_image_mean``, ``vla_image_std``, ``vla_keep_cls``), which
+    a VLA checkpoint saves, so ``hf_config=`` rebuilds the same encoder without the original folder.
+
+    Subclasses name the transformers classes, the default normalisation and the token selection.
+    """
+
+    what: str = ""  # for messages: "a CLIP vision model"
+    model_class: str = ""  # transformers model class, e.g. "CLIPVisionModel"
+    config_class: str = ""  # its config class, e.g. "CLIPVisionConfig"
+    model_types: tuple[str, ...] = ()  # config.json model_type values this family loads
+    default_mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    default_std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    has_cls: bool = False  # the model's output sequence starts with a CLS token
+    default_keep_cls: bool = False  # keep that CLS token in front of the patch tokens
+    interpolate_kwarg: bool = True  # forward takes interpolate_pos_encoding (CLIP, SigLIP; DINOv2 always does it)
+
+    def __init__(self, hf_config: Any = None, pretrained: str | None = None, keep_cls: bool | None = None,
+                 image_size: int | None = None):
         super().__init__()
         tf = _import_transformers()
+        model_cls = getattr(tf, self.model_class)
+        processor: dict[str, Any] = {}
         if pretrained is not None:
+            ref = self._check_pretrained(pretrained)
             try:
-                self.model = tf.SiglipVisionModel.from_pretrained(pretrained, torch_dtype=torch.float32)
+                self.model = model_cls.from_pretrained(ref, torch_dtype=torch.float32)
             except Exception as e:  # noqa: BLE001 - OSError / ValueError / HF errors: one user message
-                raise pretrained_load_error("vision_pretrained", pretrained, "a SigLIP vision model", e) from None
+                raise pretrained_load_error("vision_pretrained", pretrained, self.what, e) from None
+            processor = self._read_preprocessor(ref)
+        elif hf_config is not None:
+            self.model = model_cls(hf_config)
         else:
-            self.model = tf.SiglipVisionModel(hf_config)
-        self.hf_config = self.model.config
-        self.image_size = int(self.hf_config.image_size)
-        self.out_dim = int(self.hf_config.hidden_size)
-        self.num_tokens = (self.image_size // int(self.hf_config.patch_size)) ** 2
+            raise ValueError(f"{type(self).__name__} needs hf_config (a {self.config_class}) or pretrained")
+        conf = self.model.config
+        if keep_cls is None:
+            keep_cls = getattr(conf, "vla_keep_cls", self.default_keep_cls)
+        if keep_cls and not self.has_cls:
+            raise ConfigError(f"{self.name} has no CLS token (only patch tokens); keep_cls applies to clip and dinov2")
+        size = image_size or getattr(conf, "vla_image_size", None) or processor.get("size") or conf.image_size
+        mean = getattr(conf, "vla_image_mean", None) or processor.get("mean") or self.default_mean
+        std = getattr(conf, "vla_image_std", None) or processor.get("std") or self.default_std
+        # recorded on the config, which a VLA checkpoint saves: the rebuild needs no preprocessor file
+        conf.vla_image_size, conf.vla_keep_cls = int(size), bool(keep_cls)
+        conf.vla_image_mean, conf.vla_image_std = [float(v) for v in mean], [float(v) for v in std]
+        self.hf_config = conf
+        self.keep_cls = bool(keep_cls)
+        self.image_size = int(size)
+        self.out_dim = int(conf.hidden_size)
+        self.patch_size = int(conf.patch_size)
+        self.num_tokens = (self.image_size // self.patch_size) ** 2 + int(self.keep_cls)
+        self._set_normalization(conf.vla_image_mean, conf.vla_image_std)
+        self._forward_kwargs = ({"interpolate_pos_encoding": True}
+                                if self.interpolate_kwarg and self.image_size != int(conf.image_size) else {})
 
-    @staticmethod
-    def small_config(cfg) -> Any:
-        tf = _import_transformers()
-        return tf.SiglipVisionConfig(
-            hidden_size=cfg.vision_dim, intermediate_size=cfg.vision_dim * 4, num_hidden_layers=cfg.vision_num_layers,
-            num_attention_heads=cfg.vision_num_heads, image_size=cfg.image_size, patch_size=cfg.vision_patch_size,
-            attention_dropout=cfg.dropout, vision_use_head=False,
-        )
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def family_sizes(cls, cfg) -> dict[str, Any]:
+        """The config arguments beyond width, depth, heads, image and patch size (MLP width, dropout...)."""
+        return {}
 
     @classmethod
-    def from_config(cls, cfg, *, hf_config: Any = None, rebuild: bool = False) -> "SiglipEncoder":
+    def small_config(cls, cfg) -> Any:
+        """A small transformers config from the ModelConfig sizes (trained from scratch)."""
+        tf = _import_transformers()
+        return getattr(tf, cls.config_class)(
+            hidden_size=cfg.vision_dim, num_hidden_layers=cfg.vision_num_layers,
+            num_attention_heads=cfg.vision_num_heads, image_size=cfg.image_size, patch_size=cfg.vision_patch_size,
+            **cls.family_sizes(cfg))
+
+    @classmethod
+    def from_config(cls, cfg, *, hf_config: Any = None, rebuild: bool = False,
+                    keep_cls: bool | None = None) -> "HFVisionEncoder":
         if hf_config is not None:  # rebuilding a saved checkpoint: the structure only, weights come after
-            return cls(hf_config=hf_config)
+            return cls(hf_config=hf_config, keep_cls=keep_cls)
         if cfg.vision_pretrained is not None:
-            return cls(pretrained=cfg.vision_pretrained)
-        return cls(hf_config=cls.small_config(cfg))
+            return cls(pretrained=cfg.vision_pretrained, keep_cls=keep_cls)
+        return cls(hf_config=cls.small_config(cfg), keep_cls=keep_cls)
+
+    def _check_pretrained(self, ref: str) -> str:
+        """A folder or hub id that holds this family's model (its config read, no weights yet)."""
+        p = Path(ref).expanduser()
+        if p.is_dir():
+            if not (p / "config.json").exists():
+                raise ConfigError(f"model.vision_pretrained: folder {ref!r} has no config.json; give a folder "
+                                  f"saved with save_pretrained from {self.what}")
+            ref = str(p)
+        elif p.exists():
+            raise ConfigError(f"model.vision_pretrained: {ref!r} is a file; {self.name} loads a folder saved with "
+                              f"save_pretrained (or a hub id); weight files are for the resnet encoders")
+        elif ref.startswith(("/", ".", "~")) or ref.count("/") > 1:
+            raise ConfigError(f"model.vision_pretrained: folder {ref!r} does not exist; give a folder saved with "
+                              f"save_pretrained from {self.what} (or a cached hub id)")
+        tf = _import_transformers()
+        try:
+            conf = tf.AutoConfig.from_pretrained(ref, trust_remote_code=False)
+        except Exception as e:  # noqa: BLE001 - unknown hub id, offline, bad JSON: one user message
+            raise pretrained_load_error("vision_pretrained", ref, self.what, e) from None
+        mt = getattr(conf, "model_type", None)
+        if mt not in self.model_types:
+            family = _MODEL_TYPES.get(mt)
+            fix = (f"set model.vision_encoder: {family}" if family else
+                   f"give a folder saved with save_pretrained from {self.what}")
+            raise ConfigError(f"model.vision_pretrained: {ref!r} holds a {mt!r} model, not {self.what}; {fix}")
+        return ref
+
+    def _read_preprocessor(self, ref: str) -> dict[str, Any]:
+        """mean / std / size from the image processor config saved with the model ({} when there is none)."""
+        local = Path(ref).is_dir()
+        if local and not (Path(ref) / "preprocessor_config.json").exists():
+            return {}
+        tf = _import_transformers()
+        try:
+            proc = tf.AutoImageProcessor.from_pretrained(ref, trust_remote_code=False, use_fast=False)
+        except Exception as e:  # noqa: BLE001
+            if local:
+                raise ConfigError(f"model.vision_pretrained: {ref}/preprocessor_config.json could not be read "
+                                  f"({_first_line(e)}); fix it or delete it to use the {self.name} defaults") from None
+            log.info("no image processor config for %s (%s); using the %s defaults", ref, _first_line(e), self.name)
+            return {}
+        out: dict[str, Any] = {}
+        if getattr(proc, "do_normalize", True) is False:
+            out["mean"], out["std"] = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        else:
+            for key, name in (("mean", "image_mean"), ("std", "image_std")):
+                v = getattr(proc, name, None)
+                if v is not None:
+                    out[key] = [float(v)] * 3 if isinstance(v, (int, float)) else [float(x) for x in v]
+        size = _processor_size(proc)
+        if size:
+            out["size"] = size
+        return out
+
+    # -- use ------------------------------------------------------------------------------------
+    def select_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The model's output sequence -> the tokens handed on (CLS dropped unless ``keep_cls``)."""
+        if self.has_cls and not self.keep_cls:
+            return hidden[:, 1:]  # (B, P, D) patch tokens
+        return hidden  # (B, N, D)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (self.resize(images) - 0.5) / 0.5  # (B, 3, S, S) in [-1, 1]
-        return self.model(pixel_values=x).last_hidden_state  # (B, N, D)
+        x = self.preprocess(images)  # (B, 3, S, S) normalised
+        hidden = self.model(pixel_values=x, **self._forward_kwargs).last_hidden_state  # (B, [1 +] P, D)
+        return self.select_tokens(hidden)  # (B, N, D)
+
+
+def _processor_size(proc: Any) -> int | None:
+    """The square side an image processor hands its model: the crop when it crops, else its resize size."""
+    def side(s: Any) -> int | None:
+        if isinstance(s, int):
+            return s
+        if isinstance(s, dict):
+            for k in ("height", "shortest_edge", "width"):
+                if s.get(k):
+                    return int(s[k])
+        return None
+
+    if getattr(proc, "do_center_crop", False) and side(getattr(proc, "crop_size", None)):
+        return side(proc.crop_size)
+    return side(getattr(proc, "size", None))
+
+
+class SiglipEncoder(HFVisionEncoder):
+    """transformers ``SiglipVisionModel``: patch tokens (SigLIP has no CLS). Normalisation: mean = std = 0.5."""
+
+    name, what = "siglip", "a SigLIP vision model"
+    model_class, config_class = "SiglipVisionModel", "SiglipVisionConfig"
+    model_types = ("siglip", "siglip_vision_model")
+    default_mean, default_std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+    @classmethod
+    def family_sizes(cls, cfg) -> dict[str, Any]:
+        return dict(intermediate_size=cfg.vision_dim * 4, attention_dropout=cfg.dropout, vision_use_head=False)
+
+
+class ClipEncoder(HFVisionEncoder):
+    """transformers ``CLIPVisionModel``: the patch tokens of the last layer (the CLS token dropped, as in
+    LLaVA; ``keep_cls=True`` keeps it in front). Normalisation: the OpenAI CLIP mean / std."""
+
+    name, what = "clip", "a CLIP vision model"
+    model_class, config_class = "CLIPVisionModel", "CLIPVisionConfig"
+    model_types = ("clip", "clip_vision_model")
+    default_mean, default_std = CLIP_MEAN, CLIP_STD
+    has_cls, default_keep_cls = True, False
+
+    @classmethod
+    def family_sizes(cls, cfg) -> dict[str, Any]:
+        return dict(intermediate_size=cfg.vision_dim * 4, attention_dropout=cfg.dropout)
+
+
+class Dinov2Encoder(HFVisionEncoder):
+    """transformers ``Dinov2Model``: the CLS token followed by the patch tokens (layer-normed last layer;
+    ``keep_cls=False`` gives patch tokens only). Normalisation: ImageNet mean / std. Position embeddings
+    are interpolated, so any image size works."""
+
+    name, what = "dinov2", "a DINOv2 model"
+    model_class, config_class = "Dinov2Model", "Dinov2Config"
+    model_types = ("dinov2",)
+    default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
+    has_cls, default_keep_cls = True, True
+    interpolate_kwarg = False
+
+    @classmethod
+    def family_sizes(cls, cfg) -> dict[str, Any]:
+        return dict(mlp_ratio=4, attention_probs_dropout_prob=cfg.dropout)
+
+
+def _family_of(ref: str, names: list[str]) -> str:
+    """The encoder family of a pretrained folder / cached hub id, from its config.json ``model_type``
+    (for an uncached hub id, from its name)."""
+    p = Path(ref).expanduser()
+    data = None
+    if p.is_file():
+        raise ConfigError(f"vision encoder {ref!r} is a weights file; name the architecture too, e.g. "
+                          f"VisionEncoder.create('resnet18', pretrained={ref!r})")
+    if p.is_dir():
+        try:
+            data = json.loads((p / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"vision encoder folder {ref!r} has no readable config.json ({_first_line(e)}); "
+                              f"give a folder saved with save_pretrained") from None
+    else:
+        from .vla import _cached_hub_config
+
+        data = _cached_hub_config(ref)
+    if data is not None:
+        family = _MODEL_TYPES.get(data.get("model_type"))
+        if family is None:
+            raise ConfigError(f"vision encoder {ref!r} holds a {data.get('model_type')!r} model; give a SigLIP, "
+                              f"CLIP or DINOv2 model, or one of: {', '.join(names)}")
+        return family
+    low = ref.lower()
+    for key in ("siglip", "clip", "dinov2"):
+        if key in low and not p.is_absolute():
+            return key  # an uncached hub id: from_pretrained will say whether it can be had
+    raise ConfigError(f"unknown vision encoder {ref!r}: not one of {', '.join(names)}, not a local model folder "
+                      f"and not a known hub id; give a name or a folder saved with save_pretrained")

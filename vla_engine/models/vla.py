@@ -68,6 +68,15 @@ VLM_PRESETS: dict[str, dict[str, Any]] = {
                      llm_num_heads=4, llm_intermediate_size=256),
 }
 VLM_PRESETS["smolvlm"] = dict(VLM_PRESETS["siglip-tiny"])  # SmolVLM = SigLIP + a Llama-style SmolLM
+# the real VLM classes (models/vlm.py) at small sizes; a VLM folder of that kind loads through them
+VLM_PRESETS["smolvlm-native"] = dict(VLM_PRESETS["siglip-tiny"], vision_encoder="smolvlm", llm="smolvlm")
+VLM_PRESETS["qwen2-vl-native"] = dict(VLM_PRESETS["siglip-tiny"], vision_encoder="qwen2-vl", llm="qwen2-vl")
+
+# the two recipes of models/wrappers.py as named defaults (the model builder and the Training tab list them)
+VLM_PRESETS["smolvla-tiny"] = dict(VLM_PRESETS["smolvlm-native"], llm_num_layers=1, freeze_vision=True,
+                                   action_head="flow", chunk_size=8, n_action_steps=8, head_hidden_dim=128)
+VLM_PRESETS["openvla-tiny"] = dict(VLM_PRESETS["siglip-tiny"], vision_encoder="dinosiglip", llm="llama",
+                                   action_head="tokens", action_bins=256, chunk_size=1, n_action_steps=1)
 
 PRESET_DESCRIPTIONS = {
     "tiny": "CNN (6x6 = 36 tokens at 96 px) + Qwen2 2x128: the CPU default",
@@ -75,13 +84,17 @@ PRESET_DESCRIPTIONS = {
     "siglip-tiny": "SigLIP 2x64 (36 patches) + Llama 2x128",
     "smolvlm": "offline stand-in for SmolVLM: SigLIP 2x64 + Llama 2x128",
     "qwen2-vl-tiny": "offline stand-in for Qwen2-VL: SigLIP 2x64 + Qwen2 2x128",
+    "smolvlm-native": "SmolVLM's own classes, small: Idefics3 vision 2x64 + pixel shuffle (9 tokens) + Llama 2x128",
+    "smolvla-tiny": "SmolVLA recipe, small: SmolVLM (frozen vision, LM cut to 1 layer) + flow-matching expert, chunks of 8",
+    "openvla-tiny": "OpenVLA recipe, small: DINOv2 + SigLIP fused 2x64 + Llama 2x128 + 256-bin action tokens",
+    "qwen2-vl-native": "Qwen2-VL's own classes, small: Qwen2-VL vision 2x64 + patch merger (9 tokens) + Qwen2 2x128",
     "resnet18": "ResNet-18 (9 tokens) + Qwen2 2x128 (for GPUs)",
 }
 
 # Well-known full-size names -> the small offline stand-in built instead (with a warning).
 WELL_KNOWN_VLMS: dict[str, str] = {
-    "smolvla": "smolvlm",
-    "lerobot/smolvla_base": "smolvlm",
+    "smolvla": "smolvla-tiny",
+    "lerobot/smolvla_base": "smolvla-tiny",
     "huggingfacetb/smolvlm-instruct": "smolvlm",
     "huggingfacetb/smolvlm-256m-instruct": "smolvlm",
     "huggingfacetb/smolvlm-500m-instruct": "smolvlm",
@@ -91,8 +104,8 @@ WELL_KNOWN_VLMS: dict[str, str] = {
     "llava": "siglip-tiny",
     "llava-hf/llava-1.5-7b-hf": "siglip-tiny",
     "llava-hf/llava-1.5-13b-hf": "siglip-tiny",
-    "openvla": "siglip-tiny",
-    "openvla/openvla-7b": "siglip-tiny",
+    "openvla": "openvla-tiny",
+    "openvla/openvla-7b": "openvla-tiny",
     "paligemma": "siglip-tiny",
     "google/paligemma-3b-pt-224": "siglip-tiny",
     "qwen2-vl": "qwen2-vl-tiny",
@@ -127,6 +140,10 @@ def _cached_hub_config(repo_id: str) -> dict | None:
         return None
 
 
+# transformers model_type of a VLM folder -> the preset whose classes load it (models/vlm.py)
+_NATIVE_VLMS = {"idefics3": "smolvlm-native", "smolvlm": "smolvlm-native", "qwen2_vl": "qwen2-vl-native"}
+
+
 def _is_vlm_config(data: dict) -> bool:
     return "vision_config" in data or "text_config" in data
 
@@ -145,6 +162,9 @@ def resolve_vlm(name: str) -> dict[str, Any]:
             data = json.loads(cfg_file.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"vlm {name!r}: config.json is not valid JSON ({_first_line(e)})") from None
+        if data.get("model_type") in _NATIVE_VLMS:  # SmolVLM / Qwen2-VL: their own vision tower and text model
+            return dict(VLM_PRESETS[_NATIVE_VLMS[data["model_type"]]], vision_pretrained=str(path),
+                        llm_pretrained=str(path))
         if _is_vlm_config(data):
             raise ConfigError(
                 f"vlm {name!r} is a full vision-language model (model_type {data.get('model_type')!r}); VLAModel "
@@ -153,6 +173,8 @@ def resolve_vlm(name: str) -> dict[str, Any]:
         return dict(VLM_PRESETS["tiny"], llm=llm, llm_pretrained=str(path))
     key = name.lower()
     cached = _cached_hub_config(name)
+    if cached is not None and cached.get("model_type") in _NATIVE_VLMS:  # a cached SmolVLM / Qwen2-VL: load it
+        return dict(VLM_PRESETS[_NATIVE_VLMS[cached["model_type"]]], vision_pretrained=name, llm_pretrained=name)
     if cached is not None and not _is_vlm_config(cached):
         llm = cached.get("model_type") if cached.get("model_type") in LANGUAGE_MODELS else "qwen2"
         return dict(VLM_PRESETS["tiny"], llm=llm, llm_pretrained=name)
@@ -250,6 +272,8 @@ class VLAModel(nn.Module):
         elif hasattr(action_head, "set_input_dim"):
             action_head.set_input_dim(hidden)
         self.action_head = action_head
+        if hasattr(action_head, "attach_backbone"):  # action tokens: extend the LM's vocabulary
+            action_head.attach_backbone(self.backbone, len(self.tokenizer))
         self.modality_encoders = nn.ModuleDict()  # extra sensors: name -> module(batch) -> (B, n, H)
         self.state_normalizer = Normalizer(cfg.state_dim, cfg.normalization)
         self.action_normalizer = Normalizer(cfg.action_dim, cfg.normalization)
@@ -268,6 +292,9 @@ class VLAModel(nn.Module):
         self._action_queue: deque[torch.Tensor] = deque()
         self._obs_history: dict[str, deque] = {}
         self._ensembler: TemporalEnsembler | None = None
+        if self.config.lora_r > 0:  # a LoRA checkpoint: the same peft-wrapped LM, so its weights load strictly
+            from .lora import apply_lora_from_config
+            apply_lora_from_config(self)
         self._apply_freezing()
         if self.config.use_gradient_checkpointing:
             self.backbone.gradient_checkpointing_enable()
@@ -277,8 +304,9 @@ class VLAModel(nn.Module):
         vision_frozen = self.config.freeze_vision or self.config.freeze_vlm
         for p in self.vision_encoder.parameters():
             p.requires_grad_(not vision_frozen)
-        for p in self.backbone.parameters():
-            p.requires_grad_(not self.config.freeze_vlm)
+        lora = self.config.lora_r > 0  # LoRA: the LM's base weights stay frozen, only its adapters train
+        for name, p in self.backbone.named_parameters():
+            p.requires_grad_(("lora_" in name) if lora else not self.config.freeze_vlm)
         self.train(self.training)
 
     def freeze_vision(self, frozen: bool = True) -> None:
@@ -297,13 +325,25 @@ class VLAModel(nn.Module):
         self.config = self.config.replace(use_gradient_checkpointing=True)
         self.backbone.gradient_checkpointing_enable()
 
+    def add_lora(self, r: int = 16, alpha: int = 32, dropout: float = 0.05,
+                 target_modules: list[str] | None = None) -> "VLAModel":
+        """LoRA adapters (peft) on the language model's ``target_modules`` (default q/k/v/o projections):
+        the LM's base weights freeze, the adapters and the non-LM parts train; the config records them."""
+        from .lora import apply_lora
+        return apply_lora(self, r, alpha, dropout, target_modules)
+
+    def merge_lora(self) -> "VLAModel":
+        """Fold the LoRA adapters into the language model's weights (plain weights, config lora_r 0)."""
+        from .lora import merge_lora
+        return merge_lora(self)
+
     def train(self, mode: bool = True) -> "VLAModel":
         super().train(mode)
         cfg = getattr(self, "config", None)
         if cfg is not None and mode:  # frozen parts keep eval behaviour (dropout off, fixed norms)
             if cfg.freeze_vision or cfg.freeze_vlm:
                 self.vision_encoder.eval()
-            if cfg.freeze_vlm:
+            if cfg.freeze_vlm and cfg.lora_r == 0:  # with LoRA its adapters train (dropout, checkpointing on)
                 self.backbone.eval()
         return self
 
@@ -484,6 +524,14 @@ class VLAModel(nn.Module):
         """``(feature (B, H), {"context": (B, N, H), "context_mask": (B, N) bool})``: the action-query
         state and the LM's whole final hidden sequence (text, observations, query) with its padding mask,
         for heads that attend over tokens (``head.uses_context``)."""
+        seq, attn, pos = self.input_sequence(batch)  # (B, N, H), (B, N) | None, (B, N) | None
+        hidden = self.backbone(inputs_embeds=seq, attention_mask=attn, position_ids=pos)  # (B, N, H)
+        mask = attn.bool() if attn is not None else torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
+        return hidden[:, -1], {"context": hidden, "context_mask": mask}  # (B, H), (B, N, H), (B, N)
+
+    def input_sequence(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The LM's input: ``[text, observation tokens, action query]`` embeddings (B, N, H), with the
+        attention mask and position ids (both None when no instruction is padded)."""
         b = self._batch_size(batch)
         ids, text_mask = self.text_cache(self._tasks(batch, b))  # (B, L), (B, L)
         ids, text_mask = ids.to(self.device, non_blocking=True), text_mask.to(self.device, non_blocking=True)
@@ -506,9 +554,7 @@ class VLAModel(nn.Module):
             ones = torch.ones(b, prefix.shape[1] + 1, dtype=torch.long, device=self.device)  # (B, P + 1)
             attn = torch.cat([text_mask.long(), ones], dim=1)  # (B, L + P + 1)
             pos = (attn.cumsum(dim=1) - 1).clamp_min(0)  # (B, L + P + 1): padding does not shift positions
-        hidden = self.backbone(inputs_embeds=seq, attention_mask=attn, position_ids=pos)  # (B, L + P + 1, H)
-        mask = attn.bool() if attn is not None else torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
-        return hidden[:, -1], {"context": hidden, "context_mask": mask}  # (B, H), (B, N, H), (B, N)
+        return seq, attn, pos
 
     def _head_kwargs(self, ctx: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return ctx if getattr(self.action_head, "uses_context", False) else {}
@@ -545,8 +591,11 @@ class VLAModel(nn.Module):
         """Training loss on a batch with ``action``: returns ``(loss, {"loss": ..., ...})``."""
         actions, is_pad = self._targets(batch)  # (B, chunk, A), (B, chunk)
         target = self.action_normalizer.normalize(actions)  # (B, chunk, A)
-        feats, ctx = self.features_and_context(batch)  # (B, H), {(B, N, H), (B, N)}
-        loss, info = self.action_head.compute_loss(feats, target, is_pad, **self._head_kwargs(ctx))
+        if getattr(self.action_head, "uses_lm", False):  # action tokens: the LM itself predicts the actions
+            loss, info = self.action_head.compute_loss_lm(self.backbone, *self.input_sequence(batch), target, is_pad)
+        else:
+            feats, ctx = self.features_and_context(batch)  # (B, H), {(B, N, H), (B, N)}
+            loss, info = self.action_head.compute_loss(feats, target, is_pad, **self._head_kwargs(ctx))
         out = {"loss": float(loss.detach())}
         out.update({k: float(v) for k, v in info.items()})
         return loss, out
@@ -554,8 +603,11 @@ class VLAModel(nn.Module):
     @torch.no_grad()
     def predict_action_chunk(self, obs: Mapping[str, Any]) -> torch.Tensor:
         """Raw-unit actions (B, chunk, A) for observations (images in [0, 1], raw state, task strings)."""
-        feats, ctx = self.features_and_context(obs)  # (B, H), {(B, N, H), (B, N)}
-        pred = self.action_head.predict(feats, **self._head_kwargs(ctx))  # (B, chunk, A) normalised
+        if getattr(self.action_head, "uses_lm", False):
+            pred = self.action_head.predict_lm(self.backbone, *self.input_sequence(obs))  # (B, chunk, A) normalised
+        else:
+            feats, ctx = self.features_and_context(obs)  # (B, H), {(B, N, H), (B, N)}
+            pred = self.action_head.predict(feats, **self._head_kwargs(ctx))  # (B, chunk, A) normalised
         return self.action_normalizer.unnormalize(pred.float())  # (B, chunk, A)
 
     @torch.no_grad()

@@ -52,7 +52,14 @@ def build_model_for(model_cfg, dataset):
 
 
 def resolve_checkpoint(ref: str | Path, runs_dir: str | Path = "runs") -> Path:
-    """A checkpoint folder from a run id, a run folder or a checkpoint folder."""
+    """A checkpoint folder from a run id, a run folder, a checkpoint folder or ``shipped:<name>``."""
+    from ..pretrained import is_shipped_ref, shipped_checkpoint
+
+    if is_shipped_ref(str(ref)):
+        try:
+            return shipped_checkpoint(str(ref))
+        except FileNotFoundError as e:
+            raise RunError(str(e)) from None
     p = Path(ref)
     candidates = [p, Path(runs_dir) / str(ref)]
     for c in candidates:
@@ -159,7 +166,8 @@ def datagen_job(run: RunDir, progress: bool = True) -> dict:
     out = generate_dataset(cfg["task"], n, cfg["out"], seed=int(cfg.get("seed", 0)),
                            image_size=int(cfg.get("image_size", 96)), progress=progress,
                            on_episode=on_episode, overwrite=bool(cfg.get("overwrite", False)),
-                           action_noise=float(cfg.get("action_noise", 0.3)))
+                           action_noise=float(cfg.get("action_noise", 0.3)),
+                           targets_per_layout=int(cfg.get("targets_per_layout", 1)))
     run.log(f"wrote {n} episodes of '{cfg['task']}' to {out}")
     return {"dataset": str(out)}
 

@@ -1,14 +1,29 @@
 """Supervised fine-tuning of a VLA on demonstrations (the seed's ``VLAFineTuner``).
 
-Freezes what the config says (``freeze_vision``, ``freeze_vlm``) and trains the rest with the
-action loss, over the shared loop. LoRA adapters come with the peft integration.
+Before the loop builds its optimiser the trainer shapes the model as the config says:
+
+1. ``freeze_vision`` / ``freeze_vlm``: freeze the vision encoder / vision encoder + language model;
+2. ``use_lora``: LoRA adapters (peft) on the language model's ``lora_target_modules`` with rank
+   ``lora_r``, scaling ``lora_alpha / lora_r`` and ``lora_dropout``; the LM's base weights freeze,
+   the adapters and the non-LM parts (projector, tokens, action head, vision unless frozen) train;
+3. ``gradient_checkpointing``: recompute the LM's activations in the backward pass
+   (non-reentrant checkpointing, so adapters inside checkpointed layers get their gradients);
+
+then trains with the action loss over the shared loop. Checkpoints of a LoRA run record the adapters
+in ``config.json`` so ``VLAModel.from_pretrained`` rebuilds them; ``model.merge_lora()`` folds them in.
+
+Call shapes (the seed's): ``VLAFineTuner(model, config).train(dataloader)``.
 """
 
 from __future__ import annotations
 
+import logging
+
 from ..config.training_config import FineTuningConfig
-from .methods import CapabilityMissing
+from .loop import TrainingError
 from .supervised import SupervisedTrainer
+
+log = logging.getLogger(__name__)
 
 
 class VLAFineTuner(SupervisedTrainer):
@@ -16,13 +31,7 @@ class VLAFineTuner(SupervisedTrainer):
 
     def prepare_model(self) -> None:
         super().prepare_model()
-        c = self.config
-        if c.use_lora:
-            raise CapabilityMissing(
-                "LoRA fine-tuning (training.use_lora: true) is not built in this version of vla_engine yet; "
-                "set training.use_lora: false to fine-tune the unfrozen parts in full"
-            )
-        m = self.model
+        c, m = self.config, self.model
         if c.freeze_vision:
             if hasattr(m, "freeze_vision"):
                 m.freeze_vision(True)
@@ -30,5 +39,43 @@ class VLAFineTuner(SupervisedTrainer):
                 m.vision_encoder.requires_grad_(False)
         if c.freeze_vlm and hasattr(m, "freeze_vlm"):
             m.freeze_vlm(True)
+        if c.use_lora:
+            self._add_lora()
         if c.gradient_checkpointing and hasattr(m, "gradient_checkpointing_enable"):
             m.gradient_checkpointing_enable()
+        self._log_parameters()
+
+    def _add_lora(self) -> None:
+        c, m = self.config, self.model
+        if not hasattr(m, "add_lora"):
+            raise TrainingError(f"training.use_lora needs a VLAModel (a model with add_lora); {type(m).__name__} "
+                                f"has none: set training.use_lora: false")
+        mc = getattr(m, "config", None)
+        if mc is not None and getattr(mc, "lora_r", 0) > 0:  # already wrapped (a LoRA checkpoint, a second train())
+            same = (mc.lora_r == c.lora_r and mc.lora_alpha == c.lora_alpha
+                    and sorted(mc.lora_target_modules) == sorted(c.lora_target_modules))
+            if not same:
+                raise TrainingError(
+                    f"the model already has LoRA adapters (r={mc.lora_r}, alpha={mc.lora_alpha} on "
+                    f"{', '.join(mc.lora_target_modules)}) but training asks for r={c.lora_r}, alpha={c.lora_alpha} on "
+                    f"{', '.join(c.lora_target_modules)}; set the same training.lora_r / lora_alpha / "
+                    f"lora_target_modules, or merge the adapters first (model.merge_lora())")
+            return
+        m.add_lora(r=c.lora_r, alpha=c.lora_alpha, dropout=c.lora_dropout, target_modules=list(c.lora_target_modules))
+
+    def _log_parameters(self) -> None:
+        from ..models.lora import lora_parameter_stats
+
+        trainable, total = lora_parameter_stats(self.model)
+        mc = getattr(self.model, "config", None)
+        lora = getattr(mc, "lora_r", 0) if mc is not None else 0
+        what = (f"LoRA r={lora} alpha={mc.lora_alpha} on {','.join(mc.lora_target_modules)}" if lora
+                else "full fine-tuning")
+        msg = (f"{what}: {trainable:,} of {total:,} parameters trainable "
+               f"({100.0 * trainable / max(1, total):.2f}%)")
+        log.info(msg)
+        if self.run_dir is not None:
+            from ..runs.run_dir import RunDir
+
+            run = self.run_dir if isinstance(self.run_dir, RunDir) else RunDir(self.run_dir)
+            run.log(msg)

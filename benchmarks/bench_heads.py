@@ -1,0 +1,93 @@
+"""One table: success on a built-in task per action head, same data and training budget for each row.
+
+    python benchmarks/bench_heads.py --task push --steps 3000 --episodes 300
+    python benchmarks/bench_heads.py --heads mlp transformer --steps 200 --episodes 20 --eval-episodes 5   # quick look
+
+Every row trains the "tiny" VLA on the same generated dataset (made once, reused) with the same
+preset, steps, batch size and learning rate; only the head (and the chunking it uses) differs:
+
+    mlp          MLP regression of one action (the issue #2 baseline)
+    mlp-chunk    MLP regression of an 8-step chunk, 4 executed
+    gaussian     Gaussian MLP (NLL), mean at inference
+    diffusion    DDPM training, DDIM 10-step sampling, 8-step chunks, 4 executed
+    transformer  ACT-style transformer head, 8-step chunks, temporal ensembling
+    flow         flow-matching expert (SmolVLA-style), 8-step chunks, 4 executed
+    tokens       OpenVLA-style action tokens (256 bins) through the LM
+
+Success is measured on held-out seeds (>= 1,000,000) with a Wilson 95% interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+CHUNK = ["model.chunk_size=8", "model.n_action_steps=4", "dataset.chunk_size=8"]
+HEADS: dict[str, list[str]] = {
+    "mlp": ["model.action_head=mlp"],
+    "mlp-chunk": ["model.action_head=mlp", *CHUNK],
+    "gaussian": ["model.action_head=gaussian"],
+    "diffusion": ["model.action_head=diffusion", *CHUNK, "model.num_inference_steps=10", "model.use_ddim=true"],
+    "transformer": ["model.action_head=transformer", "model.chunk_size=8", "model.n_action_steps=1",
+                    "dataset.chunk_size=8", "model.temporal_ensemble_coeff=0.01", "model.action_loss=l1"],
+    "flow": ["model.action_head=flow", *CHUNK],
+    "tokens": ["model.action_head=tokens"],
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--task", default="push")
+    ap.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS))
+    ap.add_argument("--preset", default="il-bc")
+    ap.add_argument("--episodes", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--eval-episodes", type=int, default=50)
+    ap.add_argument("--set", action="append", default=[], help="extra overrides for every row")
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args()
+
+    from vla_engine.config.presets import load_preset
+    from vla_engine.runs.jobs import run_job
+    from vla_engine.runs.run_dir import RunDir
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="vla-bench-heads-"))
+    data = work / "data" / args.task
+    common = [f"dataset.task={args.task}", f"eval.task={args.task}", f"dataset.root={data}",
+              f"dataset.repo_id=local/{args.task}", f"dataset.episodes={args.episodes}",
+              f"training.max_steps={args.steps}", f"eval.episodes={args.eval_episodes}"] + args.set
+    rows = []
+    for head in args.heads:
+        cfg = load_preset(args.preset, common + HEADS[head])
+        run = RunDir.create(work / "runs", f"{args.task}-{head}", {"job": "train", **cfg.to_dict()})
+        t0 = time.time()
+        rc = run_job(run.path, progress=False)
+        wall = time.time() - t0
+        st = run.read_status()
+        if rc != 0:
+            print(f"{head}: FAILED: {st.get('error')}", flush=True)
+            continue
+        ev = st["eval"]
+        ms = ev.get("eval/ms_per_step")
+        rows.append((head, ev["eval/success_rate"], ev["eval/success_ci_low"], ev["eval/success_ci_high"],
+                     ev["eval/mean_return"], ms, wall))
+        print(f"{head}: success {ev['eval/success_rate']:.0%} ({wall:.0f} s)", flush=True)
+
+    print(f"\ntask={args.task} episodes={args.episodes} steps={args.steps} preset={args.preset} "
+          f"eval episodes={args.eval_episodes} (held-out seeds)")
+    print(f"{'head':12s} {'success':>8s} {'95% CI':>12s} {'return':>8s} {'ms/step':>10s} {'wall s':>7s}")
+    for head, sr, lo, hi, ret, ms, wall in rows:
+        ms_s = f"{ms:10.1f}" if isinstance(ms, (int, float)) else f"{'-':>10s}"
+        print(f"{head:12s} {sr:8.0%} {f'{lo:.0%}-{hi:.0%}':>12s} {ret:8.2f} {ms_s} {wall:7.0f}")
+
+
+if __name__ == "__main__":
+    main()

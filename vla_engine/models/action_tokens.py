@@ -1,0 +1,164 @@
+"""OpenVLA-style discrete action tokens: each action dimension is cut into ``n_bins`` uniform bins
+and every bin is a token of the language model's own vocabulary; the LM predicts the action chunk
+token by token with its LM head, exactly as it would predict words.
+
+OpenVLA (Kim et al. 2024) overwrites the 256 least-used ids of the Llama tokenizer; here the bins
+are *appended* to the vocabulary (``resize_token_embeddings``), which keeps every word usable and
+works for any tokenizer (the byte-level one included). Token ``offset + b`` means bin ``b``.
+
+Sequence (teacher forcing in training, greedy decoding at inference)::
+
+    [text, observation tokens, action query] [a_0, a_1, ..., a_{n-2}]      n = chunk_size * action_dim
+       the hidden state at the query predicts a_0, at a_i predicts a_{i+1}
+
+Actions arrive normalised (the model's normaliser); bins span ``[-action_range, action_range]``
+(1 for min_max normalisation, 3 standard deviations for mean_std); values outside are clipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .heads import ActionHead, HeadError
+
+
+class ActionTokenizer:
+    """Continuous (…, A) actions <-> bin indices (…, A) in ``[0, n_bins)``, uniform over ``[low, high]``."""
+
+    def __init__(self, n_bins: int = 256, low: float = -1.0, high: float = 1.0):
+        if n_bins < 2:
+            raise HeadError(f"action tokens need n_bins >= 2, got {n_bins}")
+        if not high > low:
+            raise HeadError(f"action token range must have high > low, got [{low}, {high}]")
+        self.n_bins, self.low, self.high = int(n_bins), float(low), float(high)
+        self.width = (self.high - self.low) / self.n_bins
+
+    def encode(self, actions: torch.Tensor) -> torch.Tensor:
+        """(…, A) float -> (…, A) long bin indices."""
+        x = (actions.float().clamp(self.low, self.high) - self.low) / self.width  # (…, A) in [0, n_bins]
+        return x.floor().long().clamp(0, self.n_bins - 1)
+
+    def decode(self, bins: torch.Tensor) -> torch.Tensor:
+        """(…, A) bin indices -> (…, A) bin centres."""
+        return self.low + (bins.float() + 0.5) * self.width
+
+
+class ActionTokenHead(ActionHead):
+    """Predicts an action chunk as ``chunk_size * action_dim`` tokens through the LM (see module doc).
+
+    Works only inside a ``VLAModel`` (it needs the language model): the model calls
+    ``attach_backbone`` when it is built, ``compute_loss_lm`` in training and ``predict_lm`` at
+    inference.
+    """
+
+    name = "tokens"
+    uses_lm = True
+
+    def __init__(self, action_dim: int = 7, chunk_size: int = 1, n_bins: int = 256, action_range: float = 1.0,
+                 input_dim: int | None = None):
+        if action_range <= 0:
+            raise HeadError(f"ActionTokenHead action_range must be > 0, got {action_range}")
+        self.n_bins, self.action_range = int(n_bins), float(action_range)
+        self.tokenizer = ActionTokenizer(n_bins, -action_range, action_range)
+        self.token_offset: int | None = None
+        super().__init__(action_dim, chunk_size, input_dim)
+
+    def _build(self, input_dim: int) -> None:
+        pass  # no layers of its own: the LM's embeddings and LM head do the work
+
+    @classmethod
+    def from_config(cls, cfg: Any, input_dim: int | None = None) -> "ActionTokenHead":
+        rng = 1.0 if cfg.normalization == "min_max" else 3.0
+        return cls(action_dim=cfg.action_dim, chunk_size=cfg.chunk_size, n_bins=cfg.action_bins, action_range=rng,
+                   input_dim=input_dim)
+
+    def config_fields(self) -> dict[str, Any]:
+        return {**super().config_fields(), "action_bins": self.n_bins}
+
+    # -- the LM ----------------------------------------------------------------------------------
+    def attach_backbone(self, backbone: nn.Module, base_vocab: int) -> None:
+        """Reserve ``n_bins`` token ids after the tokenizer's ``base_vocab`` (growing the LM if needed)."""
+        lm = backbone.lm
+        if lm.get_output_embeddings() is None:
+            raise HeadError(f"action tokens need a language model with an LM head; {type(lm).__name__} has none")
+        need = base_vocab + self.n_bins
+        if lm.get_input_embeddings().weight.shape[0] < need:
+            lm.resize_token_embeddings(need, mean_resizing=False)
+        self.token_offset = int(base_vocab)
+
+    def _logits(self, backbone: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """LM-head logits restricted to the action bins: (B, n, H) -> (B, n, n_bins)."""
+        w = backbone.lm.get_output_embeddings().weight[self.token_offset:self.token_offset + self.n_bins]  # (K, H)
+        return F.linear(hidden, w)  # (B, n, K)
+
+    def _run(self, backbone: nn.Module, seq: torch.Tensor, attn: torch.Tensor | None,
+             pos: torch.Tensor | None) -> torch.Tensor:
+        if attn is not None:
+            pos = (attn.cumsum(dim=1) - 1).clamp_min(0)  # (B, N)
+        return backbone(inputs_embeds=seq, attention_mask=attn, position_ids=pos)  # (B, N, H)
+
+    @staticmethod
+    def _extend(seq: torch.Tensor, attn: torch.Tensor | None, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        seq = torch.cat([seq, emb.to(seq.dtype)], dim=1)  # (B, N + k, H)
+        if attn is not None:
+            attn = torch.cat([attn, attn.new_ones(attn.shape[0], emb.shape[1])], dim=1)  # (B, N + k)
+        return seq, attn
+
+    def _check_attached(self) -> None:
+        if self.token_offset is None:
+            raise HeadError("ActionTokenHead is not attached to a language model; use it inside a VLAModel "
+                            "(action_head='tokens')")
+
+    def compute_loss_lm(self, backbone: nn.Module, seq: torch.Tensor, attn: torch.Tensor | None,
+                        pos: torch.Tensor | None, actions: torch.Tensor,
+                        action_is_pad: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Next-token cross-entropy over the action tokens (teacher forcing). actions: (B, chunk, A) normalised."""
+        self._check_attached()
+        b, c, a = actions.shape
+        bins = self.tokenizer.encode(actions).view(b, c * a)  # (B, n)
+        ids = bins + self.token_offset  # (B, n) vocabulary ids
+        emb = backbone.embed(ids[:, :-1])  # (B, n - 1, H): a_0 .. a_{n-2} as inputs
+        seq, attn = self._extend(seq, attn, emb)  # (B, N + n - 1, H)
+        hidden = self._run(backbone, seq, attn, pos)[:, -(c * a):]  # (B, n, H): query, a_0 .. a_{n-2}
+        logits = self._logits(backbone, hidden)  # (B, n, K)
+        target = bins.clone()  # (B, n)
+        if action_is_pad is not None:
+            target = target.masked_fill(action_is_pad.bool().repeat_interleave(a, dim=1), -100)  # (B, n)
+        loss = F.cross_entropy(logits.reshape(-1, self.n_bins).float(), target.reshape(-1), ignore_index=-100)
+        with torch.no_grad():
+            valid = target >= 0
+            pred_bins = logits.argmax(-1)  # (B, n)
+            acc = (pred_bins == bins)[valid].float().mean() if bool(valid.any()) else torch.tensor(0.0)
+            l1 = (self.tokenizer.decode(pred_bins) - actions.reshape(b, -1).float()).abs()[valid].mean() \
+                if bool(valid.any()) else torch.tensor(0.0)
+        return loss, {"action_token_accuracy": float(acc), "action_l1": float(l1)}
+
+    @torch.no_grad()
+    def predict_lm(self, backbone: nn.Module, seq: torch.Tensor, attn: torch.Tensor | None,
+                   pos: torch.Tensor | None) -> torch.Tensor:
+        """Greedy decoding of ``chunk_size * action_dim`` tokens -> (B, chunk, A) normalised bin centres."""
+        self._check_attached()
+        b, n = seq.shape[0], self.chunk_size * self.action_dim
+        out: list[torch.Tensor] = []
+        for _ in range(n):
+            hidden = self._run(backbone, seq, attn, pos)[:, -1:]  # (B, 1, H)
+            nxt = self._logits(backbone, hidden).argmax(-1)  # (B, 1) bin
+            out.append(nxt)
+            seq, attn = self._extend(seq, attn, backbone.embed(nxt + self.token_offset))  # (B, N + 1, H)
+        bins = torch.cat(out, dim=1).view(b, self.chunk_size, self.action_dim)  # (B, chunk, A)
+        return self.tokenizer.decode(bins)
+
+    # -- the feature-vector interface does not apply ----------------------------------------------
+    def compute_loss(self, features, actions, action_is_pad=None, **_: Any):  # noqa: ANN001
+        raise HeadError("ActionTokenHead predicts through the language model; use it inside a VLAModel")
+
+    def predict(self, features, **_: Any):  # noqa: ANN001
+        raise HeadError("ActionTokenHead predicts through the language model; use it inside a VLAModel")
+
+    def extra_repr(self) -> str:
+        return (f"action_dim={self.action_dim}, chunk_size={self.chunk_size}, n_bins={self.n_bins}, "
+                f"range=±{self.action_range}, token_offset={self.token_offset}")

@@ -1,0 +1,283 @@
+"""LoRA adapters on the VLA's language backbone, through peft.
+
+``apply_lora`` wraps ``model.backbone.lm`` (a transformers causal LM) with ``peft.get_peft_model``:
+the LM's base weights freeze, low-rank adapters ``W x + (alpha / r) * B(A(x))`` are added to the
+target linear layers, and the parts outside the LM (projector, state/query tokens, action head,
+the vision encoder unless the config freezes it) keep training in full.
+
+Why ``get_peft_model`` (a ``PeftModelForCausalLM`` in place of the LM) and not ``inject_adapter_in_model``:
+the wrapper forwards every attribute to the LM, so ``LanguageBackbone.forward`` / ``embed`` /
+``gradient_checkpointing_enable`` work unchanged, and peft's own ``merge_and_unload`` and
+``save_pretrained`` / ``PeftModel.from_pretrained`` do merging and the adapter files. The VLA's
+state-dict keys under ``backbone.lm.`` become peft's (``base_model.model.<name>.base_layer.weight``,
+``...lora_A.default.weight``); they are a function of the config alone, and ``ModelConfig`` records
+the adapters (``lora_r`` > 0, ``lora_alpha``, ``lora_dropout``, ``lora_target_modules``), so a
+checkpoint of a LoRA model is rebuilt with the same structure by ``VLAModel.from_pretrained`` and
+loaded strictly. After ``merge_lora`` the keys are the plain ones again and ``lora_r`` is 0.
+
+Adapter folders (``save_adapter`` / ``load_adapter``) hold peft's files, ``adapter_config.json`` +
+``adapter_model.safetensors`` (readable by ``peft.PeftModel.from_pretrained`` on the bare LM), plus
+``vla_modules.safetensors``: what fine-tuning changed outside the LM (trainable non-LM weights and
+the normalisation statistics), so a fresh model built from the same base reproduces the tuned one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ..config.base import ConfigError
+from ..errors import CheckpointError
+from ._util import _first_line, _import_transformers
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LoRAError", "DEFAULT_TARGET_MODULES", "apply_lora", "apply_lora_from_config", "merge_lora",
+           "save_adapter", "load_adapter", "lora_parameter_stats", "lm_linear_names", "has_lora"]
+
+DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+VLA_MODULES = "vla_modules.safetensors"
+
+
+class LoRAError(ConfigError):
+    """A LoRA request does not fit the model (unknown target layer, adapters already there). One line."""
+
+
+def _peft():
+    _import_transformers()  # sets USE_TF=0 before peft imports transformers
+    import peft
+
+    return peft
+
+
+def _backbone(model: nn.Module) -> nn.Module:
+    bb = getattr(model, "backbone", None)
+    if bb is None or not hasattr(bb, "lm"):
+        raise LoRAError(f"{type(model).__name__} has no language backbone (model.backbone.lm); LoRA applies to a VLAModel")
+    return bb
+
+
+def has_lora(model: nn.Module) -> bool:
+    """Whether ``model.backbone.lm`` is wrapped with peft adapters."""
+    bb = getattr(model, "backbone", None)
+    lm = getattr(bb, "lm", None)
+    if lm is None or "peft" not in type(lm).__module__:
+        return False
+    return isinstance(lm, _peft().PeftModel)
+
+
+def _base_lm(lm: nn.Module) -> nn.Module:
+    return lm.get_base_model() if hasattr(lm, "get_base_model") and hasattr(lm, "peft_config") else lm
+
+
+def lm_linear_names(lm: nn.Module) -> list[str]:
+    """The distinct names of the decoder's linear layers (what ``target_modules`` may name), e.g.
+    ``['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj']``."""
+    base = _base_lm(lm)
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else base
+    return sorted({name.rsplit(".", 1)[-1] for name, mod in decoder.named_modules() if isinstance(mod, nn.Linear)})
+
+
+def _check_targets(lm: nn.Module, targets: Sequence[str]) -> list[str]:
+    targets = [str(t).strip() for t in targets]
+    if not targets or any(not t for t in targets):
+        raise LoRAError(f"LoRA target_modules {list(targets)!r} is empty or has an empty name; choose from the "
+                        f"language model's linear layers: {', '.join(lm_linear_names(lm))}")
+    base = _base_lm(lm)
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else base
+    linear = [n for n, mod in decoder.named_modules() if isinstance(mod, nn.Linear)]
+    # peft's rule for a list of names: a module matches when its name is the target or ends with ".target"
+    unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in linear)]
+    if unknown:
+        raise LoRAError(f"LoRA target_modules {', '.join(map(repr, unknown))} not found in the language model "
+                        f"({type(base).__name__}); its linear layers are: {', '.join(lm_linear_names(lm))}")
+    return targets
+
+
+def _wrap(model: nn.Module, r: int, alpha: float, dropout: float, target_modules: Sequence[str]) -> list[str]:
+    """Replace ``model.backbone.lm`` by a peft LoRA wrapper (LM base weights frozen by peft)."""
+    if r < 1:
+        raise LoRAError(f"LoRA rank r={r} is out of range; must be >= 1 (e.g. 8 or 16)")
+    if alpha <= 0:
+        raise LoRAError(f"LoRA alpha={alpha} is out of range; must be > 0 (e.g. 2 * r)")
+    if not 0.0 <= dropout < 1.0:
+        raise LoRAError(f"LoRA dropout={dropout} is out of range; must be in [0, 1)")
+    bb = _backbone(model)
+    if has_lora(model):
+        raise LoRAError("the language model already has LoRA adapters; call merge_lora() first to add new ones")
+    targets = _check_targets(bb.lm, target_modules)
+    peft = _peft()
+    cfg = peft.LoraConfig(r=int(r), lora_alpha=alpha, lora_dropout=float(dropout), target_modules=list(targets),
+                          bias="none", task_type="CAUSAL_LM")
+    bb.lm = peft.get_peft_model(bb.lm, cfg)
+    return targets
+
+
+def _refreeze(model: nn.Module) -> None:
+    if hasattr(model, "_apply_freezing"):
+        model._apply_freezing()  # VLAModel: LM base frozen, adapters + non-LM parts by the config
+    else:
+        for name, p in _backbone(model).named_parameters():
+            p.requires_grad_("lora_" in name)
+
+
+def apply_lora(model: nn.Module, r: int = 16, alpha: float = 32, dropout: float = 0.05,
+               target_modules: Sequence[str] | None = None) -> nn.Module:
+    """Add LoRA adapters to the VLA's language model (in place; returns ``model``).
+
+    The LM's base weights freeze; the adapters, the projector, the state/query tokens, the action head
+    and the vision encoder (unless ``freeze_vision`` / ``freeze_vlm``) train. ``model.config`` records
+    the adapters, so ``save_pretrained`` checkpoints rebuild them in ``from_pretrained``.
+    """
+    targets = _wrap(model, r, alpha, dropout, list(target_modules or DEFAULT_TARGET_MODULES))
+    cfg = getattr(model, "config", None)
+    if cfg is not None and hasattr(cfg, "lora_r"):
+        model.config = cfg.replace(lora_r=int(r), lora_alpha=int(alpha), lora_dropout=float(dropout),
+                                   lora_target_modules=list(targets))
+    _refreeze(model)
+    trainable, total = lora_parameter_stats(model)
+    log.info("LoRA r=%d alpha=%s on %s: %s of %s parameters trainable (%.2f%%)", r, alpha, ",".join(targets),
+             f"{trainable:,}", f"{total:,}", 100.0 * trainable / max(1, total))
+    return model
+
+
+def apply_lora_from_config(model: nn.Module) -> None:
+    """The construction hook: wrap the LM as ``model.config`` says (``lora_r`` > 0). Freezing is left to the
+    caller (``VLAModel._build`` applies it right after)."""
+    c = model.config
+    _wrap(model, c.lora_r, c.lora_alpha, c.lora_dropout, c.lora_target_modules)
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold the adapters into the LM's weights (peft ``merge_and_unload``): plain weights and state-dict
+    names again, ``config.lora_r`` = 0, the same outputs."""
+    if not has_lora(model):
+        raise LoRAError("the model has no LoRA adapters to merge; add them with add_lora() / training.use_lora")
+    bb = _backbone(model)
+    bb.lm = bb.lm.merge_and_unload(safe_merge=True)
+    cfg = getattr(model, "config", None)
+    if cfg is not None and hasattr(cfg, "lora_r"):
+        model.config = cfg.replace(lora_r=0)
+    if hasattr(model, "_apply_freezing"):
+        model._apply_freezing()
+    return model
+
+
+def lora_parameter_stats(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts of the whole model (tied weights counted once)."""
+    seen: set[int] = set()
+    trainable = total = 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        if p.requires_grad:
+            trainable += p.numel()
+    return trainable, total
+
+
+# ------------------------------------------------------------------------------------------------
+# Adapter folders
+# ------------------------------------------------------------------------------------------------
+def _vla_module_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What fine-tuning changes outside the LM: trainable non-backbone parameters and non-backbone buffers."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, p in model.named_parameters():
+        if name.startswith("backbone.") or not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        out[name] = p.detach()
+    for name, b in model.named_buffers():
+        if not name.startswith("backbone.") and b is not None:
+            out[name] = b.detach()
+    return {k: v.contiguous().cpu() for k, v in out.items()}
+
+
+def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
+    """Write the LM's LoRA adapter in peft's format (``adapter_config.json`` + ``adapter_model.safetensors``)
+    and ``vla_modules.safetensors`` (the trained non-LM parts and normalisation statistics)."""
+    from safetensors.torch import save_file
+
+    if not has_lora(model):
+        raise LoRAError("the model has no LoRA adapters to save; add them with add_lora() / training.use_lora, "
+                        "or save the whole model with save_pretrained")
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    lm = _backbone(model).lm
+    lm.save_pretrained(str(d))
+    tmp = d / f".{VLA_MODULES}.tmp-{os.getpid()}"
+    save_file(_vla_module_tensors(model), str(tmp), metadata={"format": "pt", "producer": "vla_engine"})
+    os.replace(tmp, d / VLA_MODULES)
+    return d
+
+
+def load_adapter(model: nn.Module, directory: str | os.PathLike, is_trainable: bool = True) -> nn.Module:
+    """Load an adapter folder written by ``save_adapter`` (or any peft LoRA adapter of this LM) into
+    ``model`` built from the same base: adds the adapters when the model has none (with
+    ``peft.PeftModel.from_pretrained``) or replaces the weights of matching ones."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    d = Path(directory)
+    if not (d / ADAPTER_CONFIG).exists() or not (d / ADAPTER_WEIGHTS).exists():
+        raise CheckpointError(f"{d} is not a LoRA adapter folder (needs {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}); "
+                              f"give a folder written by save_adapter or peft's save_pretrained")
+    peft = _peft()
+    try:
+        acfg = peft.LoraConfig.from_pretrained(str(d))
+    except Exception as e:  # noqa: BLE001 - a corrupt or non-LoRA adapter_config.json
+        raise CheckpointError(f"{d}/{ADAPTER_CONFIG} is not a LoRA adapter config ({_first_line(e)})") from None
+    targets = sorted(acfg.target_modules) if isinstance(acfg.target_modules, (set, list, tuple)) else acfg.target_modules
+    if isinstance(targets, str):
+        raise CheckpointError(f"{d}/{ADAPTER_CONFIG} names its target modules by a pattern ({targets!r}); "
+                              f"this loader needs a list of layer names")
+    bb = _backbone(model)
+    try:
+        if has_lora(model):
+            have = bb.lm.peft_config["default"]
+            if (int(have.r), float(have.lora_alpha), sorted(have.target_modules)) != \
+                    (int(acfg.r), float(acfg.lora_alpha), list(targets)):
+                raise LoRAError(f"the model's adapters (r={have.r}, alpha={have.lora_alpha} on {sorted(have.target_modules)}) "
+                                f"differ from {d}'s (r={acfg.r}, alpha={acfg.lora_alpha} on {list(targets)}); "
+                                f"load it into a model without adapters")
+            result = peft.set_peft_model_state_dict(bb.lm, peft.utils.load_peft_weights(str(d)))
+            if result.unexpected_keys:
+                raise CheckpointError(f"adapter {d} has weights this model lacks ({result.unexpected_keys[0]}, ...)")
+        else:
+            _check_targets(bb.lm, list(targets))
+            bb.lm = peft.PeftModel.from_pretrained(bb.lm, str(d), is_trainable=is_trainable)
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise CheckpointError(f"adapter {d} does not fit this model ({_first_line(e)}); load it into a model "
+                              f"built from the same base") from None
+    cfg = getattr(model, "config", None)
+    if cfg is not None and hasattr(cfg, "lora_r"):
+        model.config = cfg.replace(lora_r=int(acfg.r), lora_alpha=int(acfg.lora_alpha),
+                                   lora_dropout=float(acfg.lora_dropout), lora_target_modules=list(targets))
+    if (d / VLA_MODULES).exists():
+        try:
+            tensors = load_file(str(d / VLA_MODULES))
+            missing_in_model = sorted(set(tensors) - set(model.state_dict()))
+            if missing_in_model:
+                raise CheckpointError(f"{d}/{VLA_MODULES} has weights this model lacks ({missing_in_model[0]}, ...); "
+                                      f"load it into a model of the same configuration")
+            model.load_state_dict(tensors, strict=False)
+        except (SafetensorError, OSError, RuntimeError) as e:
+            raise CheckpointError(f"{d}/{VLA_MODULES} is corrupt or does not fit the model ({_first_line(e)})") from None
+    _refreeze(model)
+    return model
+
+
+def adapter_summary(directory: str | os.PathLike) -> dict[str, Any]:
+    """The LoRA settings of an adapter folder (``r``, ``lora_alpha``, ``lora_dropout``, ``target_modules``)."""
+    data = json.loads((Path(directory) / ADAPTER_CONFIG).read_text())
+    return {k: data.get(k) for k in ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type")}

@@ -1,0 +1,124 @@
+"""Two well-known VLA recipes as ``VLAModel`` configurations, by name and with the seed's call shapes.
+
+``SmolVLAWrapper`` (Shukor et al. 2025, SmolVLA): a SmolVLM backbone (Idefics3: SigLIP + pixel-shuffle
+connector + SmolLM2) cut to its first layers (SmolVLA keeps half), the vision encoder frozen, and an
+action expert that turns noise into an action chunk by flow matching, attending to the VLM's hidden
+states (``FlowMatchingActionHead``); the diffusion head can stand in for it.
+
+``OpenVLAWrapper`` (Kim et al. 2024, OpenVLA): fused DINOv2 + SigLIP patch features
+(``DinoSiglipEncoder``), an MLP projector, a Llama-family LM and discrete action tokens (256 bins
+per dimension) predicted through the LM's vocabulary (``ActionTokenHead``); any head can replace the
+tokens (the seed's Recipe 2 uses ``DiffusionActionHead``).
+
+Both build small and offline by default, and load real parts from local folders when given (a SmolVLM
+folder; DINOv2, SigLIP and Llama folders). They are VLAModels: ``save_pretrained`` / ``from_pretrained``,
+trainers, the evaluator and the app use them unchanged; ``from_pretrained`` returns the wrapper class.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..config.base import ConfigError
+from .vla import VLAModel, resolve_vlm
+
+log = logging.getLogger(__name__)
+
+SMOLVLA_DEFAULTS: dict[str, Any] = dict(
+    vision_encoder="smolvlm", llm="smolvlm", vision_dim=64, vision_num_layers=2, vision_num_heads=4,
+    vision_patch_size=16, llm_hidden_size=128, llm_num_layers=2, llm_num_heads=4, llm_intermediate_size=256,
+    freeze_vision=True, action_head="flow", chunk_size=8, n_action_steps=8, head_hidden_dim=128,
+    head_num_layers=2, num_inference_steps=10,
+)
+
+OPENVLA_DEFAULTS: dict[str, Any] = dict(
+    vision_encoder="dinosiglip", vision_dim=64, vision_num_layers=2, vision_num_heads=4, vision_patch_size=16,
+    projector="mlp", llm="llama", llm_hidden_size=128, llm_num_layers=2, llm_num_heads=4, llm_intermediate_size=256,
+    action_head="tokens", action_bins=256, chunk_size=1, n_action_steps=1,
+)
+
+
+def _text_layers(folder: str) -> int | None:
+    """Decoder layers of a local VLM / LM folder's language model (None when it cannot be read)."""
+    p = Path(folder).expanduser() / "config.json"
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    text = data.get("text_config") or data
+    n = text.get("num_hidden_layers")
+    return int(n) if n else None
+
+
+class SmolVLAWrapper(VLAModel):
+    """SmolVLA: SmolVLM cut to its first layers + frozen vision + a flow-matching action expert.
+
+    Args:
+        vlm_name_or_path: a local SmolVLM folder (saved with ``save_pretrained``) or a cached hub id; None
+            (or a hub name that is not available offline) builds the small offline SmolVLM.
+        action_head: "flow" (default), "diffusion", or a head module.
+        num_vlm_layers: decoder layers kept (default: half of the LM's, as SmolVLA does; 0 keeps all).
+        freeze_vision: keep the SigLIP tower frozen (SmolVLA does).
+        **overrides: any ModelConfig field (``action_dim``, ``chunk_size``, ``state_dim``, ...).
+    """
+
+    def __init__(self, vlm_name_or_path: str | None = None, action_head: nn.Module | str | None = None, *,
+                 num_vlm_layers: int | None = None, freeze_vision: bool = True, **overrides: Any):
+        fields = dict(SMOLVLA_DEFAULTS, freeze_vision=freeze_vision)
+        if vlm_name_or_path is not None:
+            resolved = resolve_vlm(str(vlm_name_or_path))
+            if resolved.get("llm") != "smolvlm":
+                log.warning("%r is not a SmolVLM; SmolVLAWrapper builds the small offline SmolVLM instead",
+                            vlm_name_or_path)
+            else:
+                fields.update(resolved)
+        if action_head is None:
+            action_head = fields.pop("action_head")
+        else:
+            fields.pop("action_head")
+        fields.update(overrides)
+        pretrained = fields.get("llm_pretrained")
+        total = _text_layers(pretrained) if pretrained else int(fields["llm_num_layers"])
+        if num_vlm_layers is None:
+            num_vlm_layers = max(1, (total or 2) // 2)
+        if num_vlm_layers < 0:
+            raise ConfigError(f"num_vlm_layers must be >= 0 (0 keeps all layers), got {num_vlm_layers}")
+        if pretrained:
+            fields["llm_layers"] = int(num_vlm_layers)
+        elif num_vlm_layers:
+            fields["llm_num_layers"] = int(num_vlm_layers)  # from scratch: build only the kept layers
+        super().__init__(fields, action_head=action_head)
+
+
+class OpenVLAWrapper(VLAModel):
+    """OpenVLA: fused DINOv2 + SigLIP -> MLP projector -> Llama -> action tokens.
+
+    Args:
+        action_head: "tokens" (default: 256 bins per dimension through the LM's vocabulary), or any head
+            name / module, e.g. ``DiffusionActionHead(action_dim=7)``.
+        dinov2, siglip: local folders / cached hub ids of the two vision towers (None: small, from scratch).
+        llm: a local Llama-family LM folder / cached hub id (None: a small Llama from scratch).
+        **overrides: any ModelConfig field.
+    """
+
+    def __init__(self, action_head: nn.Module | str | None = None, *, dinov2: str | None = None,
+                 siglip: str | None = None, llm: str | None = None, **overrides: Any):
+        fields = dict(OPENVLA_DEFAULTS)
+        if dinov2 is not None:
+            fields["vision_pretrained"] = str(dinov2)
+        if siglip is not None:
+            fields["vision2_pretrained"] = str(siglip)
+        if llm is not None:
+            resolved = resolve_vlm(str(llm))
+            fields.update(llm=resolved.get("llm", "llama"), llm_pretrained=resolved.get("llm_pretrained", str(llm)))
+        if action_head is None:
+            action_head = fields.pop("action_head")
+        else:
+            fields.pop("action_head")
+        fields.update(overrides)
+        super().__init__(fields, action_head=action_head)
