@@ -250,6 +250,31 @@ def test_rollouts_and_benchmark(served, trained):
     assert rows[0]["ms_per_step"] > 0 and 0 <= rows[0]["ci_low"] <= rows[0]["success_rate"] <= rows[0]["ci_high"]
 
 
+def test_shipped_checkpoint_rolls_out_on_a_fresh_start(served):
+    """The checkpoint bundled with the package is offered and runs without any training first."""
+    from vla_engine.pretrained import list_shipped
+
+    shipped = [s["name"] for s in list_shipped()]
+    assert "reach-tiny" in shipped
+    _, _, url, _ = served
+    client = Client(url, verbose=False)  # a fresh browser session
+    ckpt, _, _ = client.predict(None, api_name="/rollout_refresh")
+    assert "shipped:reach-tiny" in [c[1] for c in ckpt["choices"]]
+    task, _, note = client.predict("shipped:reach-tiny", api_name="/rollout_checkpoint")
+    assert task["value"] == "reach" and "shipped:reach-tiny" in note
+    status = client.predict("shipped:reach-tiny", "reach", "", 2, 1, 1_000_000, None, api_name="/rollout_start")
+    assert status.startswith("Started"), status
+
+    def rollout_done():
+        out = client.predict(api_name="/rollout_poll")
+        assert "failed" not in str(out[0]), out[0]
+        return out if "done" in str(out[0]) else None
+
+    summary, table = wait_for(rollout_done, 120)[2:4]
+    assert "success" in summary and len(table["data"]) == 2
+    assert client.predict(["shipped:reach-tiny"], ["reach"], 1, 0, 10, api_name="/bench_start").startswith("Queued")
+
+
 def test_training_form_follows_preset_method_and_dataset(served):
     _, client, _, _ = served
     returns = client.view_api(return_format="dict", print_info=False)["named_endpoints"]

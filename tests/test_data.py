@@ -402,3 +402,21 @@ def test_build_datasets_generates_missing_data_with_worker_processes(generated, 
     for ep in range(3):
         assert np.array_equal(train.episode_frames(ep), ref.episode_frames(ep))
         np.testing.assert_array_equal(train.episode_data(ep)["action"], ref.episode_data(ep)["action"])
+
+
+def test_contrastive_datagen_shows_each_layout_with_every_block_named(tmp_path):
+    """targets_per_layout=3: one layout, three episodes, each naming another block; only the words
+    (and what follows from them) differ, so a cloned policy has to ground them."""
+    from vla_engine.data import generate_dataset
+
+    out = generate_dataset("reach", 3, tmp_path / "reach", image_size=32, progress=False, workers=0,
+                           targets_per_layout=3)
+    side = read_sidecar(out)
+    assert side["seeds"] == [0, 0, 0] and side["target_offsets"] == [0, 1, 2] and side["targets_per_layout"] == 3
+    ds = LeRobotVLADataset("local/reach", root=out)
+    colours = [next(c for c in ("red", "green", "blue") if c in ds.episode_data(e)["task"]) for e in range(3)]
+    assert sorted(colours) == ["blue", "green", "red"]
+    first = [ds.episode_frames(e)[0] for e in range(3)]
+    assert np.array_equal(first[0], first[1]) and np.array_equal(first[0], first[2])  # the same scene
+    with pytest.raises(DatasetError, match="targets_per_layout"):
+        generate_dataset("reach", 3, tmp_path / "x", progress=False, workers=0, targets_per_layout=4)

@@ -42,7 +42,7 @@ def obs_of(batch: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("vision", ["cnn", "resnet18", "siglip"])
+@pytest.mark.parametrize("vision", ["cnn", "cnn-keypoints", "resnet18", "siglip"])
 @pytest.mark.parametrize("llm", ["qwen2", "llama"])
 def test_every_registry_combination_trains(vision, llm):
     assert set(VISION_ENCODERS.names()) >= {"cnn", "resnet18", "siglip"}

@@ -97,7 +97,9 @@ def cmd_quickstart(args) -> int:
 
     overrides = [f"dataset.task={args.task}", f"eval.task={args.task}",
                  f"dataset.root={Path(args.datasets_dir) / args.task}", f"dataset.repo_id=local/{args.task}",
-                 f"dataset.episodes={args.episodes}", f"eval.episodes={args.eval_episodes}"]
+                 f"eval.episodes={args.eval_episodes}"]
+    if args.episodes:
+        overrides.append(f"dataset.episodes={args.episodes}")
     if args.steps:
         overrides.append(f"training.max_steps={args.steps}")
     cfg = load_preset("quickstart", overrides + list(args.set))
@@ -196,6 +198,14 @@ def cmd_ui(args) -> int:
 def cmd_job(args) -> int:
     from .runs.jobs import run_job
 
+    # A background job yields the CPU to interactive work (the app, a shell): on a small machine the
+    # UI stays responsive while it trains; on a GPU workstation the job is GPU-bound and loses nothing.
+    nice = os.environ.get("VLA_JOB_NICE", "10")
+    try:
+        if int(nice) > 0:
+            os.nice(int(nice))
+    except (ValueError, OSError):
+        pass
     return run_job(args.run_dir, progress=sys.stderr.isatty())
 
 
@@ -242,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("quickstart", cmd_quickstart, "generate data, train BC and evaluate, offline")
     sp.add_argument("--task", default="reach")
-    sp.add_argument("--episodes", type=int, default=400)
+    sp.add_argument("--episodes", type=int, default=None, help="expert episodes (default: the preset's, 1500)")
     sp.add_argument("--steps", type=int, default=None)
     sp.add_argument("--eval-episodes", type=int, default=50)
     sp.add_argument("--datasets-dir", default="datasets")

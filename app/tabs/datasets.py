@@ -15,6 +15,16 @@ from ..plots import empty_figure, timeseries_figure
 EMPTY_GEN = {"run_id": None, "announced": True}
 
 
+def quickstart_episodes() -> int:
+    """The episodes the Quick Start preset trains on (what "generate the built-in reach data" should make)."""
+    from vla_engine.config.presets import load_preset
+
+    try:
+        return int(load_preset("quickstart").dataset.episodes)
+    except Exception:  # noqa: BLE001 - a broken user preset folder must not stop the tab from building
+        return 200
+
+
 def tasks_table(ctx: AppContext):
     import pandas as pd
     from vla_engine.envs import task_info
@@ -116,7 +126,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 gen_task = gr.Dropdown(tasks, value="reach" if "reach" in tasks else tasks[0], label="Task")
                 gen_name = gr.Textbox("reach", label="Dataset name",
                                       info="a folder name in the datasets folder")
-                gen_episodes = gr.Number(200, precision=0, label="Episodes")
+                gen_episodes = gr.Number(quickstart_episodes(), precision=0, label="Episodes")
                 gen_seed = gr.Number(0, precision=0, label="First seed")
                 gen_size = gr.Number(96, precision=0, label="Image size")
                 gen_overwrite = gr.Checkbox(False, label="Overwrite")

@@ -20,6 +20,8 @@ VISION_ENCODERS.register("resnet18", "vla_engine.models.vision:ResNet18Encoder",
                          description="torchvision ResNet-18 (ImageNet normalisation), last feature map as tokens")
 VISION_ENCODERS.register("siglip", "vla_engine.models.vision:SiglipEncoder",
                          description="transformers SigLIP vision tower (small from config, or from_pretrained)")
+VISION_ENCODERS.register("cnn-keypoints", "vla_engine.models.keypoints:SpatialSoftmaxEncoder",
+                         description="Small CNN -> spatial-softmax keypoints (position + feature per token); precise")
 VISION_ENCODERS.register("resnet34", "vla_engine.models.vision:ResNet34Encoder",
                          description="torchvision ResNet-34 (ImageNet normalisation), last feature map as tokens")
 VISION_ENCODERS.register("resnet50", "vla_engine.models.vision:ResNet50Encoder",
@@ -69,7 +71,7 @@ _LAZY = {
     "GaussianMLPActionHead": ".gaussian_head", "DiffusionActionHead": ".diffusion_head",
     "TransformerActionHead": ".transformer_head", "ActionTokenHead": ".action_tokens",
     "ActionTokenizer": ".action_tokens",
-    "FlowMatchingActionHead": ".flow_head", "DinoSiglipEncoder": ".fused_vision", "TemporalEnsembler": ".ensemble",
+    "FlowMatchingActionHead": ".flow_head", "DinoSiglipEncoder": ".fused_vision", "SpatialSoftmaxEncoder": ".keypoints", "TemporalEnsembler": ".ensemble",
     "ResNet34Encoder": ".vision", "ResNet50Encoder": ".vision", "ClipEncoder": ".vision", "Dinov2Encoder": ".vision",
     "MLPProjector": ".projector", "AttentionProjector": ".projector", "PerceiverResampler": ".projector",
     "VisionProjector": ".projector",
