@@ -47,6 +47,10 @@ def _start_or_run(args, job: str, config: dict, name: str) -> int:
     st = run.read_status()
     if st.get("state") == "failed":
         return 1
+    ev = st.get("eval") or (st.get("result") or {}).get("eval") or {}
+    if "eval/success_rate" in ev:
+        print(f"success {ev['eval/success_rate']:.0%} (95% CI {ev.get('eval/success_ci_low', 0):.0%}-"
+              f"{ev.get('eval/success_ci_high', 1):.0%}) over {ev.get('eval/episodes')} held-out episodes")
     print(f"{job} {st.get('state')}: {run.path}")
     return rc
 
