@@ -14,29 +14,7 @@ from vla_engine.models.ensemble import TemporalEnsembler
 from vla_engine.models.flow_head import FlowMatchingActionHead
 from vla_engine.models.heads import HeadError
 
-UNIT = {"mean": torch.zeros(2), "std": torch.ones(2), "min": -torch.ones(2), "max": torch.ones(2)}
-
-
-def _batch(chunk: int, b: int = 8, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {"observation.images.front": torch.rand(b, 3, 32, 32, generator=g),
-            "observation.state": torch.randn(b, 2, generator=g),
-            "action": torch.rand(b, chunk, 2, generator=g) * 2 - 1,
-            "task": ["touch the red block"] * (b // 2) + ["touch the blue block"] * (b - b // 2)}
-
-
-def _fit(model: VLAModel, batch: dict, steps: int, lr: float = 1e-3) -> tuple[float, float]:
-    opt = torch.optim.AdamW(model.parameters(), lr)
-    model.train()
-    losses = []
-    for _ in range(steps):
-        loss, _ = model(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    k = max(1, steps // 10)
-    return sum(losses[:k]) / k, sum(losses[-k:]) / k
+from .toy_training import UNIT_STATS as UNIT, fit_batch as _fit, vla_batch as _batch
 
 
 def test_action_tokenizer_round_trip_and_bins():

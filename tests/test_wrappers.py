@@ -14,31 +14,17 @@ from vla_engine.models.wrappers import OpenVLAWrapper, SmolVLAWrapper
 
 transformers = pytest.importorskip("transformers")
 
-UNIT = {"mean": torch.zeros(2), "std": torch.ones(2), "min": -torch.ones(2), "max": torch.ones(2)}
+from .toy_training import UNIT_STATS as UNIT, fit_batch, vla_batch
+
 SMALL = dict(action_dim=2, state_dim=2, image_size=32, vision_patch_size=8, vision_dim=32, llm_hidden_size=64,
              llm_intermediate_size=128, head_hidden_dim=64)
 
 
-def _batch(chunk: int, b: int = 4) -> dict:
-    g = torch.Generator().manual_seed(0)
-    return {"observation.images.front": torch.rand(b, 3, 32, 32, generator=g),
-            "observation.state": torch.randn(b, 2, generator=g),
-            "action": torch.rand(b, chunk, 2, generator=g) * 2 - 1, "task": ["touch the red block"] * b}
-
-
 def _train_and_round_trip(model: VLAModel, tmp_path, steps: int = 15) -> None:
     model.set_normalization({"action": UNIT, "observation.state": UNIT})
-    batch = _batch(model.config.chunk_size)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 2e-3)
-    model.train()
-    losses = []
-    for _ in range(steps):
-        loss, _ = model(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    batch = vla_batch(model.config.chunk_size, b=4)
+    first, last = fit_batch(model, batch, steps, lr=2e-3)
+    assert last < first, (first, last)
     model.eval()
     torch.manual_seed(3)
     pred = model.predict_action_chunk(batch)

@@ -41,6 +41,34 @@ class ToyPolicy(nn.Module):
         return loss, {"mse": float(loss.detach())}
 
 
+
+# -- a tiny fixed VLA batch and a memorising fit, shared by the model tests ------------------------
+UNIT_STATS = {"mean": torch.zeros(2), "std": torch.ones(2), "min": -torch.ones(2), "max": torch.ones(2)}
+
+
+def vla_batch(chunk: int, b: int = 8, size: int = 32, seed: int = 0) -> dict:
+    """Images, 2-D states, (B, chunk, 2) actions in [-1, 1] and two instructions."""
+    g = torch.Generator().manual_seed(seed)
+    return {"observation.images.front": torch.rand(b, 3, size, size, generator=g),
+            "observation.state": torch.randn(b, 2, generator=g),
+            "action": torch.rand(b, chunk, 2, generator=g) * 2 - 1,
+            "task": ["touch the red block"] * (b // 2) + ["touch the blue block"] * (b - b // 2)}
+
+
+def fit_batch(model: nn.Module, batch: dict, steps: int, lr: float = 1e-3) -> tuple[float, float]:
+    """AdamW on one batch for ``steps``; the mean loss of the first and of the last tenth of the steps."""
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        loss, _ = model(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    k = max(1, steps // 10)
+    return sum(losses[:k]) / k, sum(losses[-k:]) / k
+
 if __name__ == "__main__":  # python tests/toy_training.py RUN_DIR MAX_STEPS DELAY
     from vla_engine.config.training_config import TrainingConfig
     from vla_engine.train.loop import TrainLoop
