@@ -52,6 +52,25 @@ def test_action_tokens_learn_through_the_lm_vocabulary_and_round_trip(tmp_path):
         ActionTokenHead(action_dim=2, input_dim=8).predict(torch.zeros(1, 8))
 
 
+@pytest.mark.parametrize("mode", ["freeze_vlm", "lora"])
+def test_action_tokens_train_with_a_frozen_or_lora_lm(mode):
+    """The appended bin rows start random; with the LM frozen or LoRA-adapted they still learn (the head's
+    deltas), while the LM's own embedding matrix stays untouched."""
+    torch.manual_seed(0)
+    model = create_vla_model("tiny", action_head="tokens", action_dim=2, state_dim=2, chunk_size=2,
+                             n_action_steps=2, image_size=32, action_bins=16, freeze_vlm=(mode == "freeze_vlm"))
+    if mode == "lora":
+        model.add_lora(r=4, alpha=8)
+    model.set_normalization({"action": UNIT, "observation.state": UNIT})
+    emb = model.backbone.lm.get_input_embeddings().weight
+    assert not emb.requires_grad and model.action_head.embed_delta.requires_grad
+    before = emb.detach().clone()
+    first, last = _fit(model, _batch(chunk=2), 120)
+    assert last < 0.5 * first, (first, last)
+    assert torch.equal(model.backbone.lm.get_input_embeddings().weight, before)
+    assert model.action_head.logit_delta.abs().sum() > 0
+
+
 def test_flow_head_learns_and_round_trips(tmp_path):
     torch.manual_seed(0)
     model = create_vla_model("tiny", action_head="flow", action_dim=2, state_dim=2, chunk_size=4, n_action_steps=4,

@@ -351,9 +351,11 @@ def test_random_shift_augments_only_in_training():
     torch.testing.assert_close(model.predict_action_chunk(obs), model.predict_action_chunk(obs))
 
 
-def test_film_conditioning_uses_the_instruction():
+@pytest.mark.parametrize("vision", ["cnn", "cnn-keypoints"])
+def test_film_conditioning_uses_the_instruction(vision):
     torch.manual_seed(0)
-    model = create_vla_model("tiny", action_dim=2, state_dim=3, film=True, random_shift=0, **TINY)
+    model = create_vla_model("tiny", action_dim=2, state_dim=3, film=True, random_shift=0, vision_encoder=vision,
+                             **TINY)
     assert model.film is not None
     with torch.no_grad():
         model.film.weight.normal_(0, 0.5)  # as if trained: the words now scale the visual features

@@ -13,6 +13,11 @@ Sequence (teacher forcing in training, greedy decoding at inference)::
 
 Actions arrive normalised (the model's normaliser); bins span ``[-action_range, action_range]``
 (1 for min_max normalisation, 3 standard deviations for mean_std); values outside are clipped.
+
+The bins' rows of the LM's input and output embeddings are the LM's rows plus two deltas the head
+owns (``embed_delta``, ``logit_delta``; zero at the start). So the action tokens keep learning when
+the LM itself is frozen (``freeze_vlm``) or LoRA-adapted, the way peft's ``trainable_token_indices``
+trains chosen rows only: without them the appended rows would stay at their random initialisation.
 """
 
 from __future__ import annotations
@@ -68,7 +73,9 @@ class ActionTokenHead(ActionHead):
         super().__init__(action_dim, chunk_size, input_dim)
 
     def _build(self, input_dim: int) -> None:
-        pass  # no layers of its own: the LM's embeddings and LM head do the work
+        # trainable offsets of the bins' embedding rows (see module doc); the LM's rows do the rest
+        self.embed_delta = nn.Parameter(torch.zeros(self.n_bins, input_dim))  # (K, H) added to input rows
+        self.logit_delta = nn.Parameter(torch.zeros(self.n_bins, input_dim))  # (K, H) added to LM-head rows
 
     @classmethod
     def from_config(cls, cfg: Any, input_dim: int | None = None) -> "ActionTokenHead":
@@ -93,7 +100,12 @@ class ActionTokenHead(ActionHead):
     def _logits(self, backbone: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         """LM-head logits restricted to the action bins: (B, n, H) -> (B, n, n_bins)."""
         w = backbone.lm.get_output_embeddings().weight[self.token_offset:self.token_offset + self.n_bins]  # (K, H)
-        return F.linear(hidden, w)  # (B, n, K)
+        return F.linear(hidden, w + self.logit_delta.to(w.dtype))  # (B, n, K)
+
+    def _embed_bins(self, backbone: nn.Module, bins: torch.Tensor) -> torch.Tensor:
+        """(B, k) bin indices -> (B, k, H) input embeddings of their tokens."""
+        emb = backbone.embed(bins + self.token_offset)  # (B, k, H) the LM's rows
+        return emb + self.embed_delta[bins].to(emb.dtype)
 
     def _run(self, backbone: nn.Module, seq: torch.Tensor, attn: torch.Tensor | None,
              pos: torch.Tensor | None) -> torch.Tensor:
@@ -120,8 +132,7 @@ class ActionTokenHead(ActionHead):
         self._check_attached()
         b, c, a = actions.shape
         bins = self.tokenizer.encode(actions).view(b, c * a)  # (B, n)
-        ids = bins + self.token_offset  # (B, n) vocabulary ids
-        emb = backbone.embed(ids[:, :-1])  # (B, n - 1, H): a_0 .. a_{n-2} as inputs
+        emb = self._embed_bins(backbone, bins[:, :-1])  # (B, n - 1, H): a_0 .. a_{n-2} as inputs
         seq, attn = self._extend(seq, attn, emb)  # (B, N + n - 1, H)
         hidden = self._run(backbone, seq, attn, pos)[:, -(c * a):]  # (B, n, H): query, a_0 .. a_{n-2}
         logits = self._logits(backbone, hidden)  # (B, n, K)
@@ -148,7 +159,7 @@ class ActionTokenHead(ActionHead):
             hidden = self._run(backbone, seq, attn, pos)[:, -1:]  # (B, 1, H)
             nxt = self._logits(backbone, hidden).argmax(-1)  # (B, 1) bin
             out.append(nxt)
-            seq, attn = self._extend(seq, attn, backbone.embed(nxt + self.token_offset))  # (B, N + 1, H)
+            seq, attn = self._extend(seq, attn, self._embed_bins(backbone, nxt))  # (B, N + 1, H)
         bins = torch.cat(out, dim=1).view(b, self.chunk_size, self.action_dim)  # (B, chunk, A)
         return self.tokenizer.decode(bins)
 

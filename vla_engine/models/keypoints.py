@@ -8,7 +8,8 @@ image encoder of robomimic and Diffusion Policy), made language-friendly: one to
 
 Positions are sub-pixel exact expectations, so a policy reads where things are far more precisely
 than from pooled grid cells; the LM can then pick the keypoint the instruction names ("the red
-block") by its feature. At 96 px: a 24 x 24 map and ``vision_pool ** 2`` keypoints (36 by default, as
+block") by its feature. With ``model.film`` the instruction scales and shifts the feature map before
+the attention maps are taken (FiLM), so keypoints can lock onto the block the words name. At 96 px: a 24 x 24 map and ``vision_pool ** 2`` keypoints (36 by default, as
 many tokens as the grid CNN gives).
 """
 
@@ -39,17 +40,22 @@ class SpatialSoftmaxEncoder(VisionEncoder):
         self.log_temp = nn.Parameter(torch.zeros(1))  # learned softmax temperature
         self.token = nn.Linear(2 + c, out_dim)
         self.embed = nn.Parameter(torch.randn(num_keypoints, out_dim) * 0.02)  # (K, D)
+        self.film_channels = c  # FiLM: one (scale, shift) pair per channel of the last feature map
 
     @classmethod
     def from_config(cls, cfg, *, hf_config: Any = None, rebuild: bool = False) -> "SpatialSoftmaxEncoder":
         return cls(out_dim=cfg.vision_dim, image_size=cfg.image_size, num_keypoints=max(1, cfg.vision_pool) ** 2)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
+        """``film``: (B, 2 * C) per-channel (scale, shift) from the instruction, or None."""
         x = self.resize(images) * 2.0 - 1.0  # (B, 3, S, S) in [-1, 1]
         b, _, h, w = x.shape
         ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
         xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
         feats = self.net(torch.cat([x, xs, ys], dim=1))  # (B, C, h', w')
+        if film is not None:
+            gamma, beta = film.chunk(2, dim=-1)  # (B, C), (B, C)
+            feats = torch.relu(feats * (1 + gamma[:, :, None, None]) + beta[:, :, None, None])  # (B, C, h', w')
         hh, ww = feats.shape[-2:]
         logits = self.attn(feats).flatten(2) / self.log_temp.exp()  # (B, K, HW)
         a = logits.softmax(dim=-1)  # (B, K, HW)
