@@ -81,7 +81,8 @@ def finetune_leg(args, work: Path, base: Path, mode: str) -> dict:
         overrides += [f"training.lora_r={args.lora_r}", f"training.lora_alpha={2 * args.lora_r}"]
     if lr is not None:
         overrides.append(f"training.learning_rate={lr}")
-    cfg = load_preset("finetune-lora" if lora else "finetune-full", overrides + args.set)
+    leg_set = args.lora_set if lora else args.full_set
+    cfg = load_preset("finetune-lora" if lora else "finetune-full", overrides + args.set + leg_set)
     model = VLAModel.from_pretrained(base).train()
     cfg = cfg.replace(model=model.config)  # data chunking etc. follow the base model
     run = RunDir.create(work / "runs", f"finetune-{mode}-{args.task}", {"job": "train", **cfg.to_dict()})
@@ -117,6 +118,9 @@ def main() -> None:
     ap.add_argument("--eval-episodes", type=int, default=50)
     ap.add_argument("--no-base-eval", action="store_true", help="skip evaluating the base checkpoint")
     ap.add_argument("--set", action="append", default=[], help="extra SECTION.FIELD=VALUE for every run")
+    ap.add_argument("--lora-set", action="append", default=[],
+                    help="overrides for the LoRA leg only, e.g. training.freeze_vision=true")
+    ap.add_argument("--full-set", action="append", default=[], help="overrides for the full leg only")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
 

@@ -14,7 +14,7 @@ import gradio as gr
 from ..context import AppContext, AppError, check_name, inside
 from ..forms import Form, guarded, named
 
-PRIMARY = ["vision_encoder", "image_size", "vision_dim", "vision_pool", "projector", "llm", "llm_hidden_size",
+PRIMARY = ["vision_encoder", "image_size", "vision_dim", "vision_pool", "film", "projector", "llm", "llm_hidden_size",
            "llm_num_layers", "llm_num_heads", "llm_intermediate_size", "action_head", "head_hidden_dim",
            "head_num_layers", "action_dim", "state_dim", "chunk_size"]
 PRECISIONS = {"fp32": 4, "bf16-mixed": 2, "fp16-mixed": 2}

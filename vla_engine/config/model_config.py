@@ -75,7 +75,7 @@ class ModelConfig(ConfigBase):
     n_obs_steps: int = 1
     action_loss: Literal["mse", "l1", "smooth_l1"] = "mse"
     dropout: float = 0.0
-    film: bool = False  # cnn: condition the feature map on the instruction (FiLM, as in RT-1 / BC-Z)
+    film: bool = False  # cnn, cnn-keypoints: the instruction scales/shifts the feature map (FiLM, as in RT-1 / BC-Z)
     random_shift: int = 4  # training-time image augmentation: random shifts of up to this many pixels (0 = off)
     # inputs and normalisation
     image_keys: list[str] = field(default_factory=lambda: ["observation.images.front"])

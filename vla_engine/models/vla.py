@@ -267,6 +267,9 @@ class VLAModel(nn.Module):
             self.film = nn.Linear(hidden, 2 * self.vision_encoder.film_channels)  # text summary -> (scale, shift)
             nn.init.zeros_(self.film.weight)  # starts as the identity: no conditioning until learned
             nn.init.zeros_(self.film.bias)
+        elif cfg.film:
+            log.warning("model.film applies to the cnn and cnn-keypoints encoders; %s is not conditioned on the "
+                        "instruction (the LM still reads it)", cfg.vision_encoder)
         if action_head is None:
             action_head = ACTION_HEADS.get(cfg.action_head).from_config(cfg, input_dim=hidden)
         elif hasattr(action_head, "set_input_dim"):
