@@ -3,6 +3,7 @@
 
     make shipped-checkpoint                      # = python tools/ship_checkpoint.py
     python tools/ship_checkpoint.py --name reach-tiny --preset quickstart --set training.max_steps=3000
+    python tools/ship_checkpoint.py --name push-tiny --preset il-bc --from-run RUN_DIR   # package a finished run
 
 The recipe is a preset plus overrides, run through the same job as ``vla train`` (expert
 demonstrations -> LeRobot v3 -> behaviour cloning -> held-out evaluation). The folder gets the run's
@@ -36,6 +37,8 @@ def main() -> None:
                     help="overrides of the preset (default: none, the preset as it is)")
     ap.add_argument("--eval-episodes", type=int, default=50)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--from-run", default=None, metavar="RUN_DIR",
+                    help="package this finished, evaluated run of the same preset instead of training anew")
     args = ap.parse_args()
     overrides = DEFAULT_SET if args.set is None else args.set
 
@@ -45,15 +48,23 @@ def main() -> None:
     from vla_engine.runs.jobs import run_job
     from vla_engine.runs.run_dir import RunDir
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="vla-ship-"))
-    cfg = load_preset(args.preset, [f"dataset.root={work / 'data'}", f"eval.episodes={args.eval_episodes}",
-                                    *overrides])
-    run = RunDir.create(work / "runs", args.name, {"job": "train", **cfg.to_dict()})
-    t0 = time.time()
-    if run_job(run.path) != 0:
-        sys.exit(f"training failed: {run.read_status().get('error')}")
-    wall = time.time() - t0
-    st = run.read_status()
+    if args.from_run:
+        run = RunDir(args.from_run)
+        st = run.read_status()
+        if st.get("state") != "done" or "eval" not in st:
+            sys.exit(f"{args.from_run} is not a finished, evaluated training run (status: {st.get('state')})")
+        cfg = load_preset(args.preset, overrides)
+        wall = float(st.get("ended_at", 0) - st.get("started_at", 0)) if st.get("started_at") else 0.0
+    else:
+        work = Path(args.workdir or tempfile.mkdtemp(prefix="vla-ship-"))
+        cfg = load_preset(args.preset, [f"dataset.root={work / 'data'}", f"eval.episodes={args.eval_episodes}",
+                                        *overrides])
+        run = RunDir.create(work / "runs", args.name, {"job": "train", **cfg.to_dict()})
+        t0 = time.time()
+        if run_job(run.path) != 0:
+            sys.exit(f"training failed: {run.read_status().get('error')}")
+        wall = time.time() - t0
+        st = run.read_status()
     ckpt = run.last_checkpoint()
     ev = st["eval"]
 
