@@ -121,6 +121,8 @@ def main() -> None:
     ap.add_argument("--lora-set", action="append", default=[],
                     help="overrides for the LoRA leg only, e.g. training.freeze_vision=true")
     ap.add_argument("--full-set", action="append", default=[], help="overrides for the full leg only")
+    ap.add_argument("--legs", nargs="+", default=["lora", "full"], choices=["lora", "full"],
+                    help="which fine-tuning legs to run (run them as two processes with --base to use two cores)")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
 
@@ -136,7 +138,7 @@ def main() -> None:
         ev = evaluate_policy(m, args.task, episodes=args.eval_episodes, num_videos=0, progress=False)
         rows.append({"mode": "base (no fine-tuning)", "trainable": 0, "total": m.num_parameters(), "loss": None,
                      "lr": None, "train_s": 0.0, "eval": ev.summary})
-    for mode in ("lora", "full"):
+    for mode in args.legs:
         rows.append(finetune_leg(args, work, base, mode))
 
     print(f"\ntask={args.task} base={base} fine-tuning: {args.steps} steps x batch {args.batch_size}, "
