@@ -166,6 +166,54 @@ def test_lora_checkpoint_from_pretrained_identical(trained, tmp_path):
     assert all(("lora_" in n) == p.requires_grad for n, p in loaded.backbone.named_parameters())
 
 
+def test_policy_scope_adapts_projector_film_and_head_too(tmp_path):
+    """lora_scope=policy: adapters on every linear layer of the projector / FiLM / head where an adapter is
+    smaller than the layer; their base weights freeze; training lowers the loss; checkpoint, adapter folder and
+    merge all reproduce the tuned model."""
+    torch.manual_seed(0)
+    ds = Demos()
+    model = VLAModel(dict(SMALL, film=True, vision_dim=32, head_hidden_dim=64))
+    model.set_normalization(ds.stats)
+    model.save_pretrained(tmp_path / "base")
+    lm_only = copy.deepcopy(model).add_lora(r=4, alpha=8)
+    res = VLAFineTuner(model, _ft_config(lora_r=4, lora_alpha=8, lora_scope="policy", freeze_vision=True),
+                       progress=False).train(ds)
+    assert model.config.lora_scope == "policy"
+    losses = [h["train/loss"] for h in res.history]
+    assert sum(losses[-5:]) < 0.7 * sum(losses[:5]), losses
+    trainable, total = lora_parameter_stats(model)
+    assert trainable < lora_parameter_stats(lm_only)[0]
+    named = dict(model.named_parameters())
+    # projector 32 -> 64 -> 64, FiLM 64 -> 64, head 64 -> 64 adapted; head's 64 -> 2 output trains in full
+    for layer in ("projector.net.0", "projector.net.2", "film", "action_head.net.0"):
+        assert not named[f"{layer}.base_layer.weight"].requires_grad, layer
+        assert named[f"{layer}.lora_A.default.weight"].requires_grad, layer
+        assert named[f"{layer}.lora_B.default.weight"].abs().max() > 0, layer  # B starts at zero: it trained
+    assert named["action_head.net.2.weight"].requires_grad and "action_head.net.2.base_layer.weight" not in named
+    assert not any(p.requires_grad for p in model.vision_encoder.parameters())
+
+    batch = _batch(ds)
+    want = _predict(model, batch)
+    model.save_pretrained(tmp_path / "ckpt")
+    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["lora_scope"] == "policy"
+    torch.testing.assert_close(_predict(VLAModel.from_pretrained(tmp_path / "ckpt"), batch), want, rtol=0, atol=0)
+    save_adapter(model, tmp_path / "adapter")
+    fresh = VLAModel.from_pretrained(tmp_path / "base")
+    load_adapter(fresh, tmp_path / "adapter")
+    assert fresh.config.lora_scope == "policy"
+    torch.testing.assert_close(_predict(fresh, batch), want, rtol=0, atol=1e-6)
+    model.merge_lora()
+    assert not any("lora_" in k or "base_layer" in k for k in model.state_dict())
+    torch.testing.assert_close(_predict(model, batch), want, rtol=0, atol=1e-5)
+
+
+def test_unknown_lora_scope_is_a_one_line_error():
+    with pytest.raises(LoRAError, match="scope 'everything' is unknown; choose from: lm, policy"):
+        VLAModel(SMALL).add_lora(r=4, scope="everything")
+    with pytest.raises(Exception, match="lora_scope"):
+        FineTuningConfig(lora_scope="everything").validate()
+
+
 def test_gradient_checkpointing_with_lora_same_gradients(monkeypatch):
     import transformers.modeling_utils as mu
 

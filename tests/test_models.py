@@ -369,3 +369,9 @@ def test_film_conditioning_uses_the_instruction(vision):
     loss, _ = model(batch)
     loss.backward()
     assert model.film.weight.grad is not None and model.film.weight.grad.abs().sum() > 0
+    # a frozen encoder still passes gradients to the FiLM generator (LoRA / freeze_vision fine-tuning)
+    model.zero_grad()
+    model.freeze_vision(True)
+    model(batch)[0].backward()
+    assert all(p.grad is None for p in model.vision_encoder.parameters())
+    assert model.film.weight.grad is not None and model.film.weight.grad.abs().sum() > 0

@@ -11,9 +11,16 @@ the wrapper forwards every attribute to the LM, so ``LanguageBackbone.forward`` 
 ``save_pretrained`` / ``PeftModel.from_pretrained`` do merging and the adapter files. The VLA's
 state-dict keys under ``backbone.lm.`` become peft's (``base_model.model.<name>.base_layer.weight``,
 ``...lora_A.default.weight``); they are a function of the config alone, and ``ModelConfig`` records
-the adapters (``lora_r`` > 0, ``lora_alpha``, ``lora_dropout``, ``lora_target_modules``), so a
+the adapters (``lora_r`` > 0, ``lora_alpha``, ``lora_dropout``, ``lora_target_modules``, ``lora_scope``), so a
 checkpoint of a LoRA model is rebuilt with the same structure by ``VLAModel.from_pretrained`` and
 loaded strictly. After ``merge_lora`` the keys are the plain ones again and ``lora_r`` is 0.
+
+``lora_scope="policy"`` adapts the rest of the policy as well, as OpenVLA's all-linear LoRA and LeRobot's
+peft fine-tuning of an action expert do: every ``nn.Linear`` of the projector, the FiLM generator, the state
+projection and the action head gets an adapter (``peft.inject_adapter_in_model``, in place, so the parts keep
+their own classes and methods) where ``r * (in + out) < in * out``; smaller layers train in full, as they
+would as peft's ``modules_to_save``. Attention blocks that read their output projection's weight directly
+(``nn.MultiheadAttention``) are left to train in full too.
 
 Adapter folders (``save_adapter`` / ``load_adapter``) hold peft's files, ``adapter_config.json`` +
 ``adapter_model.safetensors`` (readable by ``peft.PeftModel.from_pretrained`` on the bare LM), plus
@@ -38,10 +45,12 @@ from ._util import _first_line, _import_transformers
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LoRAError", "DEFAULT_TARGET_MODULES", "apply_lora", "apply_lora_from_config", "merge_lora",
+__all__ = ["LoRAError", "DEFAULT_TARGET_MODULES", "LORA_SCOPES", "apply_lora", "has_policy_lora", "apply_lora_from_config", "merge_lora",
            "save_adapter", "load_adapter", "lora_parameter_stats", "lm_linear_names", "has_lora"]
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
+LORA_SCOPES = ("lm", "policy")
+POLICY_PARTS = ("projector", "film", "state_proj", "action_head")  # what lora_scope="policy" adapts beyond the LM
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 VLA_MODULES = "vla_modules.safetensors"
@@ -121,6 +130,73 @@ def _wrap(model: nn.Module, r: int, alpha: float, dropout: float, target_modules
     return targets
 
 
+def _policy_targets(part: nn.Module, r: int) -> list[str]:
+    """Names (within ``part``; "" for the part itself) of the linear layers an adapter of rank ``r`` makes
+    smaller to train."""
+    out = []
+    for name, mod in part.named_modules():
+        if type(mod) is nn.Linear and r * (mod.in_features + mod.out_features) < mod.in_features * mod.out_features:
+            parent = part.get_submodule(name.rsplit(".", 1)[0]) if "." in name else part
+            if not (name and isinstance(parent, nn.MultiheadAttention)):
+                out.append(name)
+    return out
+
+
+def _wrap_policy(model: nn.Module, r: int, alpha: float, dropout: float) -> list[str]:
+    """Inject adapters into the non-LM parts (``lora_scope="policy"``); returns the qualified layer names."""
+    import re
+
+    peft = _peft()
+    done = []
+    for part_name in POLICY_PARTS:
+        part = getattr(model, part_name, None)
+        if not isinstance(part, nn.Module) or has_policy_lora(part):
+            continue
+        names = _policy_targets(part, r)
+        if not names:
+            continue
+        holder = nn.Module()  # a parent, so that a part which is itself a Linear (FiLM) can be replaced
+        holder.add_module("part", part)
+        qualified = ["part." + n if n else "part" for n in names]
+        pattern = "^(?:" + "|".join(re.escape(n) for n in qualified) + ")$"  # exact names (peft full-matches a str)
+        cfg = peft.LoraConfig(r=int(r), lora_alpha=alpha, lora_dropout=float(dropout), target_modules=pattern,
+                              bias="none")
+        peft.inject_adapter_in_model(cfg, holder)
+        setattr(model, part_name, holder.part)
+        done += [f"{part_name}.{n}" if n else part_name for n in names]
+    return done
+
+
+def has_policy_lora(module: nn.Module) -> bool:
+    """Whether adapters were injected into ``module`` (a non-LM part) by ``lora_scope="policy"``."""
+    from peft.tuners.lora import LoraLayer
+
+    return any(isinstance(m, LoraLayer) for m in module.modules())
+
+
+def policy_part_trainable(param_name: str) -> bool:
+    """In a part adapted by ``lora_scope="policy"``: adapters and un-adapted layers train, adapted bases freeze."""
+    return ".base_layer." not in "." + param_name
+
+
+def _merge_policy(model: nn.Module) -> None:
+    from peft.tuners.lora import LoraLayer
+
+    for part_name in POLICY_PARTS:
+        part = getattr(model, part_name, None)
+        if not isinstance(part, nn.Module):
+            continue
+        for name, mod in list(part.named_modules()):
+            if isinstance(mod, LoraLayer):
+                mod.merge(safe_merge=True)
+                base = mod.get_base_layer()
+                if name:
+                    parent_name, _, child = name.rpartition(".")
+                    setattr(part.get_submodule(parent_name) if parent_name else part, child, base)
+                else:
+                    setattr(model, part_name, base)
+
+
 def _refreeze(model: nn.Module) -> None:
     if hasattr(model, "_apply_freezing"):
         model._apply_freezing()  # VLAModel: LM base frozen, adapters + non-LM parts by the config
@@ -129,23 +205,35 @@ def _refreeze(model: nn.Module) -> None:
             p.requires_grad_("lora_" in name)
 
 
+def _check_scope(scope: str) -> str:
+    if scope not in LORA_SCOPES:
+        raise LoRAError(f"LoRA scope {scope!r} is unknown; choose from: {', '.join(LORA_SCOPES)} (lm: the language "
+                        f"model only; policy: the projector, FiLM and action head too)")
+    return scope
+
+
 def apply_lora(model: nn.Module, r: int = 16, alpha: float = 32, dropout: float = 0.05,
-               target_modules: Sequence[str] | None = None) -> nn.Module:
+               target_modules: Sequence[str] | None = None, scope: str = "lm") -> nn.Module:
     """Add LoRA adapters to the VLA's language model (in place; returns ``model``).
 
-    The LM's base weights freeze; the adapters, the projector, the state/query tokens, the action head
-    and the vision encoder (unless ``freeze_vision`` / ``freeze_vlm``) train. ``model.config`` records
-    the adapters, so ``save_pretrained`` checkpoints rebuild them in ``from_pretrained``.
+    The LM's base weights freeze. With ``scope="lm"`` the adapters, the projector, the state/query tokens,
+    the action head and the vision encoder (unless ``freeze_vision`` / ``freeze_vlm``) train; with
+    ``scope="policy"`` the projector, FiLM, state projection and head get adapters as well and only their
+    small layers train in full. ``model.config`` records the adapters, so ``save_pretrained`` checkpoints
+    rebuild them in ``from_pretrained``.
     """
+    _check_scope(scope)
     targets = _wrap(model, r, alpha, dropout, list(target_modules or DEFAULT_TARGET_MODULES))
+    extra = _wrap_policy(model, r, alpha, dropout) if scope == "policy" else []
     cfg = getattr(model, "config", None)
     if cfg is not None and hasattr(cfg, "lora_r"):
         model.config = cfg.replace(lora_r=int(r), lora_alpha=int(alpha), lora_dropout=float(dropout),
-                                   lora_target_modules=list(targets))
+                                   lora_target_modules=list(targets), lora_scope=scope)
     _refreeze(model)
     trainable, total = lora_parameter_stats(model)
-    log.info("LoRA r=%d alpha=%s on %s: %s of %s parameters trainable (%.2f%%)", r, alpha, ",".join(targets),
-             f"{trainable:,}", f"{total:,}", 100.0 * trainable / max(1, total))
+    log.info("LoRA r=%d alpha=%s on %s%s: %s of %s parameters trainable (%.2f%%)", r, alpha, ",".join(targets),
+             f" and {len(extra)} policy layers" if extra else "", f"{trainable:,}", f"{total:,}",
+             100.0 * trainable / max(1, total))
     return model
 
 
@@ -154,6 +242,8 @@ def apply_lora_from_config(model: nn.Module) -> None:
     caller (``VLAModel._build`` applies it right after)."""
     c = model.config
     _wrap(model, c.lora_r, c.lora_alpha, c.lora_dropout, c.lora_target_modules)
+    if getattr(c, "lora_scope", "lm") == "policy":
+        _wrap_policy(model, c.lora_r, c.lora_alpha, c.lora_dropout)
 
 
 def merge_lora(model: nn.Module) -> nn.Module:
@@ -163,9 +253,10 @@ def merge_lora(model: nn.Module) -> nn.Module:
         raise LoRAError("the model has no LoRA adapters to merge; add them with add_lora() / training.use_lora")
     bb = _backbone(model)
     bb.lm = bb.lm.merge_and_unload(safe_merge=True)
+    _merge_policy(model)
     cfg = getattr(model, "config", None)
     if cfg is not None and hasattr(cfg, "lora_r"):
-        model.config = cfg.replace(lora_r=0)
+        model.config = cfg.replace(lora_r=0, lora_scope="lm")
     if hasattr(model, "_apply_freezing"):
         model._apply_freezing()
     return model
@@ -216,7 +307,9 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
     lm = _backbone(model).lm
     lm.save_pretrained(str(d))
     tmp = d / f".{VLA_MODULES}.tmp-{os.getpid()}"
-    save_file(_vla_module_tensors(model), str(tmp), metadata={"format": "pt", "producer": "vla_engine"})
+    scope = getattr(getattr(model, "config", None), "lora_scope", "lm")
+    save_file(_vla_module_tensors(model), str(tmp),
+              metadata={"format": "pt", "producer": "vla_engine", "lora_scope": scope})
     os.replace(tmp, d / VLA_MODULES)
     return d
 
@@ -259,10 +352,22 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike, is_trainable: b
     except (SafetensorError, OSError, RuntimeError) as e:
         raise CheckpointError(f"adapter {d} does not fit this model ({_first_line(e)}); load it into a model "
                               f"built from the same base") from None
+    scope = "lm"
+    if (d / VLA_MODULES).exists():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(d / VLA_MODULES), framework="pt") as f:
+                scope = (f.metadata() or {}).get("lora_scope", "lm")
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{d}/{VLA_MODULES} is corrupt ({_first_line(e)})") from None
+        if scope == "policy":
+            _wrap_policy(model, int(acfg.r), acfg.lora_alpha, float(acfg.lora_dropout))
     cfg = getattr(model, "config", None)
     if cfg is not None and hasattr(cfg, "lora_r"):
         model.config = cfg.replace(lora_r=int(acfg.r), lora_alpha=int(acfg.lora_alpha),
-                                   lora_dropout=float(acfg.lora_dropout), lora_target_modules=list(targets))
+                                   lora_dropout=float(acfg.lora_dropout), lora_target_modules=list(targets),
+                                   lora_scope=_check_scope(scope))
     if (d / VLA_MODULES).exists():
         try:
             tensors = load_file(str(d / VLA_MODULES))

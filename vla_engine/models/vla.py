@@ -310,6 +310,12 @@ class VLAModel(nn.Module):
         lora = self.config.lora_r > 0  # LoRA: the LM's base weights stay frozen, only its adapters train
         for name, p in self.backbone.named_parameters():
             p.requires_grad_(("lora_" in name) if lora else not self.config.freeze_vlm)
+        if lora and self.config.lora_scope == "policy":  # adapted projector / FiLM / head: their bases freeze
+            from .lora import POLICY_PARTS, policy_part_trainable
+            for part in POLICY_PARTS:
+                mod = getattr(self, part, None)
+                for name, p in (mod.named_parameters() if isinstance(mod, nn.Module) else ()):
+                    p.requires_grad_(policy_part_trainable(name))
         self.train(self.training)
 
     def freeze_vision(self, frozen: bool = True) -> None:
@@ -329,11 +335,12 @@ class VLAModel(nn.Module):
         self.backbone.gradient_checkpointing_enable()
 
     def add_lora(self, r: int = 16, alpha: int = 32, dropout: float = 0.05,
-                 target_modules: list[str] | None = None) -> "VLAModel":
+                 target_modules: list[str] | None = None, scope: str = "lm") -> "VLAModel":
         """LoRA adapters (peft) on the language model's ``target_modules`` (default q/k/v/o projections):
-        the LM's base weights freeze, the adapters and the non-LM parts train; the config records them."""
+        the LM's base weights freeze, the adapters and the non-LM parts train; the config records them.
+        ``scope="policy"``: adapters on the projector, FiLM and action head's linear layers as well."""
         from .lora import apply_lora
-        return apply_lora(self, r, alpha, dropout, target_modules)
+        return apply_lora(self, r, alpha, dropout, target_modules, scope=scope)
 
     def merge_lora(self) -> "VLAModel":
         """Fold the LoRA adapters into the language model's weights (plain weights, config lora_r 0)."""
@@ -452,10 +459,10 @@ class VLAModel(nn.Module):
         kw = {}
         if self.film is not None and text_summary is not None:
             kw["film"] = self.film(text_summary).repeat_interleave(t * k, dim=0)  # (B*T*K, 2*Dv)
-        if self.config.freeze_vision or self.config.freeze_vlm:
+        if (self.config.freeze_vision or self.config.freeze_vlm) and not kw:
             with torch.no_grad():
                 feats = self.vision_encoder(flat, **kw)  # (B*T*K, N, Dv)
-        else:
+        else:  # trainable, or frozen but FiLM-conditioned: gradients must reach the FiLM generator through it
             feats = self.vision_encoder(flat, **kw)  # (B*T*K, N, Dv)
         tokens = self.projector(feats)  # (B*T*K, N, H)
         tokens = tokens.unflatten(0, (b, t, k))  # (B, T, K, N, H)

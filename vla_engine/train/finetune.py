@@ -6,6 +6,7 @@ Before the loop builds its optimiser the trainer shapes the model as the config 
 2. ``use_lora``: LoRA adapters (peft) on the language model's ``lora_target_modules`` with rank
    ``lora_r``, scaling ``lora_alpha / lora_r`` and ``lora_dropout``; the LM's base weights freeze,
    the adapters and the non-LM parts (projector, tokens, action head, vision unless frozen) train;
+   ``lora_scope: policy`` puts adapters on the projector, FiLM and action head too (OpenVLA's all-linear);
 3. ``gradient_checkpointing``: recompute the LM's activations in the backward pass
    (non-reentrant checkpointing, so adapters inside checkpointed layers get their gradients);
 
@@ -52,16 +53,18 @@ class VLAFineTuner(SupervisedTrainer):
                                 f"has none: set training.use_lora: false")
         mc = getattr(m, "config", None)
         if mc is not None and getattr(mc, "lora_r", 0) > 0:  # already wrapped (a LoRA checkpoint, a second train())
-            same = (mc.lora_r == c.lora_r and mc.lora_alpha == c.lora_alpha
+            same = (mc.lora_r == c.lora_r and mc.lora_alpha == c.lora_alpha and mc.lora_scope == c.lora_scope
                     and sorted(mc.lora_target_modules) == sorted(c.lora_target_modules))
             if not same:
                 raise TrainingError(
                     f"the model already has LoRA adapters (r={mc.lora_r}, alpha={mc.lora_alpha} on "
-                    f"{', '.join(mc.lora_target_modules)}) but training asks for r={c.lora_r}, alpha={c.lora_alpha} on "
-                    f"{', '.join(c.lora_target_modules)}; set the same training.lora_r / lora_alpha / "
-                    f"lora_target_modules, or merge the adapters first (model.merge_lora())")
+                    f"{', '.join(mc.lora_target_modules)}, scope {mc.lora_scope}) but training asks for r={c.lora_r}, "
+                    f"alpha={c.lora_alpha} on {', '.join(c.lora_target_modules)}, scope {c.lora_scope}; set the same "
+                    f"training.lora_r / lora_alpha / lora_target_modules / lora_scope, or merge the adapters first "
+                    f"(model.merge_lora())")
             return
-        m.add_lora(r=c.lora_r, alpha=c.lora_alpha, dropout=c.lora_dropout, target_modules=list(c.lora_target_modules))
+        m.add_lora(r=c.lora_r, alpha=c.lora_alpha, dropout=c.lora_dropout, target_modules=list(c.lora_target_modules),
+                   scope=c.lora_scope)
 
     def _log_parameters(self) -> None:
         from ..models.lora import lora_parameter_stats
@@ -69,7 +72,8 @@ class VLAFineTuner(SupervisedTrainer):
         trainable, total = lora_parameter_stats(self.model)
         mc = getattr(self.model, "config", None)
         lora = getattr(mc, "lora_r", 0) if mc is not None else 0
-        what = (f"LoRA r={lora} alpha={mc.lora_alpha} on {','.join(mc.lora_target_modules)}" if lora
+        what = (f"LoRA r={lora} alpha={mc.lora_alpha} on {','.join(mc.lora_target_modules)}"
+                + (" and the projector / FiLM / head" if mc.lora_scope == "policy" else "") if lora
                 else "full fine-tuning")
         msg = (f"{what}: {trainable:,} of {total:,} parameters trainable "
                f"({100.0 * trainable / max(1, total):.2f}%)")
