@@ -19,6 +19,10 @@ def _registries():
     return VISION_ENCODERS, PROJECTORS, LANGUAGE_MODELS, ACTION_HEADS
 
 
+# the transformers vision towers (vision_feature_layer applies to them)
+_FEATURE_LAYER_ENCODERS = ("siglip", "clip", "dinov2", "dinov2-reg", "dinosiglip")
+
+
 @dataclass
 class ModelConfig(ConfigBase):
     """A VLA model: ``vision -> projector -> LM tokens``, state and instruction tokens, an action head."""
@@ -27,7 +31,7 @@ class ModelConfig(ConfigBase):
     type_name: ClassVar[str] = "vla"
 
     # vision
-    vision_encoder: str = "cnn"  # a VISION_ENCODERS name: cnn resnet18/34/50 siglip clip dinov2 dinosiglip smolvlm qwen2-vl
+    vision_encoder: str = "cnn"  # a VISION_ENCODERS name: cnn resnet18/34/50 siglip clip dinov2 dinov2-reg dinosiglip smolvlm qwen2-vl
     vision_pretrained: str | None = None  # local folder / hub id (siglip, clip, dinov2, VLMs) or weights file (resnet)
     vision2_pretrained: str | None = None  # dinosiglip: the SigLIP folder / hub id (vision_pretrained is DINOv2's)
     image_size: int = 96  # images are resized to this side before the encoder
@@ -36,9 +40,12 @@ class ModelConfig(ConfigBase):
     vision_num_layers: int = 2  # siglip layers when built from scratch
     vision_num_heads: int = 4  # siglip heads when built from scratch
     vision_patch_size: int = 16  # siglip patch size when built from scratch
+    # transformers towers: 0 = their final output; -k = the output of the k-th block from the end, before the
+    # final norm (OpenVLA reads -2, the second-to-last block)
+    vision_feature_layer: int = 0
     freeze_vision: bool = False
     # projector
-    projector: str = "mlp"  # mlp | attention | perceiver
+    projector: str = "mlp"  # mlp | fused-gelu-mlp | attention | perceiver
     projector_num_tokens: int = 16  # attention / perceiver: visual tokens out per image
     projector_num_layers: int = 2  # perceiver: resampler layers
     projector_num_heads: int = 4  # attention / perceiver heads
@@ -52,6 +59,10 @@ class ModelConfig(ConfigBase):
     llm_layers: int = 0  # 0 = all; K = keep the first K decoder layers (SmolVLA does this with SmolVLM)
     freeze_vlm: bool = False  # freeze vision encoder + language model (projector, tokens, head train)
     max_text_tokens: int = 48
+    # "plain": [instruction, observation tokens, learned action query]; "openvla": OpenVLA's prompt
+    # [BOS, observation tokens, "In: What action should the robot take to {task}?\nOut:", empty token] with
+    # the actions predicted from its last token (no action query)
+    prompt_format: Literal["plain", "openvla"] = "plain"
     # action head
     action_head: str = "mlp"
     head_hidden_dim: int = 256
@@ -68,6 +79,10 @@ class ModelConfig(ConfigBase):
     head_causal: bool = True  # transformer head: chunk step k attends to steps <= k only
     temporal_ensemble_coeff: float | None = None  # ACT temporal ensembling at inference (e.g. 0.01); None = off
     action_bins: int = 256  # action tokens: bins per action dimension
+    # action tokens: "append" = new token ids after the tokenizer's vocabulary (one per bin); "vocab_tail" =
+    # OpenVLA's: the last action_bins ids of the tokenizer's own vocabulary, bin edges linspace(-1, 1,
+    # action_bins), greedy decoding and cross-entropy over the whole vocabulary
+    action_token_ids: Literal["append", "vocab_tail"] = "append"
     action_dim: int = 2
     state_dim: int = 0  # 0 = no state input
     chunk_size: int = 1
@@ -103,6 +118,10 @@ class ModelConfig(ConfigBase):
         self._check_range("vision_num_layers", 1)
         self._check_range("vision_num_heads", 1)
         self._check_range("vision_patch_size", 1)
+        self._check_range("vision_feature_layer", -1024, 0)
+        if self.vision_feature_layer and self.vision_encoder not in _FEATURE_LAYER_ENCODERS:
+            self._fail("vision_feature_layer", f"applies to the {', '.join(_FEATURE_LAYER_ENCODERS)} encoders, "
+                                               f"not {self.vision_encoder!r}; set it to 0")
         self._check_range("llm_hidden_size", 8)
         self._check_range("llm_num_layers", 1)
         self._check_range("llm_num_heads", 1)
@@ -121,6 +140,9 @@ class ModelConfig(ConfigBase):
         self._check_range("num_inference_steps", 1, self.num_diffusion_steps)
         self._check_range("diffusion_clip_sample", 0.0)
         self._check_range("action_bins", 2, 4096)
+        if self.action_token_ids == "vocab_tail" and self.action_bins < 3:
+            self._fail("action_bins", f"is {self.action_bins} but action_token_ids: vocab_tail needs >= 3 "
+                                      f"(action_bins edges give action_bins - 1 bins); OpenVLA uses 256")
         if self.temporal_ensemble_coeff is not None:
             self._check_range("temporal_ensemble_coeff", -1.0, 10.0)
         self._check_range("action_dim", 1)
@@ -147,7 +169,7 @@ class ModelConfig(ConfigBase):
             if (self.llm_hidden_size // self.llm_num_heads) % 2:
                 self._fail("llm_hidden_size", f"/ llm_num_heads ({self.llm_num_heads}) must be even (rotary "
                                               f"position embedding); e.g. 128 with 4 heads")
-        if self.vision_encoder in ("siglip", "clip", "dinov2", "dinosiglip") and self.vision_pretrained is None:
+        if self.vision_encoder in _FEATURE_LAYER_ENCODERS and self.vision_pretrained is None:
             if self.vision_dim % self.vision_num_heads:
                 self._fail("vision_dim", f"must be divisible by vision_num_heads ({self.vision_num_heads}) for {self.vision_encoder}")
             if self.image_size % self.vision_patch_size:

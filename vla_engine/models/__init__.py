@@ -30,6 +30,8 @@ VISION_ENCODERS.register("clip", "vla_engine.models.vision:ClipEncoder",
                          description="transformers CLIP vision tower (small from config, or from_pretrained)")
 VISION_ENCODERS.register("dinov2", "vla_engine.models.vision:Dinov2Encoder",
                          description="transformers DINOv2 (small from config, or from_pretrained)")
+VISION_ENCODERS.register("dinov2-reg", "vla_engine.models.vision:Dinov2RegEncoder",
+                         description="transformers DINOv2 with register tokens (OpenVLA's DINOv2 tower)")
 VISION_ENCODERS.register("smolvlm", "vla_engine.models.vlm:SmolVLMVision",
                          description="SmolVLM (Idefics3) vision tower + its connector (pixel shuffle) -> text-width tokens")
 VISION_ENCODERS.register("qwen2-vl", "vla_engine.models.vlm:Qwen2VLVision",
@@ -42,6 +44,8 @@ PROJECTORS.register("attention", "vla_engine.models.projector:AttentionProjector
                     description="cross-attention pooling of the visual tokens to N learned queries")
 PROJECTORS.register("perceiver", "vla_engine.models.projector:PerceiverResampler",
                     description="Perceiver resampler (Flamingo): N latents, cross- and self-attention layers")
+PROJECTORS.register("fused-gelu-mlp", "vla_engine.models.projector:FusedGeluMLPProjector",
+                    description="OpenVLA's 3-layer MLP for fused features: Dv -> 4 Dv -> H -> H with GELUs")
 LANGUAGE_MODELS.register("qwen2", "vla_engine.models.language:Qwen2Backbone",
                          description="Qwen2 decoder (small from config, or from_pretrained)")
 LANGUAGE_MODELS.register("llama", "vla_engine.models.language:LlamaBackbone",
@@ -73,6 +77,7 @@ _LAZY = {
     "ActionTokenizer": ".action_tokens",
     "FlowMatchingActionHead": ".flow_head", "DinoSiglipEncoder": ".fused_vision", "SpatialSoftmaxEncoder": ".keypoints", "TemporalEnsembler": ".ensemble",
     "ResNet34Encoder": ".vision", "ResNet50Encoder": ".vision", "ClipEncoder": ".vision", "Dinov2Encoder": ".vision",
+    "Dinov2RegEncoder": ".vision", "FusedGeluMLPProjector": ".projector",
     "MLPProjector": ".projector", "AttentionProjector": ".projector", "PerceiverResampler": ".projector",
     "VisionProjector": ".projector",
     "SmolVLAWrapper": ".wrappers", "OpenVLAWrapper": ".wrappers",

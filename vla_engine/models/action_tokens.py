@@ -14,6 +14,13 @@ Sequence (teacher forcing in training, greedy decoding at inference)::
 Actions arrive normalised (the model's normaliser); bins span ``[-action_range, action_range]``
 (1 for min_max normalisation, 3 standard deviations for mean_std); values outside are clipped.
 
+``vocab_tail=True`` (``model.action_token_ids: vocab_tail``) is OpenVLA's own scheme, the one its published
+checkpoints were trained with: the bins are the last ``n_bins`` ids of the tokenizer's vocabulary
+(``tokenizer.vocab_size``, added tokens excluded), bin edges ``linspace(-1, 1, n_bins)`` (so n_bins - 1
+bins), bin ``d`` is token ``vocab_size - 1 - d``; decoding is greedy over the *whole* vocabulary and a
+token ``t`` reads as bin ``clip(vocab_size - 1 - t, 0, n_bins - 2)``, exactly as OpenVLA's
+``predict_action``; the training loss is the cross-entropy over the whole vocabulary, as in its fine-tuning.
+
 The bins' rows of the LM's input and output embeddings are the LM's rows plus two deltas the head
 owns (``embed_delta``, ``logit_delta``; zero at the start). So the action tokens keep learning when
 the LM itself is frozen (``freeze_vlm``) or LoRA-adapted, the way peft's ``trainable_token_indices``
@@ -64,13 +71,17 @@ class ActionTokenHead(ActionHead):
     uses_lm = True
 
     def __init__(self, action_dim: int = 7, chunk_size: int = 1, n_bins: int = 256, action_range: float = 1.0,
-                 input_dim: int | None = None):
+                 input_dim: int | None = None, vocab_tail: bool = False):
         if action_range <= 0:
             raise HeadError(f"ActionTokenHead action_range must be > 0, got {action_range}")
-        self.n_bins, self.action_range = int(n_bins), float(action_range)
-        self.tokenizer = ActionTokenizer(n_bins, -action_range, action_range)
+        if vocab_tail and n_bins < 3:
+            raise HeadError(f"vocab-tail action tokens need n_bins >= 3 (bin edges), got {n_bins}")
+        self.n_bins, self.action_range, self.vocab_tail = int(n_bins), float(action_range), bool(vocab_tail)
+        # vocab tail (OpenVLA): n_bins edges, n_bins - 1 bins; appended: one bin per token
+        self.tokenizer = ActionTokenizer(n_bins - 1 if vocab_tail else n_bins, -action_range, action_range)
         self.token_offset: int | None = None
         super().__init__(action_dim, chunk_size, input_dim)
+        self.last_tokens: torch.Tensor | None = None  # (B, n) token ids of the latest predict_lm
 
     def _build(self, input_dim: int) -> None:
         # trainable offsets of the bins' embedding rows (see module doc); the LM's rows do the rest
@@ -81,31 +92,61 @@ class ActionTokenHead(ActionHead):
     def from_config(cls, cfg: Any, input_dim: int | None = None) -> "ActionTokenHead":
         rng = 1.0 if cfg.normalization == "min_max" else 3.0
         return cls(action_dim=cfg.action_dim, chunk_size=cfg.chunk_size, n_bins=cfg.action_bins, action_range=rng,
-                   input_dim=input_dim)
+                   input_dim=input_dim, vocab_tail=getattr(cfg, "action_token_ids", "append") == "vocab_tail")
 
     def config_fields(self) -> dict[str, Any]:
-        return {**super().config_fields(), "action_bins": self.n_bins}
+        return {**super().config_fields(), "action_bins": self.n_bins,
+                "action_token_ids": "vocab_tail" if self.vocab_tail else "append"}
 
     # -- the LM ----------------------------------------------------------------------------------
     def attach_backbone(self, backbone: nn.Module, base_vocab: int) -> None:
-        """Reserve ``n_bins`` token ids after the tokenizer's ``base_vocab`` (growing the LM if needed)."""
+        """Reserve ``n_bins`` token ids after the tokenizer's ``base_vocab`` (growing the LM if needed), or with
+        ``vocab_tail`` take the last ``n_bins`` ids below ``base_vocab`` (the tokenizer's own vocabulary)."""
         lm = backbone.lm
         if lm.get_output_embeddings() is None:
             raise HeadError(f"action tokens need a language model with an LM head; {type(lm).__name__} has none")
+        if self.vocab_tail:
+            rows = lm.get_input_embeddings().weight.shape[0]
+            if not self.n_bins <= base_vocab <= rows:
+                raise HeadError(f"vocab-tail action tokens need a vocabulary of at least {self.n_bins} ids within the "
+                                f"LM's {rows} embedding rows; the tokenizer has {base_vocab}: use action_token_ids: append")
+            self.token_offset = int(base_vocab)  # bin d is token base_vocab - 1 - d
+            return
         need = base_vocab + self.n_bins
         if lm.get_input_embeddings().weight.shape[0] < need:
             lm.resize_token_embeddings(need, mean_resizing=False)
         self.token_offset = int(base_vocab)
 
     def _logits(self, backbone: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-        """LM-head logits restricted to the action bins: (B, n, H) -> (B, n, n_bins)."""
+        """LM-head logits restricted to the action bins: (B, n, H) -> (B, n, n_bins); with ``vocab_tail`` the
+        whole vocabulary's logits (B, n, V), the tail's rows with the head's delta."""
+        if self.vocab_tail:
+            logits = backbone.lm.get_output_embeddings()(hidden)  # (B, n, V)
+            lo, hi = self.token_offset - self.n_bins, self.token_offset  # the tail, in ascending ids
+            tail = logits[..., lo:hi] + F.linear(hidden, self.logit_delta.flip(0).to(hidden.dtype))  # (B, n, K)
+            return torch.cat([logits[..., :lo], tail, logits[..., hi:]], dim=-1)  # (B, n, V)
         w = backbone.lm.get_output_embeddings().weight[self.token_offset:self.token_offset + self.n_bins]  # (K, H)
         return F.linear(hidden, w + self.logit_delta.to(w.dtype))  # (B, n, K)
 
+    def _to_tokens(self, bins: torch.Tensor) -> torch.Tensor:
+        """(…) bin indices -> (…) token ids."""
+        return self.token_offset - 1 - bins if self.vocab_tail else bins + self.token_offset
+
+    def _to_bins(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(…) vocab-tail token ids -> (…) bin indices, as OpenVLA reads them: clip(V - 1 - t, 0, n_bins - 2)."""
+        return (self.token_offset - 1 - tokens).clamp(0, self.n_bins - 2)
+
     def _embed_bins(self, backbone: nn.Module, bins: torch.Tensor) -> torch.Tensor:
         """(B, k) bin indices -> (B, k, H) input embeddings of their tokens."""
-        emb = backbone.embed(bins + self.token_offset)  # (B, k, H) the LM's rows
+        emb = backbone.embed(self._to_tokens(bins))  # (B, k, H) the LM's rows
         return emb + self.embed_delta[bins].to(emb.dtype)
+
+    def _embed_tokens(self, backbone: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, k) any token ids (vocab tail) -> (B, k, H): the LM's rows, plus the head's delta for action tokens."""
+        emb = backbone.embed(tokens)  # (B, k, H)
+        rows = self.token_offset - 1 - tokens  # (B, k) delta row of an action token
+        inside = ((rows >= 0) & (rows < self.n_bins)).unsqueeze(-1).to(emb.dtype)  # (B, k, 1)
+        return emb + self.embed_delta[rows.clamp(0, self.n_bins - 1)].to(emb.dtype) * inside
 
     def _run(self, backbone: nn.Module, seq: torch.Tensor, attn: torch.Tensor | None,
              pos: torch.Tensor | None) -> torch.Tensor:
@@ -135,15 +176,17 @@ class ActionTokenHead(ActionHead):
         emb = self._embed_bins(backbone, bins[:, :-1])  # (B, n - 1, H): a_0 .. a_{n-2} as inputs
         seq, attn = self._extend(seq, attn, emb)  # (B, N + n - 1, H)
         hidden = self._run(backbone, seq, attn, pos)[:, -(c * a):]  # (B, n, H): query, a_0 .. a_{n-2}
-        logits = self._logits(backbone, hidden)  # (B, n, K)
-        target = bins.clone()  # (B, n)
+        logits = self._logits(backbone, hidden)  # (B, n, K) or (B, n, V) with vocab_tail
+        classes = self._to_tokens(bins) if self.vocab_tail else bins  # (B, n) targets among the logits
+        target = classes.clone()  # (B, n)
         if action_is_pad is not None:
             target = target.masked_fill(action_is_pad.bool().repeat_interleave(a, dim=1), -100)  # (B, n)
-        loss = F.cross_entropy(logits.reshape(-1, self.n_bins).float(), target.reshape(-1), ignore_index=-100)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
         with torch.no_grad():
             valid = target >= 0
-            pred_bins = logits.argmax(-1)  # (B, n)
-            acc = (pred_bins == bins)[valid].float().mean() if bool(valid.any()) else torch.tensor(0.0)
+            pred = logits.argmax(-1)  # (B, n)
+            acc = (pred == classes)[valid].float().mean() if bool(valid.any()) else torch.tensor(0.0)
+            pred_bins = self._to_bins(pred) if self.vocab_tail else pred  # (B, n)
             l1 = (self.tokenizer.decode(pred_bins) - actions.reshape(b, -1).float()).abs()[valid].mean() \
                 if bool(valid.any()) else torch.tensor(0.0)
         return loss, {"action_token_accuracy": float(acc), "action_l1": float(l1)}
@@ -157,11 +200,14 @@ class ActionTokenHead(ActionHead):
         out: list[torch.Tensor] = []
         for _ in range(n):
             hidden = self._run(backbone, seq, attn, pos)[:, -1:]  # (B, 1, H)
-            nxt = self._logits(backbone, hidden).argmax(-1)  # (B, 1) bin
+            nxt = self._logits(backbone, hidden).argmax(-1)  # (B, 1) bin, or token id with vocab_tail
             out.append(nxt)
-            seq, attn = self._extend(seq, attn, self._embed_bins(backbone, nxt))  # (B, N + 1, H)
-        bins = torch.cat(out, dim=1).view(b, self.chunk_size, self.action_dim)  # (B, chunk, A)
-        return self.tokenizer.decode(bins)
+            emb = self._embed_tokens(backbone, nxt) if self.vocab_tail else self._embed_bins(backbone, nxt)
+            seq, attn = self._extend(seq, attn, emb)  # (B, N + 1, H)
+        picked = torch.cat(out, dim=1)  # (B, n)
+        self.last_tokens = self._to_tokens(picked) if not self.vocab_tail else picked  # (B, n) ids, for inspection
+        bins = (self._to_bins(picked) if self.vocab_tail else picked).view(b, self.chunk_size, self.action_dim)
+        return self.tokenizer.decode(bins)  # (B, chunk, A)
 
     # -- the feature-vector interface does not apply ----------------------------------------------
     def compute_loss(self, features, actions, action_is_pad=None, **_: Any):  # noqa: ANN001
@@ -172,4 +218,4 @@ class ActionTokenHead(ActionHead):
 
     def extra_repr(self) -> str:
         return (f"action_dim={self.action_dim}, chunk_size={self.chunk_size}, n_bins={self.n_bins}, "
-                f"range=±{self.action_range}, token_offset={self.token_offset}")
+                f"range=±{self.action_range}, token_offset={self.token_offset}, vocab_tail={self.vocab_tail}")

@@ -5,8 +5,10 @@ DINOv2 brings spatial, geometric features; SigLIP brings semantic, language-alig
 2024, Sec. 3). Each tower keeps its own preprocessing (ImageNet vs 0.5/0.5 normalisation). When the
 two patch grids differ (other patch or image sizes), SigLIP's grid is resampled to DINOv2's.
 
-``vision_pretrained`` names the DINOv2 folder / hub id and ``vision2_pretrained`` the SigLIP one; from
-scratch both towers are built small from the ModelConfig sizes. A checkpoint saves DINOv2's config in
+``vision_pretrained`` names the DINOv2 folder / hub id (plain DINOv2, or DINOv2 with registers as OpenVLA
+uses) and ``vision2_pretrained`` the SigLIP one; from scratch both towers are built small from the
+ModelConfig sizes. ``vision_feature_layer`` applies to both towers (OpenVLA: -2, the output of the
+second-to-last block before the final norm; ``models/convert_openvla.py`` loads OpenVLA's own checkpoints). A checkpoint saves DINOv2's config in
 ``vision/`` with SigLIP's nested in it (``vla_fused_siglip``), so the rebuild needs no folder.
 """
 
@@ -18,14 +20,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..config.base import ConfigError
 from ._util import _import_transformers
-from .vision import Dinov2Encoder, SiglipEncoder, VisionEncoder
+from .vision import Dinov2Encoder, Dinov2RegEncoder, SiglipEncoder, VisionEncoder, _family_of
 
 
 class DinoSiglipEncoder(VisionEncoder):
     name = "dinosiglip"
 
-    def __init__(self, dino: Dinov2Encoder, siglip: SiglipEncoder):
+    def __init__(self, dino: Dinov2Encoder, siglip: SiglipEncoder):  # dino: a Dinov2Encoder or Dinov2RegEncoder
         super().__init__()
         self.dino, self.siglip = dino, siglip
         self.out_dim = dino.out_dim + siglip.out_dim
@@ -38,6 +41,7 @@ class DinoSiglipEncoder(VisionEncoder):
 
     @classmethod
     def from_config(cls, cfg, *, hf_config: Any = None, rebuild: bool = False) -> "DinoSiglipEncoder":
+        layer = int(getattr(cfg, "vision_feature_layer", 0))
         if hf_config is not None:  # a saved checkpoint: both structures from the one config
             tf = _import_transformers()
             sig = getattr(hf_config, "vla_fused_siglip", None)
@@ -45,15 +49,22 @@ class DinoSiglipEncoder(VisionEncoder):
                 raise ValueError("this checkpoint's vision/config.json has no fused SigLIP config "
                                  "(vla_fused_siglip); it was not saved from a dinosiglip encoder")
             sig_conf = tf.SiglipVisionConfig.from_dict(dict(sig))
-            return cls(Dinov2Encoder(hf_config=hf_config, keep_cls=False), SiglipEncoder(hf_config=sig_conf))
+            dino_cls = Dinov2RegEncoder if hf_config.model_type in Dinov2RegEncoder.model_types else Dinov2Encoder
+            return cls(dino_cls(hf_config=hf_config, keep_cls=False, feature_layer=layer),
+                       SiglipEncoder(hf_config=sig_conf, feature_layer=layer))
         if cfg.vision_pretrained is not None:
-            dino = Dinov2Encoder(pretrained=cfg.vision_pretrained, keep_cls=False)
+            try:
+                family = _family_of(cfg.vision_pretrained, ["dinov2", "dinov2-reg"])
+            except ConfigError:
+                family = "dinov2"  # Dinov2Encoder says what is wrong with the folder
+            dino_cls = Dinov2RegEncoder if family == "dinov2-reg" else Dinov2Encoder
+            dino = dino_cls(pretrained=cfg.vision_pretrained, keep_cls=False, feature_layer=layer)
         else:
-            dino = Dinov2Encoder(hf_config=Dinov2Encoder.small_config(cfg), keep_cls=False)
+            dino = Dinov2Encoder(hf_config=Dinov2Encoder.small_config(cfg), keep_cls=False, feature_layer=layer)
         if cfg.vision2_pretrained is not None:
-            siglip = SiglipEncoder(pretrained=cfg.vision2_pretrained)
+            siglip = SiglipEncoder(pretrained=cfg.vision2_pretrained, feature_layer=layer)
         else:
-            siglip = SiglipEncoder(hf_config=SiglipEncoder.small_config(cfg))
+            siglip = SiglipEncoder(hf_config=SiglipEncoder.small_config(cfg), feature_layer=layer)
         return cls(dino, siglip)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

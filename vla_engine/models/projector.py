@@ -1,6 +1,7 @@
 """Projectors: vision tokens (B, N, Dv) -> language-model tokens (B, M, H).
 
     mlp          2-layer MLP per token (LLaVA-1.5): M = N
+    fused-gelu-mlp  3-layer MLP per token (OpenVLA / Prismatic, for fused DINOv2 + SigLIP features): M = N
     attention    cross-attention pooling to ``num_tokens`` learned queries: M = num_tokens
     perceiver    Perceiver resampler (Flamingo): ``num_tokens`` latents refined by ``num_layers`` layers of
                  cross-attention over [visual tokens; latents] + feed-forward: M = num_tokens
@@ -84,6 +85,27 @@ class MLPProjector(VisionProjector):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.net(tokens)  # (B, N, Dv) -> (B, N, H)
+
+
+class FusedGeluMLPProjector(VisionProjector):
+    """OpenVLA's projector for fused vision features (Prismatic ``fused-gelu-mlp``), applied to every token:
+    Linear(Dv, 4 Dv) -> GELU -> Linear(4 Dv, H) -> GELU -> Linear(H, H). Parameter names ``fc1 / fc2 / fc3``
+    are OpenVLA's own (``projector.fc1.weight`` ... in its checkpoints)."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.fc1 = nn.Linear(in_dim, 4 * in_dim)
+        self.fc2 = nn.Linear(4 * in_dim, out_dim)
+        self.fc3 = nn.Linear(out_dim, out_dim)
+        self.act = nn.GELU()
+
+    @classmethod
+    def from_config(cls, cfg, in_dim: int, out_dim: int) -> "FusedGeluMLPProjector":
+        return cls(in_dim, out_dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.fc3(self.act(self.fc2(self.act(self.fc1(tokens)))))  # (B, N, Dv) -> (B, N, H)
 
 
 class AttentionProjector(VisionProjector):

@@ -8,6 +8,10 @@ script with ``VisionEncoder.create("clip", pretrained=None, vision_dim=64, image
     resnet18/34/50           torchvision ResNets (ResNetEncoder), ImageNet normalisation, weights from a file
     siglip / clip / dinov2   transformers vision towers (HFVisionEncoder): small from the config's sizes,
                              or from_pretrained a local folder / cached hub id (its preprocessor config read)
+    dinov2-reg               DINOv2 with register tokens (transformers Dinov2WithRegistersModel; OpenVLA's tower)
+
+The transformers towers hand on their final output by default; ``vision_feature_layer: -k`` hands on the
+output of the k-th block from the end instead, before the final norm (OpenVLA / Prismatic use -2).
 """
 
 from __future__ import annotations
@@ -265,7 +269,7 @@ def _load_resnet_state(path: str, arch: str, ref: dict[str, torch.Tensor]) -> di
 # ------------------------------------------------------------------------------------------------
 # config.json model_type -> the encoder family (registry name) that loads it
 _MODEL_TYPES = {"siglip": "siglip", "siglip_vision_model": "siglip", "clip": "clip", "clip_vision_model": "clip",
-                "dinov2": "dinov2"}
+                "dinov2": "dinov2", "dinov2_with_registers": "dinov2-reg"}
 
 
 class HFVisionEncoder(VisionEncoder):
@@ -277,6 +281,10 @@ class HFVisionEncoder(VisionEncoder):
     ``image_std`` / size of the folder's ``preprocessor_config.json`` when it has one. These choices are stored
     on the model's config (``vla_image_size``, ``vla_image_mean``, ``vla_image_std``, ``vla_keep_cls``), which
     a VLA checkpoint saves, so ``hf_config=`` rebuilds the same encoder without the original folder.
+
+    ``feature_layer``: 0 hands on the model's final output (``last_hidden_state``); -k the output of the k-th
+    block from the end, before the final norm (``hidden_states[-k]``; OpenVLA reads -2, the second-to-last
+    block). Prefix tokens (CLS, registers) are dropped unless ``keep_cls``.
 
     Subclasses name the transformers classes, the default normalisation and the token selection.
     """
@@ -292,7 +300,7 @@ class HFVisionEncoder(VisionEncoder):
     interpolate_kwarg: bool = True  # forward takes interpolate_pos_encoding (CLIP, SigLIP; DINOv2 always does it)
 
     def __init__(self, hf_config: Any = None, pretrained: str | None = None, keep_cls: bool | None = None,
-                 image_size: int | None = None):
+                 image_size: int | None = None, feature_layer: int = 0):
         super().__init__()
         tf = _import_transformers()
         model_cls = getattr(tf, self.model_class)
@@ -326,6 +334,11 @@ class HFVisionEncoder(VisionEncoder):
         self.patch_size = int(conf.patch_size)
         self.num_tokens = (self.image_size // self.patch_size) ** 2 + int(self.keep_cls)
         self._set_normalization(conf.vla_image_mean, conf.vla_image_std)
+        depth = int(conf.num_hidden_layers)
+        if not -depth <= int(feature_layer) <= 0:
+            raise ConfigError(f"model.vision_feature_layer: {feature_layer} is out of range for a {depth}-layer "
+                              f"{self.name} tower; choose 0 (final output) or -1 .. -{depth} (a block's output)")
+        self.feature_layer = int(feature_layer)
         self._forward_kwargs = ({"interpolate_pos_encoding": True}
                                 if self.interpolate_kwarg and self.image_size != int(conf.image_size) else {})
 
@@ -347,11 +360,12 @@ class HFVisionEncoder(VisionEncoder):
     @classmethod
     def from_config(cls, cfg, *, hf_config: Any = None, rebuild: bool = False,
                     keep_cls: bool | None = None) -> "HFVisionEncoder":
+        layer = int(getattr(cfg, "vision_feature_layer", 0))
         if hf_config is not None:  # rebuilding a saved checkpoint: the structure only, weights come after
-            return cls(hf_config=hf_config, keep_cls=keep_cls)
+            return cls(hf_config=hf_config, keep_cls=keep_cls, feature_layer=layer)
         if cfg.vision_pretrained is not None:
-            return cls(pretrained=cfg.vision_pretrained, keep_cls=keep_cls)
-        return cls(hf_config=cls.small_config(cfg), keep_cls=keep_cls)
+            return cls(pretrained=cfg.vision_pretrained, keep_cls=keep_cls, feature_layer=layer)
+        return cls(hf_config=cls.small_config(cfg), keep_cls=keep_cls, feature_layer=layer)
 
     def _check_pretrained(self, ref: str) -> str:
         """A folder or hub id that holds this family's model (its config read, no weights yet)."""
@@ -408,15 +422,26 @@ class HFVisionEncoder(VisionEncoder):
         return out
 
     # -- use ------------------------------------------------------------------------------------
+    @property
+    def num_registers(self) -> int:
+        """Register tokens between the CLS token and the patches (DINOv2 with registers)."""
+        return 0
+
     def select_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The model's output sequence -> the tokens handed on (CLS dropped unless ``keep_cls``)."""
-        if self.has_cls and not self.keep_cls:
-            return hidden[:, 1:]  # (B, P, D) patch tokens
-        return hidden  # (B, N, D)
+        """The model's output sequence -> the tokens handed on: the patch tokens, with the CLS token in
+        front when ``keep_cls`` (register tokens are always dropped)."""
+        if not self.has_cls:
+            return hidden  # (B, P, D)
+        patches = hidden[:, 1 + self.num_registers:]  # (B, P, D)
+        return torch.cat([hidden[:, :1], patches], dim=1) if self.keep_cls else patches  # (B, N, D)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.preprocess(images)  # (B, 3, S, S) normalised
-        hidden = self.model(pixel_values=x, **self._forward_kwargs).last_hidden_state  # (B, [1 +] P, D)
+        if self.feature_layer:  # a block's output, before the final norm
+            out = self.model(pixel_values=x, output_hidden_states=True, **self._forward_kwargs)
+            hidden = out.hidden_states[self.feature_layer]  # (B, prefix + P, D)
+        else:
+            hidden = self.model(pixel_values=x, **self._forward_kwargs).last_hidden_state  # (B, prefix + P, D)
         return self.select_tokens(hidden)  # (B, N, D)
 
 
@@ -481,6 +506,20 @@ class Dinov2Encoder(HFVisionEncoder):
         return dict(mlp_ratio=4, attention_probs_dropout_prob=cfg.dropout)
 
 
+class Dinov2RegEncoder(Dinov2Encoder):
+    """transformers ``Dinov2WithRegistersModel`` (Darcet et al. 2024, "Vision Transformers Need Registers"):
+    DINOv2 with register tokens after the CLS token; they are always dropped from the output. OpenVLA's
+    DINOv2 tower (timm ``vit_large_patch14_reg4_dinov2``) is of this kind."""
+
+    name, what = "dinov2-reg", "a DINOv2-with-registers model"
+    model_class, config_class = "Dinov2WithRegistersModel", "Dinov2WithRegistersConfig"
+    model_types = ("dinov2_with_registers",)
+
+    @property
+    def num_registers(self) -> int:
+        return int(self.hf_config.num_register_tokens)
+
+
 def _family_of(ref: str, names: list[str]) -> str:
     """The encoder family of a pretrained folder / cached hub id, from its config.json ``model_type``
     (for an uncached hub id, from its name)."""
@@ -506,6 +545,8 @@ def _family_of(ref: str, names: list[str]) -> str:
                               f"CLIP or DINOv2 model, or one of: {', '.join(names)}")
         return family
     low = ref.lower()
+    if "dinov2" in low and "regist" in low and not p.is_absolute():
+        return "dinov2-reg"
     for key in ("siglip", "clip", "dinov2"):
         if key in low and not p.is_absolute():
             return key  # an uncached hub id: from_pretrained will say whether it can be had

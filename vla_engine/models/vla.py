@@ -8,9 +8,12 @@ Data flow (one forward):
     task   list[str]       --tokenise (cached), LM embeddings-->              (B, L, H)
     a learned action query token                                              (B, 1, H)
 
-The language model runs over ``[modality tokens..., text tokens, action query]`` (text padding
+The language model runs over ``[text tokens, modality tokens..., action query]`` (text padding
 masked out); the final hidden state at the action query (B, H) goes to the action head, which
-predicts a chunk (B, chunk, A) in normalised units; the model un-normalises it.
+predicts a chunk (B, chunk, A) in normalised units; the model un-normalises it. With
+``prompt_format: openvla`` the sequence is OpenVLA's instead: ``[BOS, modality tokens...,
+"In: What action should the robot take to {task}?\nOut:", empty token]`` (the text left-padded so
+every row ends at its last prompt token), read at its last token.
 
 The policy interface (what trainers, the evaluator and the UI use): ``forward(batch) -> (loss, info)``,
 ``predict_action_chunk(obs)``, ``select_action(obs)``, ``reset()``; plus ``save_pretrained`` /
@@ -165,6 +168,11 @@ def resolve_vlm(name: str) -> dict[str, Any]:
         if data.get("model_type") in _NATIVE_VLMS:  # SmolVLM / Qwen2-VL: their own vision tower and text model
             return dict(VLM_PRESETS[_NATIVE_VLMS[data["model_type"]]], vision_pretrained=str(path),
                         llm_pretrained=str(path))
+        from .convert_openvla import is_openvla_config
+
+        if is_openvla_config(data):
+            raise ConfigError(f"vlm {name!r} is an OpenVLA checkpoint; load it with OpenVLAWrapper.from_openvla(folder) "
+                              f"or VLAModel.from_pretrained(folder)")
         if _is_vlm_config(data):
             raise ConfigError(
                 f"vlm {name!r} is a full vision-language model (model_type {data.get('model_type')!r}); VLAModel "
@@ -251,6 +259,7 @@ class VLAModel(nn.Module):
                llm_hf_config: Any = None, vision_hf_config: Any = None, rebuild: bool = False) -> None:
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.llm_pretrained)
         self.text_cache = TextTokenCache(self.tokenizer, cfg.max_text_tokens)
+        self._prompt_end_id = _empty_token_id(self.tokenizer) if cfg.prompt_format == "openvla" else None
         self.vision_encoder = VISION_ENCODERS.get(cfg.vision_encoder).from_config(
             cfg, hf_config=vision_hf_config, rebuild=rebuild)
         self.backbone = LANGUAGE_MODELS.get(cfg.llm).from_config(
@@ -275,8 +284,9 @@ class VLAModel(nn.Module):
         elif hasattr(action_head, "set_input_dim"):
             action_head.set_input_dim(hidden)
         self.action_head = action_head
-        if hasattr(action_head, "attach_backbone"):  # action tokens: extend the LM's vocabulary
-            action_head.attach_backbone(self.backbone, len(self.tokenizer))
+        if hasattr(action_head, "attach_backbone"):  # action tokens: extend the LM's vocabulary (or use its tail)
+            tail = getattr(action_head, "vocab_tail", False)  # OpenVLA: the tokenizer's own vocabulary, no added ids
+            action_head.attach_backbone(self.backbone, int(self.tokenizer.vocab_size) if tail else len(self.tokenizer))
         self.modality_encoders = nn.ModuleDict()  # extra sensors: name -> module(batch) -> (B, n, H)
         self.state_normalizer = Normalizer(cfg.state_dim, cfg.normalization)
         self.action_normalizer = Normalizer(cfg.action_dim, cfg.normalization)
@@ -542,6 +552,8 @@ class VLAModel(nn.Module):
     def input_sequence(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """The LM's input: ``[text, observation tokens, action query]`` embeddings (B, N, H), with the
         attention mask and position ids (both None when no instruction is padded)."""
+        if self.config.prompt_format == "openvla":
+            return self._openvla_sequence(batch)
         b = self._batch_size(batch)
         ids, text_mask = self.text_cache(self._tasks(batch, b))  # (B, L), (B, L)
         ids, text_mask = ids.to(self.device, non_blocking=True), text_mask.to(self.device, non_blocking=True)
@@ -564,6 +576,36 @@ class VLAModel(nn.Module):
             ones = torch.ones(b, prefix.shape[1] + 1, dtype=torch.long, device=self.device)  # (B, P + 1)
             attn = torch.cat([text_mask.long(), ones], dim=1)  # (B, L + P + 1)
             pos = (attn.cumsum(dim=1) - 1).clamp_min(0)  # (B, L + P + 1): padding does not shift positions
+        return seq, attn, pos
+
+    def _openvla_sequence(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """OpenVLA's input: ``[BOS, observation tokens, prompt tokens, empty token]`` (B, N, H). Prompts of
+        different lengths are left-padded after the observation tokens (masked out, positions not shifted), so
+        every row ends at its own last prompt token, where the actions are read."""
+        b = self._batch_size(batch)
+        rows = []
+        for task in self._tasks(batch, b):
+            ids = list(self.text_cache.encode(OPENVLA_PROMPT.format(task=task.lower())))  # BOS first if any
+            if self._prompt_end_id is not None and (not ids or ids[-1] != self._prompt_end_id):
+                ids.append(self._prompt_end_id)  # OpenVLA's predict_action appends it (29871 for Llama 2)
+            rows.append(ids)
+        bos = self.text_cache.bos_id
+        has_bos = bos is not None and all(r and r[0] == bos for r in rows)
+        texts = [r[1:] if has_bos else r for r in rows]
+        length = max(len(t) for t in texts)
+        pad = self.text_cache.pad_id
+        ids = torch.tensor([[pad] * (length - len(t)) + t for t in texts], dtype=torch.long, device=self.device)
+        text_mask = torch.tensor([[0] * (length - len(t)) + [1] * len(t) for t in texts], dtype=torch.long,
+                                 device=self.device)  # (B, L) left-padded
+        tokens = self.encode_modalities(batch)
+        prefix = torch.cat(list(tokens.values()), dim=1)  # (B, P, H)
+        parts = [self.backbone.embed(ids[:, :1].new_full((b, 1), bos)).to(prefix.dtype)] if has_bos else []
+        seq = torch.cat(parts + [prefix, self.backbone.embed(ids).to(prefix.dtype)], dim=1)  # (B, [1] + P + L, H)
+        if bool(text_mask.all()):
+            return seq, None, None  # no padding: plain causal attention
+        ones = torch.ones(b, seq.shape[1] - length, dtype=torch.long, device=self.device)  # (B, [1] + P)
+        attn = torch.cat([ones, text_mask], dim=1)  # (B, N)
+        pos = (attn.cumsum(dim=1) - 1).clamp_min(0)  # (B, N): padding does not shift positions
         return seq, attn, pos
 
     def _head_kwargs(self, ctx: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -701,8 +743,12 @@ class VLAModel(nn.Module):
         return d
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> "VLAModel":
-        """Rebuild a model saved with ``save_pretrained`` (no hub, no pretrained files needed)."""
+    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+                        unnorm_key: str | None = None) -> "VLAModel":
+        """Rebuild a model saved with ``save_pretrained`` (no hub, no pretrained files needed).
+
+        A published OpenVLA folder (``openvla/openvla-7b`` format, ``model_type: openvla``) loads too, as an
+        ``OpenVLAWrapper`` (``models/convert_openvla.py``); ``unnorm_key`` picks its dataset statistics."""
         d = Path(directory)
         if not d.is_dir():
             raise CheckpointError(f"checkpoint folder {d} does not exist; give a folder written by save_pretrained")
@@ -710,9 +756,17 @@ class VLAModel(nn.Module):
         if not cfg_file.exists():
             raise CheckpointError(f"checkpoint {d} has no config.json; it was not written by VLAModel.save_pretrained")
         try:
-            cfg = ModelConfig.from_dict(json.loads(cfg_file.read_text()))
+            data = json.loads(cfg_file.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise CheckpointError(f"checkpoint {cfg_file} is unreadable or not valid JSON ({_first_line(e)})") from None
+        from .convert_openvla import is_openvla_config, load_openvla
+
+        if is_openvla_config(data):
+            return load_openvla(d, unnorm_key=unnorm_key, cls=cls, map_location=map_location)
+        if unnorm_key is not None:
+            raise CheckpointError(f"unnorm_key applies to OpenVLA folders; {d} is a vla_engine checkpoint")
+        try:
+            cfg = ModelConfig.from_dict(data)
         except ConfigError as e:
             raise CheckpointError(f"checkpoint {cfg_file} does not fit this version of vla_engine ({e})") from None
         weights = d / "model.safetensors"
@@ -739,6 +793,21 @@ class VLAModel(nn.Module):
                      rebuild=True)
         _load_weights(model, weights, map_location)
         return model.eval()  # like transformers: a loaded model is ready for inference
+
+
+OPENVLA_PROMPT = "In: What action should the robot take to {task}?\nOut:"
+
+
+def _empty_token_id(tokenizer: Any) -> int | None:
+    """The SentencePiece word-start token alone ("\u2581", id 29871 in Llama 2), which OpenVLA appends to its
+    prompt; None when the tokenizer has no such token."""
+    try:
+        i = tokenizer.convert_tokens_to_ids("\u2581")
+    except Exception:  # noqa: BLE001 - a tokenizer without a vocabulary lookup
+        return None
+    if i is None or i == getattr(tokenizer, "unk_token_id", None):
+        return None
+    return int(i)
 
 
 def _image_batch(img: Any) -> torch.Tensor:

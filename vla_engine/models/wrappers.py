@@ -13,6 +13,20 @@ tokens (the seed's Recipe 2 uses ``DiffusionActionHead``).
 Both build small and offline by default, and load real parts from local folders when given (a SmolVLM
 folder; DINOv2, SigLIP and Llama folders). They are VLAModels: ``save_pretrained`` / ``from_pretrained``,
 trainers, the evaluator and the app use them unchanged; ``from_pretrained`` returns the wrapper class.
+
+What loads:
+
+* ``SmolVLAWrapper(folder)``: a SmolVLM (Idefics3) folder saved with ``save_pretrained``, cut to its first
+  layers; the action expert starts fresh (a LeRobot SmolVLA policy checkpoint is not read).
+* ``OpenVLAWrapper(dinov2=..., siglip=..., llm=...)``: separate DINOv2, SigLIP and Llama folders (transformers
+  format); projector and action rows start fresh.
+* ``OpenVLAWrapper.from_openvla(folder, unnorm_key=None)`` (also ``VLAModel.from_pretrained(folder)``): a
+  published OpenVLA checkpoint folder, the Hugging Face ``openvla/openvla-7b`` format (``config.json`` with
+  ``model_type: openvla``, ``model.safetensors`` or shards, tokenizer files), every weight mapped from its timm
+  towers and Llama and loaded strictly; it predicts as OpenVLA's ``predict_action`` does (second-to-last-block
+  features, fused-gelu-mlp projector, its prompt, 7 greedy tokens from the vocabulary's tail, q01 / q99
+  un-normalisation of the ``unnorm_key`` dataset). See ``models/convert_openvla.py``. Saved again with
+  ``save_pretrained``, it reloads as an ordinary vla_engine checkpoint.
 """
 
 from __future__ import annotations
@@ -122,3 +136,13 @@ class OpenVLAWrapper(VLAModel):
             fields.pop("action_head")
         fields.update(overrides)
         super().__init__(fields, action_head=action_head)
+
+    @classmethod
+    def from_openvla(cls, folder: str, unnorm_key: str | None = None,
+                     map_location: str = "cpu") -> "OpenVLAWrapper":
+        """A published OpenVLA checkpoint folder (``openvla/openvla-7b`` format) as this wrapper, acting like
+        OpenVLA; ``unnorm_key`` names the dataset whose action statistics un-normalise the predictions (needed
+        when ``norm_stats`` has several). Errors are one-line ``CheckpointError``s."""
+        from .convert_openvla import load_openvla
+
+        return load_openvla(folder, unnorm_key=unnorm_key, cls=cls, map_location=map_location)
