@@ -35,6 +35,8 @@ class ModelConfig(ConfigBase):
     vision_pretrained: str | None = None  # local folder / hub id (siglip, clip, dinov2, VLMs) or weights file (resnet)
     vision2_pretrained: str | None = None  # dinosiglip: the SigLIP folder / hub id (vision_pretrained is DINOv2's)
     image_size: int = 96  # images are resized to this side before the encoder
+    # "stretch": resized to the encoder's square size; "pad": aspect kept, padded black at the left / top (SmolVLA)
+    image_resize: Literal["stretch", "pad"] = "stretch"
     vision_dim: int = 64  # cnn channels / siglip hidden size (resnet18 is 512, pretrained: their own)
     vision_pool: int = 6  # cnn: pool the feature map to at most pool x pool tokens (0 = keep the full map)
     vision_num_layers: int = 2  # siglip layers when built from scratch
@@ -61,8 +63,10 @@ class ModelConfig(ConfigBase):
     max_text_tokens: int = 48
     # "plain": [instruction, observation tokens, learned action query]; "openvla": OpenVLA's prompt
     # [BOS, observation tokens, "In: What action should the robot take to {task}?\nOut:", empty token] with
-    # the actions predicted from its last token (no action query)
-    prompt_format: Literal["plain", "openvla"] = "plain"
+    # the actions predicted from its last token (no action query); "smolvla": SmolVLA's prefix [image tokens and
+    # instruction (+ "\n") scaled by sqrt(hidden), bidirectional; the state token after them], read layer by layer
+    # by the smolvla-expert head
+    prompt_format: Literal["plain", "openvla", "smolvla"] = "plain"
     # action head
     action_head: str = "mlp"
     head_hidden_dim: int = 256
@@ -83,6 +87,11 @@ class ModelConfig(ConfigBase):
     # OpenVLA's: the last action_bins ids of the tokenizer's own vocabulary, bin edges linspace(-1, 1,
     # action_bins), greedy decoding and cross-entropy over the whole vocabulary
     action_token_ids: Literal["append", "vocab_tail"] = "append"
+    # smolvla-expert head (SmolVLA's action expert; head_hidden_dim = its width, head_num_layers = its depth)
+    max_action_dim: int = 0  # noise / velocity width, actions zero-padded to it (SmolVLA's max_action_dim); 0 = action_dim
+    expert_self_attn_every: int = 2  # every n-th LM layer (from 0) self-attention, the others cross-attention; 1 = all self, 0 = all cross
+    flow_min_period: float = 4e-3  # time embedding: shortest sine period
+    flow_max_period: float = 4.0  # time embedding: longest sine period
     action_dim: int = 2
     state_dim: int = 0  # 0 = no state input
     chunk_size: int = 1
@@ -146,10 +155,22 @@ class ModelConfig(ConfigBase):
         if self.temporal_ensemble_coeff is not None:
             self._check_range("temporal_ensemble_coeff", -1.0, 10.0)
         self._check_range("action_dim", 1)
+        if self.max_action_dim and self.max_action_dim < self.action_dim:
+            self._fail("max_action_dim", f"is below action_dim ({self.action_dim}); set it >= action_dim, or 0")
+        self._check_range("max_action_dim", 0)
+        self._check_range("expert_self_attn_every", 0, 1024)
+        self._check_range("flow_min_period", 0.0, lo_open=True)
+        if self.flow_max_period <= self.flow_min_period:
+            self._fail("flow_max_period", f"must be above flow_min_period ({self.flow_min_period})")
+        if (self.prompt_format == "smolvla") != (self.action_head == "smolvla-expert"):
+            self._fail("prompt_format", f"and action_head {self.action_head!r} do not go together; prompt_format: "
+                                        f"smolvla is read by the smolvla-expert head only, and it needs that format")
         self._check_range("state_dim", 0)
         self._check_range("chunk_size", 1)
         self._check_range("n_action_steps", 1, self.chunk_size)
         self._check_range("n_obs_steps", 1)
+        if self.prompt_format == "smolvla" and self.n_obs_steps != 1:
+            self._fail("n_obs_steps", "must be 1 with prompt_format: smolvla (SmolVLA reads the latest observation)")
         self._check_range("dropout", 0.0, 1.0)
         self._check_range("random_shift", 0, 32)
         self._check_range("lora_r", 0, 4096)

@@ -46,6 +46,8 @@ PROJECTORS.register("perceiver", "vla_engine.models.projector:PerceiverResampler
                     description="Perceiver resampler (Flamingo): N latents, cross- and self-attention layers")
 PROJECTORS.register("fused-gelu-mlp", "vla_engine.models.projector:FusedGeluMLPProjector",
                     description="OpenVLA's 3-layer MLP for fused features: Dv -> 4 Dv -> H -> H with GELUs")
+PROJECTORS.register("identity", "vla_engine.models.projector:IdentityProjector",
+                    description="no projection: vision tokens already LM-wide (SmolVLM's connector, as in SmolVLA)")
 LANGUAGE_MODELS.register("qwen2", "vla_engine.models.language:Qwen2Backbone",
                          description="Qwen2 decoder (small from config, or from_pretrained)")
 LANGUAGE_MODELS.register("llama", "vla_engine.models.language:LlamaBackbone",
@@ -67,6 +69,9 @@ ACTION_HEADS.register("flow", "vla_engine.models.flow_head:FlowMatchingActionHea
 ACTION_HEADS.register("tokens", "vla_engine.models.action_tokens:ActionTokenHead",
                       description="OpenVLA-style discrete action tokens (bins) predicted through the LM's vocabulary")
 
+ACTION_HEADS.register("smolvla-expert", "vla_engine.models.smolvla_expert:SmolVLAExpertHead",
+                      description="SmolVLA's action expert: LM-layer copy cross-attending to the VLM's keys/values, flow matching")
+
 _LAZY = {
     "VLAModel": ".vla", "create_vla_model": ".vla", "CheckpointError": ".vla", "ModelInputError": ".vla",
     "VLM_PRESETS": ".vla", "list_vlm_presets": ".vla",
@@ -83,7 +88,7 @@ _LAZY = {
     "SmolVLAWrapper": ".wrappers", "OpenVLAWrapper": ".wrappers",
     "LanguageBackbone": ".language", "Qwen2Backbone": ".language", "LlamaBackbone": ".language",
     "build_byte_tokenizer": ".language", "TextTokenCache": ".language",
-    "Normalizer": ".normalize",
+    "Normalizer": ".normalize", "SmolVLAExpertHead": ".smolvla_expert", "IdentityProjector": ".projector",
     "SmolVLMVision": ".vlm", "Qwen2VLVision": ".vlm", "SmolVLMBackbone": ".vlm", "Qwen2VLBackbone": ".vlm",
 }
 

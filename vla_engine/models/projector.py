@@ -3,6 +3,7 @@
     mlp          2-layer MLP per token (LLaVA-1.5): M = N
     fused-gelu-mlp  3-layer MLP per token (OpenVLA / Prismatic, for fused DINOv2 + SigLIP features): M = N
     attention    cross-attention pooling to ``num_tokens`` learned queries: M = num_tokens
+    identity     none: the vision part already gives LM-width tokens (SmolVLM's connector, as SmolVLA uses it): M = N
     perceiver    Perceiver resampler (Flamingo): ``num_tokens`` latents refined by ``num_layers`` layers of
                  cross-attention over [visual tokens; latents] + feed-forward: M = num_tokens
 
@@ -85,6 +86,25 @@ class MLPProjector(VisionProjector):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.net(tokens)  # (B, N, Dv) -> (B, N, H)
+
+
+class IdentityProjector(VisionProjector):
+    """No projection: the vision part's tokens already have the LM's width (SmolVLA feeds SmolVLM's connector
+    output straight to the LM)."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        if in_dim != out_dim:
+            raise ConfigError(f"model.projector: identity needs vision tokens of the LM's width, but the vision part "
+                              f"gives {in_dim} and the LM is {out_dim} wide; use projector: mlp")
+        self.in_dim, self.out_dim = in_dim, out_dim
+
+    @classmethod
+    def from_config(cls, cfg, in_dim: int, out_dim: int) -> "IdentityProjector":
+        return cls(in_dim, out_dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens  # (B, N, H)
 
 
 class FusedGeluMLPProjector(VisionProjector):

@@ -13,7 +13,10 @@ masked out); the final hidden state at the action query (B, H) goes to the actio
 predicts a chunk (B, chunk, A) in normalised units; the model un-normalises it. With
 ``prompt_format: openvla`` the sequence is OpenVLA's instead: ``[BOS, modality tokens...,
 "In: What action should the robot take to {task}?\nOut:", empty token]`` (the text left-padded so
-every row ends at its last prompt token), read at its last token.
+every row ends at its last prompt token), read at its last token. With ``prompt_format: smolvla`` it is
+SmolVLA's prefix ``[image tokens * sqrt(H), instruction + "\n" tokens * sqrt(H), state token]`` with a
+(B, N, N) block mask (images and words bidirectional, the state token after them), which the
+``smolvla-expert`` head reads layer by layer (``models/smolvla_expert.py``).
 
 The policy interface (what trainers, the evaluator and the UI use): ``forward(batch) -> (loss, info)``,
 ``predict_action_chunk(obs)``, ``select_action(obs)``, ``reset()``; plus ``save_pretrained`` /
@@ -173,6 +176,11 @@ def resolve_vlm(name: str) -> dict[str, Any]:
         if is_openvla_config(data):
             raise ConfigError(f"vlm {name!r} is an OpenVLA checkpoint; load it with OpenVLAWrapper.from_openvla(folder) "
                               f"or VLAModel.from_pretrained(folder)")
+        from .convert_smolvla import is_smolvla_config
+
+        if is_smolvla_config(data):
+            raise ConfigError(f"vlm {name!r} is a LeRobot SmolVLA policy; load it with SmolVLAWrapper.from_lerobot(folder) "
+                              f"or VLAModel.from_pretrained(folder)")
         if _is_vlm_config(data):
             raise ConfigError(
                 f"vlm {name!r} is a full vision-language model (model_type {data.get('model_type')!r}); VLAModel "
@@ -203,6 +211,16 @@ def resolve_vlm(name: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 # The model
 # ------------------------------------------------------------------------------------------------
+def pad_resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """SmolVLA's ``resize_with_pad``: resize (N, C, H, W) keeping the aspect ratio (bilinear) so the longer
+    side is ``size``, then pad with 0 at the left / top to (N, C, size, size)."""
+    h, w = images.shape[-2:]
+    ratio = max(w / size, h / size)
+    rh, rw = int(h / ratio), int(w / ratio)
+    out = F.interpolate(images, size=(rh, rw), mode="bilinear", align_corners=False)  # (N, C, rh, rw)
+    return F.pad(out, (max(0, size - rw), 0, max(0, size - rh), 0), value=0.0)  # (N, C, size, size)
+
+
 def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
     """DrQ-style augmentation: shift each image by up to ``pad`` pixels (edges replicated). (N, C, H, W)."""
     n, _, h, w = images.shape
@@ -268,7 +286,9 @@ class VLAModel(nn.Module):
         self.projector = PROJECTORS.get(cfg.projector).from_config(cfg, self.vision_encoder.out_dim, hidden)
         self.state_proj = nn.Linear(cfg.state_dim, hidden) if cfg.state_dim > 0 else None
         n_cams, n_obs = len(cfg.image_keys), cfg.n_obs_steps
-        self.camera_embed = nn.Parameter(torch.randn(n_cams, hidden) * 0.02) if n_cams > 1 else None  # (K, H)
+        plain_cams = cfg.prompt_format == "smolvla"  # SmolVLA: cameras one after another, no camera embedding
+        self.camera_embed = (nn.Parameter(torch.randn(n_cams, hidden) * 0.02) if n_cams > 1 and not plain_cams
+                             else None)  # (K, H)
         self.obs_step_embed = nn.Parameter(torch.randn(n_obs, hidden) * 0.02) if n_obs > 1 else None  # (T, H)
         self.action_query = nn.Parameter(torch.randn(1, 1, hidden) * 0.02)  # (1, 1, H)
         self.film = None
@@ -459,6 +479,9 @@ class VLAModel(nn.Module):
 
     def _image_tokens(self, batch: Mapping[str, Any], text_summary: torch.Tensor | None = None) -> torch.Tensor:
         cams = [self._image_tensor(batch, k) for k in self.config.image_keys]  # K x (B, T, 3, H, W)
+        if self.config.image_resize == "pad":  # aspect kept, black bars at the left / top (SmolVLA)
+            side = int(getattr(self.vision_encoder, "image_size", self.config.image_size))
+            cams = [pad_resize(c.flatten(0, 1), side).unflatten(0, c.shape[:2]) for c in cams]
         if len({c.shape[-2:] for c in cams}) > 1:  # cameras of different sizes: resize to stack
             cams = [self.vision_encoder.resize(c.flatten(0, 1)).unflatten(0, c.shape[:2]) for c in cams]
         x = torch.stack(cams, dim=2)  # (B, T, K, 3, H, W)
@@ -554,6 +577,8 @@ class VLAModel(nn.Module):
         attention mask and position ids (both None when no instruction is padded)."""
         if self.config.prompt_format == "openvla":
             return self._openvla_sequence(batch)
+        if self.config.prompt_format == "smolvla":
+            return self._smolvla_sequence(batch)
         b = self._batch_size(batch)
         ids, text_mask = self.text_cache(self._tasks(batch, b))  # (B, L), (B, L)
         ids, text_mask = ids.to(self.device, non_blocking=True), text_mask.to(self.device, non_blocking=True)
@@ -577,6 +602,51 @@ class VLAModel(nn.Module):
             attn = torch.cat([text_mask.long(), ones], dim=1)  # (B, L + P + 1)
             pos = (attn.cumsum(dim=1) - 1).clamp_min(0)  # (B, L + P + 1): padding does not shift positions
         return seq, attn, pos
+
+    def _smolvla_sequence(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """SmolVLA's prefix: ``[image tokens * sqrt(H), instruction tokens * sqrt(H), state token]`` (B, N, H),
+        its (B, N, N) bool attention mask (images and words attend to each other, padding out; the state token
+        attends to them all, they not to it) and positions (B, N) (cumsum of the valid tokens - 1). The
+        instruction gets a trailing newline and is tokenised as LeRobot's tokenizer step does (the tokenizer's
+        special tokens, right padding, at most max_text_tokens)."""
+        b = self._batch_size(batch)
+        rows = []
+        cache = self.__dict__.setdefault("_smolvla_ids", {})
+        for task in self._tasks(batch, b):
+            text = task if task.endswith("\n") else task + "\n"
+            ids = cache.get(text)
+            if ids is None:
+                ids = list(self.tokenizer(text, truncation=True, max_length=self.config.max_text_tokens)["input_ids"])
+                if len(cache) >= 50_000:
+                    cache.clear()
+                cache[text] = ids
+            rows.append(ids)
+        length = max(len(r) for r in rows)
+        pad = self.text_cache.pad_id
+        ids = torch.tensor([r + [pad] * (length - len(r)) for r in rows], dtype=torch.long, device=self.device)
+        text_valid = torch.tensor([[True] * len(r) + [False] * (length - len(r)) for r in rows], device=self.device)
+        tokens = self.encode_modalities(batch)
+        images = tokens.pop("images")  # (B, Ni, H)
+        state = tokens.pop("state", None)  # (B, 1, H)
+        hidden = images.shape[-1]
+        scale = float(hidden) ** 0.5
+        text = self.backbone.embed(ids).to(images.dtype) * scale  # (B, L, H)
+        parts = [images * torch.tensor(scale, dtype=images.dtype, device=images.device)]
+        parts += list(tokens.values())  # added modalities: with the images
+        n_obs = sum(p.shape[1] for p in parts)
+        parts.append(text)
+        if state is not None:
+            parts.append(state)
+        seq = torch.cat(parts, dim=1)  # (B, N, H)
+        n_state = state.shape[1] if state is not None else 0
+        valid = torch.cat([torch.ones(b, n_obs, dtype=torch.bool, device=self.device), text_valid,
+                           torch.ones(b, n_state, dtype=torch.bool, device=self.device)], dim=1)  # (B, N)
+        block = torch.zeros(seq.shape[1], dtype=torch.long, device=self.device)
+        block[seq.shape[1] - n_state:] = 1  # the state token starts a block the others cannot see
+        block = block.cumsum(0)  # (N,)
+        mask = (block[None, :] <= block[:, None])[None] & valid[:, None, :] & valid[:, :, None]  # (B, N, N)
+        pos = valid.long().cumsum(dim=1) - 1  # (B, N)
+        return seq, mask, pos
 
     def _openvla_sequence(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """OpenVLA's input: ``[BOS, observation tokens, prompt tokens, empty token]`` (B, N, H). Prompts of
@@ -748,7 +818,8 @@ class VLAModel(nn.Module):
         """Rebuild a model saved with ``save_pretrained`` (no hub, no pretrained files needed).
 
         A published OpenVLA folder (``openvla/openvla-7b`` format, ``model_type: openvla``) loads too, as an
-        ``OpenVLAWrapper`` (``models/convert_openvla.py``); ``unnorm_key`` picks its dataset statistics."""
+        ``OpenVLAWrapper`` (``models/convert_openvla.py``); ``unnorm_key`` picks its dataset statistics. So does
+        a LeRobot SmolVLA policy folder (``type: smolvla``), as a ``SmolVLAWrapper`` (``models/convert_smolvla.py``)."""
         d = Path(directory)
         if not d.is_dir():
             raise CheckpointError(f"checkpoint folder {d} does not exist; give a folder written by save_pretrained")
@@ -760,9 +831,14 @@ class VLAModel(nn.Module):
         except (OSError, json.JSONDecodeError) as e:
             raise CheckpointError(f"checkpoint {cfg_file} is unreadable or not valid JSON ({_first_line(e)})") from None
         from .convert_openvla import is_openvla_config, load_openvla
+        from .convert_smolvla import is_smolvla_config, load_smolvla
 
         if is_openvla_config(data):
             return load_openvla(d, unnorm_key=unnorm_key, cls=cls, map_location=map_location)
+        if is_smolvla_config(data):
+            if unnorm_key is not None:
+                raise CheckpointError(f"unnorm_key applies to OpenVLA folders; {d} is a LeRobot SmolVLA policy")
+            return load_smolvla(d, cls=cls, map_location=map_location)
         if unnorm_key is not None:
             raise CheckpointError(f"unnorm_key applies to OpenVLA folders; {d} is a vla_engine checkpoint")
         try:

@@ -17,7 +17,14 @@ trainers, the evaluator and the app use them unchanged; ``from_pretrained`` retu
 What loads:
 
 * ``SmolVLAWrapper(folder)``: a SmolVLM (Idefics3) folder saved with ``save_pretrained``, cut to its first
-  layers; the action expert starts fresh (a LeRobot SmolVLA policy checkpoint is not read).
+  layers; the action expert starts fresh.
+* ``SmolVLAWrapper.from_lerobot(folder, vlm=None)`` (also ``VLAModel.from_pretrained(folder)``): a LeRobot SmolVLA
+  policy folder (the ``lerobot/smolvla_base`` format of lerobot 0.4: ``config.json`` with ``type: smolvla``,
+  ``model.safetensors``, the policy processors' normalisation files), every weight mapped and loaded strictly; it
+  computes what LeRobot's ``SmolVLAPolicy`` does (padded-resize images, SmolVLM connector tokens and instruction
+  scaled by sqrt(H), the state token, the action expert interleaving self- and cross-attention to the VLM's
+  keys / values, Euler flow matching from t = 1). The VLM's config and tokenizer come from ``vlm`` or the
+  config's ``vlm_model_name`` (local or cached). See ``models/convert_smolvla.py``.
 * ``OpenVLAWrapper(dinov2=..., siglip=..., llm=...)``: separate DINOv2, SigLIP and Llama folders (transformers
   format); projector and action rows start fresh.
 * ``OpenVLAWrapper.from_openvla(folder, unnorm_key=None)`` (also ``VLAModel.from_pretrained(folder)``): a
@@ -36,10 +43,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..config.base import ConfigError
-from .vla import VLAModel, resolve_vlm
+from .vla import ModelInputError, VLAModel, resolve_vlm
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +115,36 @@ class SmolVLAWrapper(VLAModel):
         elif num_vlm_layers:
             fields["llm_num_layers"] = int(num_vlm_layers)  # from scratch: build only the kept layers
         super().__init__(fields, action_head=action_head)
+
+    @classmethod
+    def from_lerobot(cls, folder: str, vlm: str | None = None, map_location: str = "cpu") -> "SmolVLAWrapper":
+        """A LeRobot SmolVLA policy folder (``lerobot/smolvla_base`` format) as this wrapper, acting like LeRobot's
+        ``SmolVLAPolicy``; ``vlm``: the folder of the SmolVLM it was built on (default: its ``vlm_model_name``,
+        local or in the HF cache), for the VLM config and tokenizer. Errors are one-line ``CheckpointError``s."""
+        from .convert_smolvla import load_smolvla
+
+        return load_smolvla(folder, vlm=vlm, cls=cls, map_location=map_location)
+
+    @torch.no_grad()
+    def predict_action_chunk(self, obs: Any, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw-unit actions (B, chunk, A); ``noise`` (B, chunk, max_action_dim) fixes the flow-matching start
+        (the smolvla-expert head; LeRobot's ``noise=``)."""
+        if noise is None:
+            return super().predict_action_chunk(obs)
+        if not getattr(self.action_head, "takes_noise", False):
+            raise ModelInputError(f"noise= needs the smolvla-expert head; this model's head is "
+                                  f"{type(self.action_head).__name__}")
+        pred = self.action_head.predict_lm(self.backbone, *self.input_sequence(obs), noise=noise.to(self.device))
+        return self.action_normalizer.unnormalize(pred.float())  # (B, chunk, A)
+
+    @torch.no_grad()
+    def select_action(self, obs: Any, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """One action (B, A), as ``VLAModel.select_action``; ``noise`` is used when a new chunk is predicted."""
+        if noise is not None and not self._action_queue and self.config.n_obs_steps == 1 \
+                and self.config.temporal_ensemble_coeff is None:
+            chunk = self.predict_action_chunk(obs, noise)  # (B, chunk, A)
+            self._action_queue.extend(chunk[:, : self.config.n_action_steps].transpose(0, 1))  # n x (B, A)
+        return super().select_action(obs)
 
 
 class OpenVLAWrapper(VLAModel):
