@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ._convert import load_mapped_strict
 from ._util import _first_line, _import_transformers
 from .vision import IMAGENET_MEAN, IMAGENET_STD
 
@@ -457,23 +458,6 @@ def _mask(action: Mapping[str, Any], q01: torch.Tensor) -> torch.Tensor:
 
 def _load_strict(model: nn.Module, mapped: dict[str, torch.Tensor], llm_conf: Any) -> None:
     """Load the mapped checkpoint: every model weight from it (but vla_engine's own parts), shapes checked."""
-    own = model.state_dict()
-    unknown = [k for k in mapped if k not in own]
-    if unknown:
-        raise CheckpointError(f"the OpenVLA weights have {len(unknown)} tensors the model has no place for (e.g. "
-                              f"{unknown[0]}); config.json does not describe these weights")
-    for k, v in mapped.items():
-        if tuple(v.shape) != tuple(own[k].shape):
-            raise CheckpointError(f"OpenVLA weight for {k} has shape {tuple(v.shape)} but config.json builds "
-                                  f"{tuple(own[k].shape)}; config.json does not describe these weights")
     tied = {"backbone.lm.lm_head.weight"} if getattr(llm_conf, "tie_word_embeddings", False) else set()
-    lacking = [k for k in own if k not in mapped and not k.startswith(_OWN_WEIGHTS) and k not in tied]
-    if lacking:
-        raise CheckpointError(f"the OpenVLA weights lack {len(lacking)} tensors the model needs (e.g. {lacking[0]}); "
-                              f"the download is incomplete")
-    full = {k: mapped.get(k, v) for k, v in own.items()}
-    model.load_state_dict(full, strict=True)
-    for name, p in model.named_parameters():  # the skipped initialisation must not leave garbage behind
-        if not torch.isfinite(p).all():
-            raise CheckpointError(f"weight {name} is not finite after loading; the checkpoint is corrupt")
+    load_mapped_strict(model, mapped, source="OpenVLA", describes="config.json", own_prefixes=_OWN_WEIGHTS, tied=tied)
 

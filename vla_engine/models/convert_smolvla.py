@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ._convert import load_mapped_strict
 from ._util import _first_line, _import_transformers
 from .convert_openvla import _no_init
 
@@ -336,24 +337,9 @@ def load_smolvla(folder: str | Path, vlm: str | Path | None = None, cls: type | 
 
 
 def _load_strict(model: nn.Module, mapped: dict[str, torch.Tensor]) -> None:
-    own = model.state_dict()
-    unknown = [k for k in mapped if k not in own]
-    if unknown:
-        raise CheckpointError(f"the SmolVLA weights have {len(unknown)} tensors the model has no place for (e.g. "
-                              f"{unknown[0]}); config.json / the VLM config do not describe these weights")
-    for k, v in mapped.items():
-        if tuple(v.shape) != tuple(own[k].shape):
-            raise CheckpointError(f"SmolVLA weight for {k} has shape {tuple(v.shape)} but the configs build "
-                                  f"{tuple(own[k].shape)}; config.json / the VLM config do not describe these weights")
     tied = {"backbone.lm.lm_head.weight"} if getattr(model.backbone.hf_config, "tie_word_embeddings", False) else set()
-    lacking = [k for k in own if k not in mapped and not k.startswith(_OWN_WEIGHTS) and k not in tied]
-    if lacking:
-        raise CheckpointError(f"the SmolVLA weights lack {len(lacking)} tensors the model needs (e.g. {lacking[0]}); "
-                              f"the download is incomplete")
-    model.load_state_dict({k: mapped.get(k, v) for k, v in own.items()}, strict=True)
-    for name, p in model.named_parameters():  # the skipped initialisation must not leave garbage behind
-        if not torch.isfinite(p).all():
-            raise CheckpointError(f"weight {name} is not finite after loading; the checkpoint is corrupt")
+    load_mapped_strict(model, mapped, source="SmolVLA", describes="config.json / the VLM config",
+                       own_prefixes=_OWN_WEIGHTS, tied=tied)
 
 
 def _set_stats(model: nn.Module, stats: Mapping[str, Mapping[str, torch.Tensor]], mode: str, d: Path) -> None:
