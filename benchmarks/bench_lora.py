@@ -15,7 +15,7 @@ What it does, and why:
    (``--steps`` optimiser steps of ``--batch-size``, the same warmup and schedule, EMA off):
    ``finetune-lora`` (LoRA r=``--lora-r`` on q/k/v/o of the LM, the LM's base weights frozen; projector,
    tokens, action head and vision train) and ``finetune-full`` (every weight trains). Each leg keeps its
-   preset's learning rate (LoRA 3e-4, full 1e-4; ``--lr-lora`` / ``--lr-full`` change them). The job
+   preset's learning rate (LoRA 1e-3, full 1e-4; ``--lr-lora`` / ``--lr-full`` change them). The job
    path has no "start from a checkpoint" option, so the legs are built here from the same pieces the
    job uses (``prepare_datasets``, ``VLAFineTuner`` writing a run folder, ``evaluate_policy``).
 3. For each: trainable parameters / total, the final training loss, and closed-loop success on
@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--lora-r", type=int, default=16)
-    ap.add_argument("--lr-lora", type=float, default=None, help="default: the finetune-lora preset's (3e-4)")
+    ap.add_argument("--lr-lora", type=float, default=None, help="default: the finetune-lora preset's (1e-3)")
     ap.add_argument("--lr-full", type=float, default=None, help="default: the finetune-full preset's (1e-4)")
     ap.add_argument("--eval-episodes", type=int, default=50)
     ap.add_argument("--no-base-eval", action="store_true", help="skip evaluating the base checkpoint")
