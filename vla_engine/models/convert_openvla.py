@@ -31,7 +31,6 @@ dimensions, the gripper, as decoded).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
@@ -42,7 +41,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ._convert import load_mapped_strict
+from ._convert import build_empty, load_mapped_strict, read_folder_config, read_tokenizer
 from ._util import _first_line, _import_transformers
 from .vision import IMAGENET_MEAN, IMAGENET_STD
 
@@ -77,16 +76,7 @@ def is_openvla_config(data: Any) -> bool:
 
 def read_openvla_config(folder: str | Path) -> dict[str, Any]:
     """The folder's config.json, checked to be an OpenVLA config with what this loader needs."""
-    d = Path(folder).expanduser()
-    if not d.is_dir():
-        raise CheckpointError(f"OpenVLA folder {d} does not exist; {FIX}")
-    f = d / "config.json"
-    if not f.exists():
-        raise CheckpointError(f"OpenVLA folder {d} has no config.json; {FIX}")
-    try:
-        data = json.loads(f.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{f} is unreadable or not valid JSON ({_first_line(e)}); re-download it") from None
+    f, data = read_folder_config(folder, "OpenVLA", FIX)
     if not is_openvla_config(data):
         mt = data.get("model_type") if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(f"{f} is not an OpenVLA config (model_type {mt!r}, not 'openvla'); {FIX}, or load a "
@@ -372,19 +362,9 @@ def _llm_config(data: Mapping[str, Any]) -> tuple[str, Any]:
     return mt, conf
 
 
-def _no_init():
-    """Skip random initialisation while building (every weight is overwritten from the checkpoint)."""
-    try:
-        from transformers.modeling_utils import no_init_weights
-    except ImportError:  # pragma: no cover - older / newer transformers
-        return contextlib.nullcontext()
-    return no_init_weights()
-
-
 def load_openvla(folder: str | Path, unnorm_key: str | None = None, cls: type | None = None,
                  map_location: str | torch.device = "cpu") -> nn.Module:
     """Build an ``OpenVLAWrapper`` (or ``cls``, a subclass) from an OpenVLA folder; see the module docstring."""
-    from ..config.model_config import ModelConfig
     from .wrappers import OpenVLAWrapper
 
     d = Path(folder).expanduser()
@@ -399,12 +379,8 @@ def load_openvla(folder: str | Path, unnorm_key: str | None = None, cls: type | 
                                         _activation(data, 1), "vision_backbone.fused_featurizer.")
     dino_conf.vla_fused_siglip = sig_conf.to_dict()  # how DinoSiglipEncoder rebuilds both towers from one config
     llm, llm_conf = _llm_config(data)
-    tf = _import_transformers()
-    try:
-        tokenizer = tf.AutoTokenizer.from_pretrained(str(d), trust_remote_code=False)
-    except Exception as e:  # noqa: BLE001 - missing / broken tokenizer files: one user message
-        raise CheckpointError(f"OpenVLA folder {d} has no readable tokenizer (tokenizer.json / tokenizer.model: "
-                              f"{_first_line(e)}); copy the tokenizer files of openvla/openvla-7b into it") from None
+    tokenizer = read_tokenizer(d, "OpenVLA folder", "copy the tokenizer files of openvla/openvla-7b into it "
+                               "(tokenizer.json / tokenizer.model)")
     vocab = int(tokenizer.vocab_size)
     derived = int(llm_conf.vocab_size) - int(data.get("pad_to_multiple_of") or 0)
     if data.get("pad_to_multiple_of") and derived != vocab:
@@ -420,15 +396,8 @@ def load_openvla(folder: str | Path, unnorm_key: str | None = None, cls: type | 
         action_head="tokens", action_bins=int(data.get("n_action_bins", 256)), action_token_ids="vocab_tail",
         action_dim=int(q01.numel()), state_dim=0, chunk_size=1, n_action_steps=1, normalization="min_max",
         random_shift=0)
-    try:
-        cfg = ModelConfig.from_dict(fields)
-    except ValueError as e:
-        raise CheckpointError(f"{d}/config.json makes no valid model config ({e})") from None
-    target = cls if isinstance(cls, type) and issubclass(cls, OpenVLAWrapper) else OpenVLAWrapper
-    model = target.__new__(target)
-    nn.Module.__init__(model)
-    with _no_init():
-        model._build(cfg, tokenizer=tokenizer, llm_hf_config=llm_conf, vision_hf_config=dino_conf, rebuild=True)
+    model = build_empty(fields, cls, OpenVLAWrapper, d, "OpenVLA", tokenizer=tokenizer, llm_hf_config=llm_conf,
+                        vision_hf_config=dino_conf)
 
     mapped = {f"vision_encoder.dino.model.{k}": v for k, v in dino_sd.items()}
     mapped.update({f"vision_encoder.siglip.model.{k}": v for k, v in sig_sd.items()})

@@ -29,7 +29,6 @@ The model it builds runs SmolVLA's computation (``prompt_format: smolvla``, ``ac
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import re
 from pathlib import Path
@@ -39,9 +38,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ._convert import load_mapped_strict
+from ._convert import build_empty, load_mapped_strict, read_folder_config, read_json, read_tokenizer
 from ._util import _first_line, _import_transformers
-from .convert_openvla import _no_init
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +71,9 @@ def is_smolvla_config(data: Any) -> bool:
     return isinstance(data, dict) and data.get("type") == "smolvla"
 
 
-def _read_json(f: Path) -> Any:
-    try:
-        return json.loads(f.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{f} is unreadable or not valid JSON ({_first_line(e)}); re-download it") from None
-
-
 def read_smolvla_config(folder: str | Path) -> dict[str, Any]:
     """The folder's config.json, checked to be a SmolVLA policy config this loader can reproduce."""
-    d = Path(folder).expanduser()
-    if not d.is_dir():
-        raise CheckpointError(f"SmolVLA folder {d} does not exist; {FIX}")
-    f = d / "config.json"
-    if not f.exists():
-        raise CheckpointError(f"SmolVLA folder {d} has no config.json; {FIX}")
-    data = _read_json(f)
+    f, data = read_folder_config(folder, "SmolVLA", FIX)
     if not is_smolvla_config(data):
         kind = data.get("type", data.get("model_type")) if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(f"{f} is not a LeRobot SmolVLA config (type {kind!r}, not 'smolvla'); {FIX}")
@@ -135,7 +120,7 @@ def _processor_stats(d: Path, name: str, step: str) -> dict[str, torch.Tensor]:
     f = d / f"{name}.json"
     if not f.exists():
         return {}
-    data = _read_json(f)
+    data = read_json(f)
     out: dict[str, torch.Tensor] = {}
     for s in (data.get("steps") or []) if isinstance(data, dict) else []:
         if s.get("registry_name") != step or not s.get("state_file"):
@@ -247,7 +232,6 @@ def _features(data: Mapping[str, Any]) -> tuple[list[str], int, int]:
 def load_smolvla(folder: str | Path, vlm: str | Path | None = None, cls: type | None = None,
                  map_location: str | torch.device = "cpu") -> nn.Module:
     """Build a ``SmolVLAWrapper`` (or ``cls``, a subclass) from a LeRobot SmolVLA folder; see the module docstring."""
-    from ..config.model_config import ModelConfig
     from .wrappers import SmolVLAWrapper
 
     d = Path(folder).expanduser()
@@ -264,12 +248,7 @@ def load_smolvla(folder: str | Path, vlm: str | Path | None = None, cls: type | 
 
     vlm_dir = _vlm_folder(data, vlm)
     vlm_conf = _vlm_config(vlm_dir)
-    tf = _import_transformers()
-    try:
-        tokenizer = tf.AutoTokenizer.from_pretrained(str(vlm_dir), trust_remote_code=False)
-    except Exception as e:  # noqa: BLE001 - missing / broken tokenizer files: one user message
-        raise CheckpointError(f"VLM folder {vlm_dir} has no readable tokenizer ({_first_line(e)}); copy the tokenizer "
-                              f"files of {data['vlm_model_name']} into it") from None
+    tokenizer = read_tokenizer(vlm_dir, "VLM folder", f"copy the tokenizer files of {data['vlm_model_name']} into it")
 
     n_vlm = _layers(state, _P + "vlm.model.text_model.")
     n_expert = _layers(state, _P + "lm_expert.")
@@ -302,18 +281,8 @@ def load_smolvla(folder: str | Path, vlm: str | Path | None = None, cls: type | 
         n_action_steps=int(data.get("n_action_steps", data["chunk_size"])), image_keys=cams,
         freeze_vision=bool(data.get("freeze_vision_encoder", True)), freeze_vlm=bool(data.get("train_expert_only", True)),
         normalization=mode, random_shift=0, dropout=0.0)
-    try:
-        cfg = ModelConfig.from_dict(fields)
-    except ValueError as e:
-        raise CheckpointError(f"{d}/config.json makes no valid model config ({e})") from None
-    target = cls if isinstance(cls, type) and issubclass(cls, SmolVLAWrapper) else SmolVLAWrapper
-    model = target.__new__(target)
-    nn.Module.__init__(model)
-    try:
-        with _no_init():
-            model._build(cfg, tokenizer=tokenizer, llm_hf_config=text_conf, vision_hf_config=vlm_conf, rebuild=True)
-    except (ValueError, RuntimeError) as e:  # HeadError / ConfigError: sizes that do not fit together
-        raise CheckpointError(f"the SmolVLA folder {d} builds no model ({_first_line(e)})") from None
+    model = build_empty(fields, cls, SmolVLAWrapper, d, "SmolVLA", tokenizer=tokenizer, llm_hf_config=text_conf,
+                        vision_hf_config=vlm_conf)
 
     mapped: dict[str, torch.Tensor] = {}
     for k, v in state.items():
