@@ -10,7 +10,8 @@ preset, steps, batch size and learning rate; only the head (and the chunking it 
     mlp-chunk    MLP regression of an 8-step chunk, 4 executed
     gaussian     Gaussian MLP (NLL), mean at inference
     diffusion    DDPM training, DDIM 10-step sampling, 8-step chunks, 4 executed
-    transformer  ACT-style transformer head, 8-step chunks, temporal ensembling
+    transformer  ACT-style transformer head, 8-step chunks, the first action of each new chunk executed
+    transformer-ens  the same with ACT's temporal ensembling (coeff 0.01)
     flow         flow-matching expert (SmolVLA-style), 8-step chunks, 4 executed
     tokens       OpenVLA-style action tokens (256 bins) through the LM
 
@@ -36,8 +37,12 @@ HEADS: dict[str, list[str]] = {
     "mlp-chunk": ["model.action_head=mlp", *CHUNK],
     "gaussian": ["model.action_head=gaussian"],
     "diffusion": ["model.action_head=diffusion", *CHUNK, "model.num_inference_steps=10", "model.use_ddim=true"],
+    # 8-step chunks, re-planned every step: the first action of each new chunk is executed
     "transformer": ["model.action_head=transformer", "model.chunk_size=8", "model.n_action_steps=1",
-                    "dataset.chunk_size=8", "model.temporal_ensemble_coeff=0.01", "model.action_loss=l1"],
+                    "dataset.chunk_size=8", "model.action_loss=l1"],
+    # the same with ACT's temporal ensembling (coeff 0.01) over every chunk predicted so far
+    "transformer-ens": ["model.action_head=transformer", "model.chunk_size=8", "model.n_action_steps=1",
+                        "dataset.chunk_size=8", "model.temporal_ensemble_coeff=0.01", "model.action_loss=l1"],
     "flow": ["model.action_head=flow", *CHUNK],
     "tokens": ["model.action_head=tokens"],
 }
@@ -51,7 +56,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=300)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--eval-episodes", type=int, default=50)
-    ap.add_argument("--set", action="append", default=[], help="extra overrides for every row")
+    ap.add_argument("--set", action="append", default=[], help="extra overrides for every row (win over its own)")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
 
@@ -63,10 +68,10 @@ def main() -> None:
     data = work / "data" / args.task
     common = [f"dataset.task={args.task}", f"eval.task={args.task}", f"dataset.root={data}",
               f"dataset.repo_id=local/{args.task}", f"dataset.episodes={args.episodes}",
-              f"training.max_steps={args.steps}", f"eval.episodes={args.eval_episodes}"] + args.set
+              f"training.max_steps={args.steps}", f"eval.episodes={args.eval_episodes}"]
     rows = []
     for head in args.heads:
-        cfg = load_preset(args.preset, common + HEADS[head])
+        cfg = load_preset(args.preset, common + HEADS[head] + args.set)  # --set wins over the row's defaults
         run = RunDir.create(work / "runs", f"{args.task}-{head}", {"job": "train", **cfg.to_dict()})
         t0 = time.time()
         rc = run_job(run.path, progress=False)

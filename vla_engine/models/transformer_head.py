@@ -1,6 +1,7 @@
 """An ACT-style transformer action head (Zhao et al. 2023).
 
-``chunk_size`` learned query tokens (plus fixed sinusoidal positions) go through a
+``chunk_size`` learned query tokens (plus fixed sinusoidal positions, plus the projected action-query
+feature vector, so the decoder starts from what an MLP head sees) go through a
 ``torch.nn.TransformerDecoder``: self-attention among the queries, cross-attention to a memory made
 of the action-query feature vector and the LM's whole final hidden sequence (``context``, padding
 masked out). One pass predicts the whole chunk (B, chunk, A), as in ACT.
@@ -96,7 +97,10 @@ class TransformerActionHead(ActionHead):
                                     f"got {tuple(context_mask.shape)}")
                 keep = torch.ones(b, 1, dtype=torch.bool, device=context_mask.device)  # the feature token
                 pad = ~torch.cat([keep, context_mask.bool()], dim=1)  # (B, 1 + N): True = padding, ignored
-        tgt = (self.queries + self.query_pos).unsqueeze(0).expand(b, -1, -1).to(memory.dtype)  # (B, chunk, H)
+        # each query also starts from the action-query feature, so the decoder's output has a direct path
+        # to it (as an MLP head does) and cross-attention refines it; with bare learned queries the
+        # gradient reaches the policy only through near-uniform attention early in training
+        tgt = (self.queries + self.query_pos).unsqueeze(0).to(memory.dtype) + memory[:, :1]  # (B, chunk, H)
         out = self.decoder(tgt, memory, tgt_mask=self.causal_mask if self.causal else None,
                            tgt_is_causal=self.causal, memory_key_padding_mask=pad)  # (B, chunk, H)
         return self.action_out(out)  # (B, chunk, A)
