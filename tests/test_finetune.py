@@ -207,8 +207,46 @@ def test_policy_scope_adapts_projector_film_and_head_too(tmp_path):
     torch.testing.assert_close(_predict(model, batch), want, rtol=0, atol=1e-5)
 
 
+def test_all_scope_adapts_the_vision_encoder_convs_too(tmp_path):
+    """lora_scope=all: the CNN's conv layers get peft's conv adapters (base frozen; norms and position
+    embedding train); the trainable count stays below the policy scope with a fully trained encoder; training
+    moves the vision adapters; checkpoint, adapter folder and merge reproduce the tuned model."""
+    torch.manual_seed(0)
+    ds = Demos()
+    model = VLAModel(dict(SMALL, film=True, vision_dim=32, head_hidden_dim=64))
+    model.set_normalization(ds.stats)
+    model.save_pretrained(tmp_path / "base")
+    policy = copy.deepcopy(model).add_lora(r=4, alpha=8, scope="policy")  # vision encoder trains in full
+    res = VLAFineTuner(model, _ft_config(lora_r=4, lora_alpha=8, lora_scope="all"), progress=False).train(ds)
+    assert model.config.lora_scope == "all"
+    losses = [h["train/loss"] for h in res.history]
+    assert sum(losses[-5:]) < 0.7 * sum(losses[:5]), losses
+    assert lora_parameter_stats(model)[0] < lora_parameter_stats(policy)[0]
+    named = dict(model.named_parameters())
+    convs = [n for n, m in model.vision_encoder.named_modules() if type(m) is torch.nn.Conv2d and ".base_layer" in "." + n]
+    assert len(convs) >= 3, convs  # the conv layers wider than 4 channels were adapted
+    for c in convs:
+        layer = "vision_encoder." + c.rsplit(".base_layer", 1)[0]
+        assert not named[f"{layer}.base_layer.weight"].requires_grad, layer
+        assert named[f"{layer}.lora_B.default.weight"].abs().max() > 0, layer  # B starts at zero: it trained
+    assert named["vision_encoder.pos_embed"].requires_grad
+
+    batch = _batch(ds)
+    want = _predict(model, batch)
+    model.save_pretrained(tmp_path / "ckpt")
+    torch.testing.assert_close(_predict(VLAModel.from_pretrained(tmp_path / "ckpt"), batch), want, rtol=0, atol=0)
+    save_adapter(model, tmp_path / "adapter")
+    fresh = VLAModel.from_pretrained(tmp_path / "base")
+    load_adapter(fresh, tmp_path / "adapter")
+    assert fresh.config.lora_scope == "all"
+    torch.testing.assert_close(_predict(fresh, batch), want, rtol=0, atol=1e-6)
+    model.merge_lora()
+    assert not any("lora_" in k or "base_layer" in k for k in model.state_dict())
+    torch.testing.assert_close(_predict(model, batch), want, rtol=0, atol=1e-5)
+
+
 def test_unknown_lora_scope_is_a_one_line_error():
-    with pytest.raises(LoRAError, match="scope 'everything' is unknown; choose from: lm, policy"):
+    with pytest.raises(LoRAError, match="scope 'everything' is unknown; choose from: lm, policy, all"):
         VLAModel(SMALL).add_lora(r=4, scope="everything")
     with pytest.raises(Exception, match="lora_scope"):
         FineTuningConfig(lora_scope="everything").validate()

@@ -112,8 +112,9 @@ class ModelConfig(ConfigBase):
     lora_dropout: float = 0.05
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     # "lm": adapters on the LM only, the projector / FiLM / action head train in full; "policy": adapters on
-    # their linear layers too (where an adapter is smaller than the layer), as OpenVLA's all-linear LoRA
-    lora_scope: Literal["lm", "policy"] = "lm"
+    # their linear layers too (where an adapter is smaller than the layer), as OpenVLA's all-linear LoRA;
+    # "all": the vision encoder's conv / linear layers as well
+    lora_scope: Literal["lm", "policy", "all"] = "lm"
 
     def validate(self) -> None:
         vision, projectors, llms, heads = _registries()

@@ -100,7 +100,7 @@ class FineTuningConfig(TrainingConfig):
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    lora_scope: Literal["lm", "policy"] = "lm"  # policy: adapters on the projector, FiLM and action head too
+    lora_scope: Literal["lm", "policy", "all"] = "lm"  # policy: projector, FiLM and head too; all: vision too
     gradient_checkpointing: bool = False
 
     def validate(self) -> None:

@@ -19,7 +19,9 @@ loaded strictly. After ``merge_lora`` the keys are the plain ones again and ``lo
 peft fine-tuning of an action expert do: every ``nn.Linear`` of the projector, the FiLM generator, the state
 projection and the action head gets an adapter (``peft.inject_adapter_in_model``, in place, so the parts keep
 their own classes and methods) where ``r * (in + out) < in * out``; smaller layers train in full, as they
-would as peft's ``modules_to_save``. Attention blocks that read their output projection's weight directly
+would as peft's ``modules_to_save``. ``lora_scope="all"`` adds the vision encoder: its ``nn.Linear`` and
+``nn.Conv2d`` layers get adapters (peft's conv LoRA: a ``k x k`` conv to ``r`` channels, then a 1x1 conv)
+where that is smaller, and its norms and position embedding train in full (unless ``freeze_vision``). Attention blocks that read their output projection's weight directly
 (``nn.MultiheadAttention``) are left to train in full too.
 
 Adapter folders (``save_adapter`` / ``load_adapter``) hold peft's files, ``adapter_config.json`` +
@@ -49,8 +51,15 @@ __all__ = ["LoRAError", "DEFAULT_TARGET_MODULES", "LORA_SCOPES", "apply_lora", "
            "save_adapter", "load_adapter", "lora_parameter_stats", "lm_linear_names", "has_lora"]
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
-LORA_SCOPES = ("lm", "policy")
+LORA_SCOPES = ("lm", "policy", "all")
 POLICY_PARTS = ("projector", "film", "state_proj", "action_head")  # what lora_scope="policy" adapts beyond the LM
+VISION_PARTS = ("vision_encoder",)  # what lora_scope="all" adapts beyond "policy"
+
+
+def scope_parts(scope: str) -> tuple[str, ...]:
+    """The non-LM parts that ``scope`` puts adapters on: none for "lm", the policy parts for "policy", and the
+    vision encoder too for "all"."""
+    return {"lm": (), "policy": POLICY_PARTS, "all": POLICY_PARTS + VISION_PARTS}[scope]
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 VLA_MODULES = "vla_modules.safetensors"
@@ -135,20 +144,24 @@ def _policy_targets(part: nn.Module, r: int) -> list[str]:
     smaller to train."""
     out = []
     for name, mod in part.named_modules():
-        if type(mod) is nn.Linear and r * (mod.in_features + mod.out_features) < mod.in_features * mod.out_features:
+        if type(mod) is nn.Conv2d and mod.groups == 1:  # peft's conv LoRA: A = conv(in -> r, k x k), B = conv(r -> out, 1x1)
+            k = mod.kernel_size[0] * mod.kernel_size[1]
+            if r * (mod.in_channels * k + mod.out_channels) < mod.in_channels * mod.out_channels * k:
+                out.append(name)
+        elif type(mod) is nn.Linear and r * (mod.in_features + mod.out_features) < mod.in_features * mod.out_features:
             parent = part.get_submodule(name.rsplit(".", 1)[0]) if "." in name else part
             if not (name and isinstance(parent, nn.MultiheadAttention)):
                 out.append(name)
     return out
 
 
-def _wrap_policy(model: nn.Module, r: int, alpha: float, dropout: float) -> list[str]:
-    """Inject adapters into the non-LM parts (``lora_scope="policy"``); returns the qualified layer names."""
+def _wrap_policy(model: nn.Module, r: int, alpha: float, dropout: float, scope: str = "policy") -> list[str]:
+    """Inject adapters into the non-LM parts of ``scope`` ("policy" or "all"); returns the qualified layer names."""
     import re
 
     peft = _peft()
     done = []
-    for part_name in POLICY_PARTS:
+    for part_name in scope_parts(scope):
         part = getattr(model, part_name, None)
         if not isinstance(part, nn.Module) or has_policy_lora(part):
             continue
@@ -182,7 +195,7 @@ def policy_part_trainable(param_name: str) -> bool:
 def _merge_policy(model: nn.Module) -> None:
     from peft.tuners.lora import LoraLayer
 
-    for part_name in POLICY_PARTS:
+    for part_name in scope_parts("all"):
         part = getattr(model, part_name, None)
         if not isinstance(part, nn.Module):
             continue
@@ -219,12 +232,12 @@ def apply_lora(model: nn.Module, r: int = 16, alpha: float = 32, dropout: float 
     The LM's base weights freeze. With ``scope="lm"`` the adapters, the projector, the state/query tokens,
     the action head and the vision encoder (unless ``freeze_vision`` / ``freeze_vlm``) train; with
     ``scope="policy"`` the projector, FiLM, state projection and head get adapters as well and only their
-    small layers train in full. ``model.config`` records the adapters, so ``save_pretrained`` checkpoints
+    small layers train in full; ``scope="all"`` adapts the vision encoder's conv and linear layers too. ``model.config`` records the adapters, so ``save_pretrained`` checkpoints
     rebuild them in ``from_pretrained``.
     """
     _check_scope(scope)
     targets = _wrap(model, r, alpha, dropout, list(target_modules or DEFAULT_TARGET_MODULES))
-    extra = _wrap_policy(model, r, alpha, dropout) if scope == "policy" else []
+    extra = _wrap_policy(model, r, alpha, dropout, scope) if scope != "lm" else []
     cfg = getattr(model, "config", None)
     if cfg is not None and hasattr(cfg, "lora_r"):
         model.config = cfg.replace(lora_r=int(r), lora_alpha=int(alpha), lora_dropout=float(dropout),
@@ -242,8 +255,8 @@ def apply_lora_from_config(model: nn.Module) -> None:
     caller (``VLAModel._build`` applies it right after)."""
     c = model.config
     _wrap(model, c.lora_r, c.lora_alpha, c.lora_dropout, c.lora_target_modules)
-    if getattr(c, "lora_scope", "lm") == "policy":
-        _wrap_policy(model, c.lora_r, c.lora_alpha, c.lora_dropout)
+    if getattr(c, "lora_scope", "lm") != "lm":
+        _wrap_policy(model, c.lora_r, c.lora_alpha, c.lora_dropout, c.lora_scope)
 
 
 def merge_lora(model: nn.Module) -> nn.Module:
@@ -361,8 +374,8 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike, is_trainable: b
                 scope = (f.metadata() or {}).get("lora_scope", "lm")
         except (SafetensorError, OSError) as e:
             raise CheckpointError(f"{d}/{VLA_MODULES} is corrupt ({_first_line(e)})") from None
-        if scope == "policy":
-            _wrap_policy(model, int(acfg.r), acfg.lora_alpha, float(acfg.lora_dropout))
+        if _check_scope(scope) != "lm":
+            _wrap_policy(model, int(acfg.r), acfg.lora_alpha, float(acfg.lora_dropout), scope)
     cfg = getattr(model, "config", None)
     if cfg is not None and hasattr(cfg, "lora_r"):
         model.config = cfg.replace(lora_r=int(acfg.r), lora_alpha=int(acfg.lora_alpha),

@@ -340,10 +340,12 @@ class VLAModel(nn.Module):
         lora = self.config.lora_r > 0  # LoRA: the LM's base weights stay frozen, only its adapters train
         for name, p in self.backbone.named_parameters():
             p.requires_grad_(("lora_" in name) if lora else not self.config.freeze_vlm)
-        if lora and self.config.lora_scope == "policy":  # adapted projector / FiLM / head: their bases freeze
-            from .lora import POLICY_PARTS, policy_part_trainable
-            for part in POLICY_PARTS:
+        if lora and self.config.lora_scope != "lm":  # adapted projector / FiLM / head (/ vision): their bases freeze
+            from .lora import policy_part_trainable, scope_parts
+            for part in scope_parts(self.config.lora_scope):
                 mod = getattr(self, part, None)
+                if part == "vision_encoder" and vision_frozen:
+                    continue  # freeze_vision wins: the vision adapters freeze too
                 for name, p in (mod.named_parameters() if isinstance(mod, nn.Module) else ()):
                     p.requires_grad_(policy_part_trainable(name))
         self.train(self.training)
@@ -368,7 +370,8 @@ class VLAModel(nn.Module):
                  target_modules: list[str] | None = None, scope: str = "lm") -> "VLAModel":
         """LoRA adapters (peft) on the language model's ``target_modules`` (default q/k/v/o projections):
         the LM's base weights freeze, the adapters and the non-LM parts train; the config records them.
-        ``scope="policy"``: adapters on the projector, FiLM and action head's linear layers as well."""
+        ``scope="policy"``: adapters on the projector, FiLM and action head's linear layers as well;
+        ``scope="all"``: on the vision encoder's conv and linear layers too."""
         from .lora import apply_lora
         return apply_lora(self, r, alpha, dropout, target_modules, scope=scope)
 

@@ -73,7 +73,8 @@ class VLAFineTuner(SupervisedTrainer):
         mc = getattr(self.model, "config", None)
         lora = getattr(mc, "lora_r", 0) if mc is not None else 0
         what = (f"LoRA r={lora} alpha={mc.lora_alpha} on {','.join(mc.lora_target_modules)}"
-                + (" and the projector / FiLM / head" if mc.lora_scope == "policy" else "") if lora
+                + {"policy": " and the projector / FiLM / head", "all": " and the projector / FiLM / head / vision encoder"}
+                .get(mc.lora_scope, "") if lora
                 else "full fine-tuning")
         msg = (f"{what}: {trainable:,} of {total:,} parameters trainable "
                f"({100.0 * trainable / max(1, total):.2f}%)")
