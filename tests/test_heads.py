@@ -182,6 +182,30 @@ def test_diffusion_loss_masks_padding_and_clips_via_the_scheduler():
 # ------------------------------------------------------------------------------------------------
 # Transformer head
 # ------------------------------------------------------------------------------------------------
+def test_diffusion_noise_samples_draw_k_noises_per_example():
+    """noise_samples=K: each example is noised K times per batch (one backbone pass, K denoiser draws); the loss
+    is the mean over the K * B draws, masks repeat with the examples, and the setting round-trips the config."""
+    torch.manual_seed(0)
+    head = DiffusionActionHead(action_dim=2, hidden_dim=32, input_dim=8, chunk_size=4, num_layers=1, noise_samples=3)
+    seen = []
+    head.denoiser.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[0]))
+    feats, targets = two_mode_problem()  # (2, 8), (2, 4, 2)
+    wild = targets.clone()
+    wild[:, 2:] = 1e3
+    pad = torch.tensor([[False, False, True, True]] * 2)
+    head.train()
+    loss, _ = head.compute_loss(feats, wild, pad)
+    assert seen == [6] and float(loss.detach()) < 10.0  # 3 draws of 2 examples; the padded garbage stays masked
+    head.eval()
+    head.compute_loss(feats, targets)
+    assert seen[-1] == 2  # evaluation losses use one draw
+    cfg = ModelConfig(action_head="diffusion", head_hidden_dim=16, head_num_layers=1, diffusion_noise_samples=4)
+    built = DiffusionActionHead.from_config(cfg, 8)
+    assert built.noise_samples == 4 and built.config_fields()["diffusion_noise_samples"] == 4
+    with pytest.raises(HeadError, match="noise_samples must be >= 1"):
+        DiffusionActionHead(action_dim=2, noise_samples=0)
+
+
 def test_transformer_attends_to_context_respects_masks_and_is_causal():
     seed = TransformerActionHead(action_dim=7, chunk_size=16, num_layers=4)
     assert seed.uses_context and seed.causal and seed.action_loss == "l1"

@@ -80,6 +80,7 @@ class ModelConfig(ConfigBase):
     prediction_type: Literal["epsilon", "sample"] = "epsilon"  # diffusion head target
     diffusion_beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
     diffusion_clip_sample: float | None = None  # diffusion: clamp predicted chunks to +-this; None = by normalization, 0 = off
+    diffusion_noise_samples: int = 1  # diffusion: (noise, step) draws per example in each batch (Octo's n_diffusion_samples)
     head_causal: bool = True  # transformer head: chunk step k attends to steps <= k only
     temporal_ensemble_coeff: float | None = None  # ACT temporal ensembling at inference (e.g. 0.01); None = off
     action_bins: int = 256  # action tokens: bins per action dimension
@@ -149,6 +150,7 @@ class ModelConfig(ConfigBase):
         self._check_range("num_diffusion_steps", 2, 10000)
         self._check_range("num_inference_steps", 1, self.num_diffusion_steps)
         self._check_range("diffusion_clip_sample", 0.0)
+        self._check_range("diffusion_noise_samples", 1, 64)
         self._check_range("action_bins", 2, 4096)
         if self.action_token_ids == "vocab_tail" and self.action_bins < 3:
             self._fail("action_bins", f"is {self.action_bins} but action_token_ids: vocab_tail needs >= 3 "

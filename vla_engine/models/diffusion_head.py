@@ -97,6 +97,9 @@ class DiffusionActionHead(ActionHead):
         num_layers: FiLM residual blocks in the denoiser; ``hidden_dim`` their width.
         clip_sample, clip_sample_range: the schedulers' clamp of the predicted clean chunk (normalised units);
             5 suits mean/std-normalised actions (the model's default), 1 min/max-normalised ones.
+        noise_samples: (noise, step) draws per example in each training batch, as Octo's ``n_diffusion_samples``:
+            the denoiser is small next to the encoder and LM, so K draws cost little and give the denoiser K times
+            the signal from one pass of the backbone.
     """
 
     name = "diffusion"
@@ -105,7 +108,7 @@ class DiffusionActionHead(ActionHead):
                  input_dim: int | None = None, chunk_size: int = 1, num_layers: int = 3,
                  prediction_type: str = "epsilon", num_inference_steps: int = 10, use_ddim: bool = True,
                  beta_schedule: str = "squaredcos_cap_v2", clip_sample: bool = True, clip_sample_range: float = 5.0,
-                 dropout: float = 0.0, action_loss: str = "mse"):
+                 dropout: float = 0.0, action_loss: str = "mse", noise_samples: int = 1):
         if prediction_type not in PREDICTION_TYPES:
             raise HeadError(f"DiffusionActionHead prediction_type {prediction_type!r} is not known; "
                             f"choose one of: {', '.join(PREDICTION_TYPES)}")
@@ -123,6 +126,9 @@ class DiffusionActionHead(ActionHead):
                             f"set clip_sample=False to turn clamping off")
         if not 0.0 <= dropout < 1.0:
             raise HeadError(f"DiffusionActionHead dropout must be in [0, 1), got {dropout}")
+        if int(noise_samples) < 1:
+            raise HeadError(f"DiffusionActionHead noise_samples must be >= 1, got {noise_samples}")
+        self.noise_samples = int(noise_samples)
         self.hidden_dim, self.num_layers, self.dropout = hidden_dim, num_layers, dropout
         self.num_diffusion_steps, self.num_inference_steps = int(num_diffusion_steps), int(num_inference_steps)
         self.use_ddim, self.prediction_type, self.beta_schedule = bool(use_ddim), prediction_type, beta_schedule
@@ -159,14 +165,16 @@ class DiffusionActionHead(ActionHead):
                    num_layers=cfg.head_num_layers, prediction_type=cfg.prediction_type,
                    num_inference_steps=cfg.num_inference_steps, use_ddim=cfg.use_ddim,
                    beta_schedule=cfg.diffusion_beta_schedule, clip_sample=clip > 0,
-                   clip_sample_range=clip if clip > 0 else 1.0, dropout=cfg.dropout, action_loss=cfg.action_loss)
+                   clip_sample_range=clip if clip > 0 else 1.0, dropout=cfg.dropout, action_loss=cfg.action_loss,
+                   noise_samples=getattr(cfg, "diffusion_noise_samples", 1))
 
     def config_fields(self) -> dict[str, Any]:
         return {**super().config_fields(), "head_hidden_dim": self.hidden_dim, "head_num_layers": self.num_layers,
                 "num_diffusion_steps": self.num_diffusion_steps, "num_inference_steps": self.num_inference_steps,
                 "use_ddim": self.use_ddim, "prediction_type": self.prediction_type,
                 "diffusion_beta_schedule": self.beta_schedule,
-                "diffusion_clip_sample": self.clip_sample_range if self.clip_sample else 0.0, "dropout": self.dropout}
+                "diffusion_clip_sample": self.clip_sample_range if self.clip_sample else 0.0, "dropout": self.dropout,
+                "diffusion_noise_samples": self.noise_samples}
 
     # -- training ----------------------------------------------------------------------------
     def compute_loss(self, features: torch.Tensor, actions: torch.Tensor,
@@ -176,6 +184,10 @@ class DiffusionActionHead(ActionHead):
             raise HeadError(f"DiffusionActionHead expects actions of shape (B, {self.chunk_size}, {self.action_dim}), "
                             f"got {tuple(actions.shape)}")
         actions = actions.float()
+        k = self.noise_samples if self.training else 1
+        if k > 1:  # K (noise, step) draws per example: (K * B, ...)
+            features, actions = features.repeat(k, 1), actions.repeat(k, 1, 1)
+            action_is_pad = action_is_pad.repeat(k, 1) if action_is_pad is not None else None
         b = actions.shape[0]
         noise = torch.randn_like(actions)  # (B, chunk, A)
         t = torch.randint(0, self.num_diffusion_steps, (b,), device=actions.device)  # (B,)
