@@ -9,7 +9,8 @@ preset, steps, batch size and learning rate; only the head (and the chunking it 
     mlp          MLP regression of one action (the issue #2 baseline)
     mlp-chunk    MLP regression of an 8-step chunk, 4 executed
     gaussian     Gaussian MLP (NLL), mean at inference
-    diffusion    DDPM training, DDIM 10-step sampling, 8-step chunks, 4 executed
+    diffusion    DDPM training (predicting the clean chunk, 8 noise draws per example), DDIM 10-step
+                 sampling, 8-step chunks, 4 executed
     transformer  ACT-style transformer head, 8-step chunks, the first action of each new chunk executed
     transformer-ens  the same with ACT's temporal ensembling (coeff 0.01)
     flow         flow-matching expert (SmolVLA-style), 8-step chunks, 4 executed
@@ -36,7 +37,10 @@ HEADS: dict[str, list[str]] = {
     "mlp": ["model.action_head=mlp"],
     "mlp-chunk": ["model.action_head=mlp", *CHUNK],
     "gaussian": ["model.action_head=gaussian"],
-    "diffusion": ["model.action_head=diffusion", *CHUNK, "model.num_inference_steps=10", "model.use_ddim=true"],
+    # predicting the clean chunk ("sample") rather than the noise: on push at 4000 steps 68% against 5% with
+    # epsilon (FiLM, 8 noise draws per example, 100 seeds); the x0 loss gives the encoder a regression-like gradient
+    "diffusion": ["model.action_head=diffusion", *CHUNK, "model.num_inference_steps=10", "model.use_ddim=true",
+                  "model.prediction_type=sample", "model.diffusion_noise_samples=8"],
     # 8-step chunks, re-planned every step: the first action of each new chunk is executed
     "transformer": ["model.action_head=transformer", "model.chunk_size=8", "model.n_action_steps=1",
                     "dataset.chunk_size=8", "model.action_loss=l1"],
