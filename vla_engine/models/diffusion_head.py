@@ -2,7 +2,11 @@
 
 Training (DDPM): pick a random noise level ``t`` per sample, noise the demonstrated chunk with
 ``DDPMScheduler.add_noise`` and train the denoiser to predict the noise (``prediction_type="epsilon"``)
-or the clean chunk (``"sample"``), MSE over the non-padded steps.
+or the clean chunk (``"sample"``), MSE over the non-padded steps. When the encoder trains end to end
+through this loss, ``"sample"`` learns far faster: on the built-in push task at 4000 steps it scored 68%
+against 5% for ``"epsilon"`` (``benchmarks/bench_heads.py``); the clean-chunk loss hands the encoder a
+regression-like gradient, where the noise loss at high noise levels barely depends on the features.
+``noise_samples`` > 1 draws several (noise, step) pairs per example from one pass of the backbone.
 
 Sampling: start from Gaussian noise and denoise with ``DDPMScheduler`` (all ``num_diffusion_steps``
 steps, stochastic) or ``DDIMScheduler`` (few steps, deterministic: ``eta = 0``). ``predict`` uses the
