@@ -166,6 +166,23 @@ def test_lora_checkpoint_from_pretrained_identical(trained, tmp_path):
     assert all(("lora_" in n) == p.requires_grad for n, p in loaded.backbone.named_parameters())
 
 
+def _assert_scope_round_trips(model: VLAModel, batch: dict, tmp_path, scope: str) -> None:
+    """A tuned model with ``scope`` adapters (its base saved in tmp_path/base): the checkpoint, the adapter folder
+    loaded into a fresh base, and the merged model all give the tuned model's predictions."""
+    want = _predict(model, batch)
+    model.save_pretrained(tmp_path / "ckpt")
+    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["lora_scope"] == scope
+    torch.testing.assert_close(_predict(VLAModel.from_pretrained(tmp_path / "ckpt"), batch), want, rtol=0, atol=0)
+    save_adapter(model, tmp_path / "adapter")
+    fresh = VLAModel.from_pretrained(tmp_path / "base")
+    load_adapter(fresh, tmp_path / "adapter")
+    assert fresh.config.lora_scope == scope
+    torch.testing.assert_close(_predict(fresh, batch), want, rtol=0, atol=1e-6)
+    model.merge_lora()
+    assert not any("lora_" in k or "base_layer" in k for k in model.state_dict())
+    torch.testing.assert_close(_predict(model, batch), want, rtol=0, atol=1e-5)
+
+
 def test_policy_scope_adapts_projector_film_and_head_too(tmp_path):
     """lora_scope=policy: adapters on every linear layer of the projector / FiLM / head where an adapter is
     smaller than the layer; their base weights freeze; training lowers the loss; checkpoint, adapter folder and
@@ -192,19 +209,7 @@ def test_policy_scope_adapts_projector_film_and_head_too(tmp_path):
     assert named["action_head.net.2.weight"].requires_grad and "action_head.net.2.base_layer.weight" not in named
     assert not any(p.requires_grad for p in model.vision_encoder.parameters())
 
-    batch = _batch(ds)
-    want = _predict(model, batch)
-    model.save_pretrained(tmp_path / "ckpt")
-    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["lora_scope"] == "policy"
-    torch.testing.assert_close(_predict(VLAModel.from_pretrained(tmp_path / "ckpt"), batch), want, rtol=0, atol=0)
-    save_adapter(model, tmp_path / "adapter")
-    fresh = VLAModel.from_pretrained(tmp_path / "base")
-    load_adapter(fresh, tmp_path / "adapter")
-    assert fresh.config.lora_scope == "policy"
-    torch.testing.assert_close(_predict(fresh, batch), want, rtol=0, atol=1e-6)
-    model.merge_lora()
-    assert not any("lora_" in k or "base_layer" in k for k in model.state_dict())
-    torch.testing.assert_close(_predict(model, batch), want, rtol=0, atol=1e-5)
+    _assert_scope_round_trips(model, _batch(ds), tmp_path, "policy")
 
 
 def test_all_scope_adapts_the_vision_encoder_convs_too(tmp_path):
@@ -231,18 +236,7 @@ def test_all_scope_adapts_the_vision_encoder_convs_too(tmp_path):
         assert named[f"{layer}.lora_B.default.weight"].abs().max() > 0, layer  # B starts at zero: it trained
     assert named["vision_encoder.pos_embed"].requires_grad
 
-    batch = _batch(ds)
-    want = _predict(model, batch)
-    model.save_pretrained(tmp_path / "ckpt")
-    torch.testing.assert_close(_predict(VLAModel.from_pretrained(tmp_path / "ckpt"), batch), want, rtol=0, atol=0)
-    save_adapter(model, tmp_path / "adapter")
-    fresh = VLAModel.from_pretrained(tmp_path / "base")
-    load_adapter(fresh, tmp_path / "adapter")
-    assert fresh.config.lora_scope == "all"
-    torch.testing.assert_close(_predict(fresh, batch), want, rtol=0, atol=1e-6)
-    model.merge_lora()
-    assert not any("lora_" in k or "base_layer" in k for k in model.state_dict())
-    torch.testing.assert_close(_predict(model, batch), want, rtol=0, atol=1e-5)
+    _assert_scope_round_trips(model, _batch(ds), tmp_path, "all")
 
 
 def test_unknown_lora_scope_is_a_one_line_error():
