@@ -16,7 +16,15 @@ preset, steps, batch size and learning rate; only the head (and the chunking it 
     flow         flow-matching expert (SmolVLA-style), 8-step chunks, 4 executed
     tokens       OpenVLA-style action tokens (256 bins) through the LM
 
-Success is measured on held-out seeds (>= 1,000,000) with a Wilson 95% interval.
+Success is measured on held-out seeds (>= 1,000,000) with a Wilson 95% interval. Every row plays the
+same seeds, so each head is also compared with the MLP row seed by seed (McNemar's exact test): the
+seeds only one of the two solved decide it, which two overlapping Wilson intervals cannot.
+
+Rows can train side by side, one process each, in one --workdir; then --reuse prints the whole table
+from the finished runs without training again:
+
+    for h in mlp transformer diffusion; do python benchmarks/bench_heads.py --heads $h --workdir W ... & done; wait
+    python benchmarks/bench_heads.py --heads mlp transformer diffusion --workdir W ... --reuse
 """
 
 from __future__ import annotations
@@ -62,9 +70,14 @@ def main() -> None:
     ap.add_argument("--eval-episodes", type=int, default=50)
     ap.add_argument("--set", action="append", default=[], help="extra overrides for every row (win over its own)")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--reuse", action="store_true",
+                    help="read rows already trained and evaluated in --workdir with the same config")
     args = ap.parse_args()
 
+    import yaml
+
     from vla_engine.config.presets import load_preset
+    from vla_engine.eval.metrics import paired_comparison
     from vla_engine.runs.jobs import run_job
     from vla_engine.runs.run_dir import RunDir
 
@@ -73,21 +86,37 @@ def main() -> None:
     common = [f"dataset.task={args.task}", f"eval.task={args.task}", f"dataset.root={data}",
               f"dataset.repo_id=local/{args.task}", f"dataset.episodes={args.episodes}",
               f"training.max_steps={args.steps}", f"eval.episodes={args.eval_episodes}"]
-    rows = []
+    rows, per_seed = [], {}
     for head in args.heads:
         cfg = load_preset(args.preset, common + HEADS[head] + args.set)  # --set wins over the row's defaults
-        run = RunDir.create(work / "runs", f"{args.task}-{head}", {"job": "train", **cfg.to_dict()})
+        config = {"job": "train", **cfg.to_dict()}
+        run = RunDir(work / "runs" / f"{args.task}-{head}")
         t0 = time.time()
-        rc = run_job(run.path, progress=False)
-        wall = time.time() - t0
-        st = run.read_status()
-        if rc != 0:
-            print(f"{head}: FAILED: {st.get('error')}", flush=True)
-            continue
+        if run.exists():
+            if not args.reuse:
+                sys.exit(f"{run.path} already exists; pass --reuse to read the finished row, or use a fresh --workdir")
+            if run.read_config() != yaml.safe_load(yaml.safe_dump(config)):
+                sys.exit(f"{run.path} was trained with other settings than this row's; remove it or use another --workdir")
+            st = run.read_status()
+            if st.get("state") != "done" or "eval" not in st:
+                sys.exit(f"{run.path} has not finished training and evaluation (state {st.get('state')}); "
+                         f"wait for it, or remove it to train the row again")
+            wall = float(st.get("ended_at", t0)) - float(st.get("started_at", t0))
+        else:
+            run = RunDir.create(work / "runs", f"{args.task}-{head}", config)
+            rc = run_job(run.path, progress=False)
+            wall = time.time() - t0
+            st = run.read_status()
+            if rc != 0:
+                print(f"{head}: FAILED: {st.get('error')}", flush=True)
+                continue
         ev = st["eval"]
         ms = ev.get("eval/ms_per_step")
         rows.append((head, ev["eval/success_rate"], ev["eval/success_ci_low"], ev["eval/success_ci_high"],
                      ev["eval/mean_return"], ms, wall))
+        results = run.videos_dir / f"{args.task}-results.json"
+        if results.exists():
+            per_seed[head] = [bool(e["success"]) for e in json.loads(results.read_text())["episodes"]]
         print(f"{head}: success {ev['eval/success_rate']:.0%} ({wall:.0f} s)", flush=True)
 
     print(f"\ntask={args.task} episodes={args.episodes} steps={args.steps} preset={args.preset} "
@@ -96,6 +125,13 @@ def main() -> None:
     for head, sr, lo, hi, ret, ms, wall in rows:
         ms_s = f"{ms:10.1f}" if isinstance(ms, (int, float)) else f"{'-':>10s}"
         print(f"{head:12s} {sr:8.0%} {f'{lo:.0%}-{hi:.0%}':>12s} {ret:8.2f} {ms_s} {wall:7.0f}")
+    if "mlp" in per_seed and len(per_seed) > 1:
+        print("\nagainst the mlp row on the same seeds (McNemar's exact test):")
+        for head, wins in per_seed.items():
+            if head != "mlp":
+                c = paired_comparison(wins, per_seed["mlp"])
+                print(f"{head:12s} {c['difference']:+8.0%}  solved only by {head}: {c['a_only']}, only by mlp: "
+                      f"{c['b_only']}, p = {c['p_value']:.3f}")
 
 
 if __name__ == "__main__":

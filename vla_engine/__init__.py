@@ -47,6 +47,7 @@ _EXPORTS = {
     # evaluation and runs
     "evaluate_policy": "vla_engine.eval.evaluator",
     "wilson_interval": "vla_engine.eval.metrics",
+    "paired_comparison": "vla_engine.eval.metrics",
     "JobRunner": "vla_engine.runs.runner",
     "RunDir": "vla_engine.runs.run_dir",
 }

@@ -1,8 +1,8 @@
 """Evaluation: metrics, the closed-loop evaluator (videos)."""
 
-from .metrics import action_errors, summarize_episodes, wilson_interval
+from .metrics import action_errors, paired_comparison, summarize_episodes, wilson_interval
 
-__all__ = ["wilson_interval", "summarize_episodes", "action_errors", "evaluate_policy", "EvalResult", "EvalError"]
+__all__ = ["wilson_interval", "paired_comparison", "summarize_episodes", "action_errors", "evaluate_policy", "EvalResult", "EvalError"]
 
 
 def __getattr__(name: str):

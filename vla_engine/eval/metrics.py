@@ -1,9 +1,10 @@
-"""Metrics: success rate with a Wilson interval, returns, and action errors against a dataset."""
+"""Metrics: success rate with a Wilson interval, a paired test of two policies on the same seeds,
+returns, and action errors against a dataset."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import torch
 
@@ -17,6 +18,26 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_comparison(a: Sequence[bool], b: Sequence[bool]) -> dict[str, float]:
+    """Two policies evaluated on the same seeds (episode ``i`` of each on seed ``i``): McNemar's exact test.
+
+    Seeds where both succeed or both fail say nothing about which is better; ``a_only`` counts the
+    seeds only ``a`` solved and ``b_only`` those only ``b`` solved. If the two were equally good each
+    disagreement would go either way with probability 1/2, so ``p_value`` is the two-sided binomial
+    tail of ``min(a_only, b_only)`` out of ``a_only + b_only``. Pairing removes the luck of the seed
+    draw, so it separates policies that two Wilson intervals cannot.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired_comparison needs one result per seed for both policies, got {len(a)} and {len(b)}; "
+                         f"evaluate both on the same seeds")
+    a_only = sum(bool(x) and not bool(y) for x, y in zip(a, b))
+    b_only = sum(bool(y) and not bool(x) for x, y in zip(a, b))
+    n = a_only + b_only
+    tail = sum(math.comb(n, k) for k in range(min(a_only, b_only) + 1)) / 2 ** n if n else 1.0
+    return {"episodes": len(a), "a_only": a_only, "b_only": b_only,
+            "difference": (a_only - b_only) / max(1, len(a)), "p_value": min(1.0, 2 * tail)}
 
 
 def summarize_episodes(episodes: list[dict]) -> dict[str, Any]:
