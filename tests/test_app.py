@@ -245,9 +245,28 @@ def test_rollouts_and_benchmark(served, trained):
         return board["data"] if isinstance(board, dict) and board.get("data") else None
 
     data = wait_for(board_row, 90, every=1.0)
-    assert data[0][0] == run_id and data[0][1] == "reach" and "–" in data[0][4]
+    assert data[0][0] == run_id and data[0][1] == "reach" and "–" in data[0][4] and data[0][5] == "leader"
     rows = [json.loads(line) for line in ctx.leaderboard_path.read_text().splitlines()]
     assert rows[0]["ms_per_step"] > 0 and 0 <= rows[0]["ci_low"] <= rows[0]["success_rate"] <= rows[0]["ci_high"]
+    assert rows[0]["seed_start"] == 1_000_000 and len(rows[0]["outcomes"]) == 3  # per-seed results, kept
+
+
+def test_leaderboard_compares_each_checkpoint_with_the_leader_seed_by_seed():
+    from app.tabs.benchmark import leaderboard_table
+
+    def row(name, outcomes, seed_start=1_000_000):
+        n, s = len(outcomes), outcomes.count("1")
+        return {"checkpoint": name, "task": "push", "episodes": n, "success_rate": s / n, "ci_low": 0.0,
+                "ci_high": 1.0, "outcomes": outcomes, "seed_start": seed_start}
+
+    leader = row("a", "1" * 30)
+    close = row("b", "1" * 28 + "00")  # 2 seeds apart: could be luck
+    far = row("c", "1" * 10 + "0" * 20)  # 20 seeds only the leader solved
+    table = leaderboard_table([leader, close, far, row("d", "1" * 30, seed_start=5), row("e", "1" * 20)])
+    col = list(table["vs leader (same seeds)"])
+    assert col[0] == "leader" and col[3] == col[4] == "other seeds"
+    assert col[1].startswith("-7 pts") and float(col[1].split("p = ")[1].rstrip(")")) > 0.4
+    assert col[2].startswith("-67 pts") and float(col[2].split("p = ")[1].rstrip(")")) < 0.01
 
 
 def test_shipped_checkpoint_rolls_out_on_a_fresh_start(served):

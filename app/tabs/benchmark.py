@@ -1,7 +1,11 @@
 """Benchmark tab: several checkpoints x several tasks, each pair evaluated as a background eval job
 (one after another, so the job limit is respected); a leaderboard with the success rate and its
 95% Wilson interval, mean return and inference latency, persisted in ``runs_dir/leaderboard.jsonl``
-so it grows across sessions and app restarts; a bar chart with error bars."""
+so it grows across sessions and app restarts; a bar chart with error bars.
+
+Every benchmark plays the same seeds (from 1,000,000), so each row is also compared with its task's
+leader seed by seed (McNemar's exact test, ``vla_engine.eval.paired_comparison``): two checkpoints
+whose intervals overlap can still be told apart by the seeds only one of them solved."""
 
 from __future__ import annotations
 
@@ -13,13 +17,15 @@ from typing import Any
 
 import gradio as gr
 
+from vla_engine.eval.metrics import paired_comparison
+
 from ..context import AppContext, AppError, user_message
 from ..forms import guarded
 from ..plots import success_bar_figure
 from .rollouts import eval_config
 
-LEADERBOARD_COLS = ["checkpoint", "task", "episodes", "success rate", "95% CI", "mean return", "ms/action",
-                    "eval run", "date"]
+LEADERBOARD_COLS = ["checkpoint", "task", "episodes", "success rate", "95% CI", "vs leader (same seeds)",
+                    "mean return", "ms/action", "eval run", "date"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -55,6 +61,9 @@ def sync_leaderboard(ctx: AppContext) -> int:
             except (OSError, json.JSONDecodeError):
                 continue
             s = data.get("summary", {})
+            episodes = data.get("episodes") or []
+            seeds = [int(e.get("seed", -1)) for e in episodes]
+            contiguous = bool(seeds) and seeds == list(range(seeds[0], seeds[0] + len(seeds)))
             added.append({
                 "checkpoint": cfg.get("checkpoint_ref") or cfg.get("checkpoint"),
                 "task": data.get("task") or cfg.get("task"),
@@ -67,6 +76,9 @@ def sync_leaderboard(ctx: AppContext) -> int:
                 "mean_length": s.get("eval/mean_length"),
                 "ms_per_step": s.get("eval/ms_per_step"),
                 "eval_run": r["run_id"],
+                # per-seed outcomes ("1" = success) from seed_start on, for the paired comparison
+                "seed_start": seeds[0] if contiguous else None,
+                "outcomes": "".join("1" if e.get("success") else "0" for e in episodes) if contiguous else None,
                 "benchmark": cfg.get("benchmark"),
                 "time": r.get("ended_at") or time.time(),
             })
@@ -88,11 +100,26 @@ def leaderboard_rows(ctx: AppContext) -> list[dict]:
                                                    r.get("ms_per_step") or 0))
 
 
+def versus_leader(row: dict, leader: dict) -> str:
+    """``row`` against its task's leader on the seeds both played: the difference and McNemar's p."""
+    if row is leader:
+        return "leader"
+    a, b = row.get("outcomes"), leader.get("outcomes")
+    if not a or not b or row.get("seed_start") != leader.get("seed_start") or len(a) != len(b):
+        return "other seeds"
+    c = paired_comparison([x == "1" for x in a], [x == "1" for x in b])
+    return f"{100 * c['difference']:+.0f} pts (p = {c['p_value']:.2f})"
+
+
 def leaderboard_table(rows: list[dict]):
     import pandas as pd
 
+    leaders: dict[Any, dict] = {}
+    for r in rows:  # rows come best first within each task
+        leaders.setdefault(r.get("task"), r)
     data = [[r["checkpoint"], r["task"], r.get("episodes"), f"{r['success_rate']:.0%}",
-             f"{r['ci_low']:.0%}–{r['ci_high']:.0%}", round(float(r.get("mean_return") or 0), 3),
+             f"{r['ci_low']:.0%}–{r['ci_high']:.0%}", versus_leader(r, leaders[r.get("task")]),
+             round(float(r.get("mean_return") or 0), 3),
              round(float(r.get("ms_per_step") or 0), 1), r.get("eval_run"),
              time.strftime("%Y-%m-%d %H:%M", time.localtime(r.get("time") or 0))] for r in rows]
     return pd.DataFrame(data, columns=LEADERBOARD_COLS)
