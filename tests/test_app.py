@@ -248,7 +248,7 @@ def test_rollouts_and_benchmark(served, trained):
     assert data[0][0] == run_id and data[0][1] == "reach" and "–" in data[0][4] and data[0][5] == "leader"
     rows = [json.loads(line) for line in ctx.leaderboard_path.read_text().splitlines()]
     assert rows[0]["ms_per_step"] > 0 and 0 <= rows[0]["ci_low"] <= rows[0]["success_rate"] <= rows[0]["ci_high"]
-    assert rows[0]["seed_start"] == 1_000_000 and len(rows[0]["outcomes"]) == 3  # per-seed results, kept
+    assert rows[0]["seed_start"] == 1_000_000 and len(rows[0]["outcomes"]) == rows[0]["episodes"] == 1  # per seed
 
 
 def test_leaderboard_compares_each_checkpoint_with_the_leader_seed_by_seed():
