@@ -257,6 +257,22 @@ def test_time_limit_truncates_and_success_terminates():
     assert ok and n < env.unwrapped.max_episode_steps
 
 
+def test_a_block_pushed_off_the_table_ends_the_episode_as_a_failure():
+    env = make_env("push", render_images=False)
+    env.reset(seed=0)
+    u = env.unwrapped
+    a = u._block_qadr["green"]
+    u.data.qpos[a : a + 3] = [0.0, 0.3, 0.025]  # just past the table's far edge (half depth 0.25 m)
+    for k in range(30):
+        _, reward, terminated, truncated, info = env.step(np.zeros(2))
+        if terminated:
+            break
+    assert terminated and not truncated and not info["is_success"] and info["off_table"] == ["green"]
+    assert k < 10 and reward > -2.0  # ends as it falls, not after metres of fall
+    _, info = env.reset(seed=0)
+    assert info["off_table"] == []
+
+
 def test_bad_action_is_one_line_error():
     env = make_env("push", render_images=False)
     env.reset(seed=0)

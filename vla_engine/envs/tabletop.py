@@ -199,6 +199,8 @@ class TabletopEnv(gym.Env):
     (x, y, z, holding) for pick-place, where ``holding`` is 1.0 while a block is welded to the
     suction gripper. ``info`` has ``is_success`` and ``instruction``; the instruction is also
     ``env.unwrapped.instruction``. ``reset(seed=s)`` fixes the layout, target, goal and phrasing.
+    An episode terminates on success, or as a failure when a block falls off the table
+    (``info["off_table"]`` names it); it is truncated at ``max_episode_steps``.
 
     Options of ``reset``: ``{"target": "red"|"green"|"blue", "goal": "left"|"right"}`` force the
     block / zone named by the instruction (the layout is still drawn from the seed).
@@ -282,6 +284,7 @@ class TabletopEnv(gym.Env):
         self._frame: np.ndarray | None = None
         self._elapsed = 0
         self._success = False
+        self._off_table: list[str] = []
         self.layout = self.task.sample_layout(np.random.default_rng(0))
         self.instruction = self.layout.instruction
 
@@ -343,6 +346,7 @@ class TabletopEnv(gym.Env):
             "target": self.layout.target,
             "goal": self.layout.goal,
             "step": self._elapsed,
+            "off_table": list(self._off_table),  # colours of blocks that fell off the table
         }
 
     # ------------------------------------------------------------------ gym API
@@ -383,6 +387,7 @@ class TabletopEnv(gym.Env):
         mujoco.mj_forward(m, d)
         self._elapsed = 0
         self._success = False
+        self._off_table = []
         return self._obs(), self._info()
 
     def step(
@@ -406,9 +411,13 @@ class TabletopEnv(gym.Env):
         d.ctrl[:n] = target
         mujoco.mj_step(m, d, nstep=self.substeps)
         self._elapsed += 1
-        reward, success = self.task.evaluate(self.get_privileged_state())
+        state = self.get_privileged_state()
+        reward, success = self.task.evaluate(state)
         self._success = success
-        terminated = bool(success)
+        # a block pushed over the table's edge falls for good: the episode is over (a failure), rather
+        # than 100 steps of rewards measured to a block metres below the table
+        self._off_table = [c for c, pos in state["block_pos"].items() if pos[2] < 0.0]
+        terminated = bool(success) or bool(self._off_table)
         truncated = (not terminated) and self._elapsed >= self.max_episode_steps
         return self._obs(), float(reward), terminated, bool(truncated), self._info()
 
