@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .stamps
+# torch 2.14 (a CUDA build, run on the CPU) with its nvidia-* wheels, transformers, tensorflow-cpu, ...
+VENV_MIN_FREE_GB ?= 12
 # EGL/Mesa for headless MuJoCo, FFmpeg libraries for video, Chromium for browser tests.
 APT_PKGS := libegl1 libgl1 libegl-mesa0 libgles2 libgl1-mesa-dri libglx-mesa0 ffmpeg chromium chromium-driver fonts-dejavu-core
 export MUJOCO_GL ?= egl
@@ -27,7 +29,14 @@ apt:
 	fi
 
 $(STAMPS)/venv: pyproject.toml requirements-nodeps.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if [ ! -x $(PY) ]; then \
+	  free_gb=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	  if [ "$$free_gb" -lt $(VENV_MIN_FREE_GB) ]; then \
+	    echo "error: $$free_gb GB free on $$(df -P . | awk 'NR==2 {print $$6}'); the virtual environment needs about $(VENV_MIN_FREE_GB) GB (torch with its CUDA libraries): free some space and run make again" >&2; \
+	    exit 1; \
+	  fi; \
+	  $(PYTHON) -m venv $(VENV); \
+	fi
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch>=2.4,<2.15" "torchvision>=0.19,<0.30"
 	$(PY) -m pip install -q -e ".[test,driving,rlds]"
