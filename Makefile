@@ -12,6 +12,8 @@ export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# no wheel cache: the venv alone is ~9 GB and this disk is shared (CI once ran out of space in pip)
+export PIP_NO_CACHE_DIR ?= 1
 
 .PHONY: setup run test quickstart bench shipped-checkpoint clean apt
 

@@ -16,6 +16,12 @@ preset, steps, batch size and learning rate; only the head (and the chunking it 
     flow         flow-matching expert (SmolVLA-style), 8-step chunks, 4 executed
     tokens       OpenVLA-style action tokens (256 bins) through the LM
 
+Chunk labels: the dataset records the expert's noise-free plan from every frame (--plan-horizon, 8 by
+default), and the chunking rows learn their chunks from it (dataset.chunk_labels=auto). The recorded
+actions t+1, t+2, ... of DART data (noise on the executed actions) answer noise that the observation
+at t cannot foresee; --chunk-labels recorded trains on those instead. The mlp row (one action) is
+the same either way.
+
 Success is measured on held-out seeds (>= 1,000,000) with a Wilson 95% interval. Every row plays the
 same seeds, so each head is also compared with the MLP row seed by seed (McNemar's exact test): the
 seeds only one of the two solved decide it, which two overlapping Wilson intervals cannot.
@@ -68,6 +74,9 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=300)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--eval-episodes", type=int, default=50)
+    ap.add_argument("--plan-horizon", type=int, default=8, help="expert plan steps recorded per frame (0: none)")
+    ap.add_argument("--chunk-labels", default="auto", choices=("auto", "recorded", "plan"),
+                    help="where the chunking rows' action chunks come from")
     ap.add_argument("--set", action="append", default=[], help="extra overrides for every row (win over its own)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--reuse", action="store_true",
@@ -85,7 +94,8 @@ def main() -> None:
     data = work / "data" / args.task
     common = [f"dataset.task={args.task}", f"eval.task={args.task}", f"dataset.root={data}",
               f"dataset.repo_id=local/{args.task}", f"dataset.episodes={args.episodes}",
-              f"training.max_steps={args.steps}", f"eval.episodes={args.eval_episodes}"]
+              f"training.max_steps={args.steps}", f"eval.episodes={args.eval_episodes}",
+              f"dataset.plan_horizon={args.plan_horizon}", f"dataset.chunk_labels={args.chunk_labels}"]
     rows, per_seed = [], {}
     for head in args.heads:
         cfg = load_preset(args.preset, common + HEADS[head] + args.set)  # --set wins over the row's defaults
@@ -120,7 +130,8 @@ def main() -> None:
         print(f"{head}: success {ev['eval/success_rate']:.0%} ({wall:.0f} s)", flush=True)
 
     print(f"\ntask={args.task} episodes={args.episodes} steps={args.steps} preset={args.preset} "
-          f"eval episodes={args.eval_episodes} (held-out seeds)")
+          f"eval episodes={args.eval_episodes} (held-out seeds) plan horizon={args.plan_horizon} "
+          f"chunk labels={args.chunk_labels}")
     print(f"{'head':12s} {'success':>8s} {'95% CI':>12s} {'return':>8s} {'ms/step':>10s} {'wall s':>7s}")
     for head, sr, lo, hi, ret, ms, wall in rows:
         ms_s = f"{ms:10.1f}" if isinstance(ms, (int, float)) else f"{'-':>10s}"

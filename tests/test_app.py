@@ -65,7 +65,7 @@ def served(tmp_path_factory):
 def dataset(served):
     """The built-in reach dataset, 3 episodes, generated through the Datasets tab."""
     ctx, client, _, _ = served
-    msg = client.predict(task="reach", name="reach", episodes=3, seed=0, size=96, overwrite=False,
+    msg = client.predict(task="reach", name="reach", episodes=3, seed=0, size=96, overwrite=False, plan=4,
                          api_name="/dataset_generate")
     assert "Generating" in msg, msg
 
@@ -134,7 +134,7 @@ def test_bad_inputs_give_messages_and_the_app_keeps_serving(served):
     status = client.predict("../etc", "reach", "", 1, 0, 1_000_000, None, api_name="/rollout_start")
     assert "not allowed" in status
     # out-of-range numbers
-    status = client.predict("reach", "bad", 0, 0, 96, False, api_name="/dataset_generate")
+    status = client.predict("reach", "bad", 0, 0, 96, False, 0, api_name="/dataset_generate")
     assert "dataset.episodes" in status
     out = client.predict("../secret", api_name="/dataset_info")
     assert "not allowed" in out[0]
@@ -165,6 +165,7 @@ def test_dataset_facts_and_episode_browser(served, dataset):
     info, stats, ep, fr, image, instruction, state_plot, action_plot = client.predict(dataset,
                                                                                       api_name="/dataset_info")
     assert "**3** episodes" in info and "instruction" in info
+    assert "expert plans of **4** steps" in info  # generated with plan steps 4
     assert {r[0] for r in stats["data"]} >= {"action", "observation.state"}
     assert instruction and image
     image, instruction, state_plot, action_plot, frame, note = client.predict(dataset, 1,

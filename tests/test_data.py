@@ -420,3 +420,39 @@ def test_contrastive_datagen_shows_each_layout_with_every_block_named(tmp_path):
     assert np.array_equal(first[0], first[1]) and np.array_equal(first[0], first[2])  # the same scene
     with pytest.raises(DatasetError, match="targets_per_layout"):
         generate_dataset("reach", 3, tmp_path / "x", progress=False, workers=0, targets_per_layout=4)
+
+
+def test_expert_plans_as_chunk_labels(tmp_path):
+    """plan_horizon records the expert's noise-free plan per frame; lerobot reads it back, and
+    chunk_labels='plan' trains chunks on it. With DART noise it differs from the recorded future
+    actions; the first action and everything else in the item are the same."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from vla_engine.data import generate_dataset
+
+    out = generate_dataset("push", 2, tmp_path / "push", image_size=32, progress=False, workers=0,
+                           action_noise=0.3, plan_horizon=6)
+    assert read_sidecar(out)["plan_horizon"] == 6
+    theirs = LeRobotDataset("local/push", root=out)[0]
+    assert tuple(theirs["action.plan"].shape) == (6, 2) and tuple(theirs["action.plan_valid"].shape) == (6,)
+    plan = LeRobotVLADataset("local/push", root=out, chunk_size=6, chunk_labels="plan")
+    rec = LeRobotVLADataset("local/push", root=out, chunk_size=6, chunk_labels="recorded")
+    assert LeRobotVLADataset("local/push", root=out, chunk_size=6).chunk_labels == "plan"  # auto
+    assert LeRobotVLADataset("local/push", root=out, chunk_size=1).chunk_labels == "recorded"
+    assert len(plan) == len(rec) and "action.plan" not in plan[0]
+    np.testing.assert_allclose(plan[0]["action"].numpy(), theirs["action.plan"].numpy())
+    differ = 0
+    for i in range(len(plan)):
+        p, r = plan[i], rec[i]
+        torch.testing.assert_close(p["action"][0], r["action"][0])  # the action taken at t is the plan's first
+        torch.testing.assert_close(p["observation.images.front"], r["observation.images.front"])
+        differ += int(not torch.allclose(p["action"][1:][~p["action_is_pad"][1:]],
+                                         r["action"][1:][~p["action_is_pad"][1:]]))
+    assert differ > len(plan) // 2  # the noise the expert answered later is not in the plan
+    last = plan[len(plan) - 1]  # the last frame: only its own action is left before the episode ends
+    assert last["action_is_pad"].tolist() == [False] + [True] * 5
+    with pytest.raises(DatasetError, match="plan-horizon 8"):
+        LeRobotVLADataset("local/push", root=out, chunk_size=8, chunk_labels="plan")
+    plain = generate_dataset("reach", 1, tmp_path / "reach", image_size=32, progress=False, workers=0)
+    with pytest.raises(DatasetError, match="no expert plans"):
+        LeRobotVLADataset("local/reach", root=plain, chunk_size=2, chunk_labels="plan")

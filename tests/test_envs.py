@@ -294,3 +294,34 @@ def test_dense_reward_improves_as_the_expert_acts():
         if terminated or truncated:
             break
     assert terminated and rewards[-1] > rewards[0]
+
+
+@pytest.mark.parametrize("task", ["push", "pick-place"])
+def test_plan_ahead_leaves_the_episode_untouched_and_matches_a_noise_free_rollout(task):
+    """plan_ahead simulates the expert forward and puts the simulator back: an episode that plans at
+    every step is the same episode, frame for frame; and the plan is what the expert then does."""
+    expert = make_expert(make_env(task, render_images=False))
+
+    def run(plan: bool):
+        env = make_env(task, image_size=32)
+        obs, _ = env.reset(seed=3)
+        frames, actions, plans = [obs["pixels"]], [], []
+        for _ in range(env.unwrapped.max_episode_steps):
+            if plan:
+                p, n = env.unwrapped.plan_ahead(expert.act, 6)
+                assert 1 <= n <= 6 and not p[n:].any()
+                plans.append(p[:n])
+            a = expert.act(env)
+            actions.append(a)
+            obs, _, term, trunc, info = env.step(a)
+            frames.append(obs["pixels"])
+            if term or trunc:
+                break
+        return np.stack(frames), np.stack(actions), plans, info["is_success"]
+
+    f0, a0, _, ok0 = run(False)
+    f1, a1, plans, ok1 = run(True)
+    assert ok0 and ok1 and np.array_equal(f0, f1) and np.array_equal(a0, a1)
+    for t, p in enumerate(plans):  # no noise: the plan from t is the actions t, t+1, ... the expert took
+        np.testing.assert_allclose(p, a1[t:t + len(p)], atol=1e-6)
+    assert len(plans[-1]) == 1  # the last step ends the episode (success): the plan stops there

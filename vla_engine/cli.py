@@ -63,11 +63,12 @@ def cmd_datagen(args) -> int:
         return _start_or_run(args, "datagen", {"task": args.task, "episodes": args.episodes, "out": args.out,
                                                "seed": args.seed, "image_size": args.image_size,
                                                "overwrite": args.overwrite, "action_noise": args.action_noise,
-                                               "targets_per_layout": args.targets_per_layout},
+                                               "targets_per_layout": args.targets_per_layout,
+                                               "plan_horizon": args.plan_horizon},
                              f"datagen-{args.task}")
     out = generate_dataset(args.task, args.episodes, args.out, seed=args.seed, image_size=args.image_size,
                            overwrite=args.overwrite, action_noise=args.action_noise,
-                           targets_per_layout=args.targets_per_layout)
+                           targets_per_layout=args.targets_per_layout, plan_horizon=args.plan_horizon)
     print(f"wrote {args.episodes} episodes of '{args.task}' to {out}")
     return 0
 
@@ -235,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="DART noise std on executed expert actions (recorded actions stay clean); 0 = none")
     sp.add_argument("--targets-per-layout", type=int, default=1, choices=(1, 2, 3),
                     help="episodes per layout, each naming another block (3: contrastive data for grounding)")
+    sp.add_argument("--plan-horizon", type=int, default=0,
+                    help="also record the expert's noise-free plan of this many steps per frame (chunk labels)")
     sp.add_argument("--overwrite", action="store_true")
     sp.add_argument("--background", action="store_true")
 

@@ -64,13 +64,16 @@ def dataset_summary(ctx: AppContext, name: str) -> tuple[str, Any]:
         lines.append(f"generated from task **{side['task']}** by the scripted expert"
                      + (f" (expert success {exp['success_rate']:.0%} over {exp.get('attempts')} attempts)"
                         if exp.get("success_rate") is not None else ""))
+    if ds.plan_horizon:
+        lines.append(f"expert plans of **{ds.plan_horizon}** steps per frame: chunking heads learn their action "
+                     f"chunks from them (`dataset.chunk_labels`)")
     tasks = ds.tasks
     shown = "\n".join(f"- {t}" for t in tasks[:25])
     more = f"\n- … and {len(tasks) - 25} more" if len(tasks) > 25 else ""
     lines.append(f"**{len(tasks)} instruction(s):**\n{shown}{more}")
     rows = []
     for key, st in ds.stats.items():
-        if key in ds.image_keys:
+        if key in ds.image_keys or key.startswith("action.plan"):  # the plans: labels, summed up above
             continue
         mean = st["mean"].reshape(-1).tolist()
         for d in range(len(mean)):
@@ -129,6 +132,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 gen_episodes = gr.Number(quickstart_episodes(), precision=0, label="Episodes")
                 gen_seed = gr.Number(0, precision=0, label="First seed")
                 gen_size = gr.Number(96, precision=0, label="Image size")
+                gen_plan = gr.Number(0, precision=0, label="Expert plan steps",
+                                     info="per frame, the chunk labels for chunking heads (0: none)")
                 gen_overwrite = gr.Checkbox(False, label="Overwrite")
             gen_btn = gr.Button("Generate", variant="primary")
             gen_status = gr.Markdown("")
@@ -166,12 +171,12 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
 
     # -- generation ----------------------------------------------------------------------------
     @guarded(2)
-    def generate(task: str, name: str, episodes: Any, seed: Any, size: Any, overwrite: bool):
+    def generate(task: str, name: str, episodes: Any, seed: Any, size: Any, overwrite: bool, plan: Any = 0):
         name = (name or "").strip() or task
         root = ctx.dataset_root(name)
         # the dataset section's own validation: task, episode count, image size
         DatasetConfig.from_dict({"repo_id": f"local/{name}", "root": str(root), "task": task,
-                                 "episodes": episodes, "image_size": size})
+                                 "episodes": episodes, "image_size": size, "plan_horizon": plan or 0})
         if not isinstance(seed, (int, float)) or int(seed) != seed or seed < 0:
             raise AppError(f"first seed {seed!r} must be a whole number >= 0")
         writer = ctx.dataset_writer(root)
@@ -180,12 +185,12 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         if root.exists() and any(root.iterdir()) and not overwrite:
             raise AppError(f"dataset {name!r} already exists; tick Overwrite or choose another name")
         cfg = {"task": task, "episodes": int(episodes), "out": str(root), "seed": int(seed),
-               "image_size": int(size), "overwrite": bool(overwrite)}
+               "image_size": int(size), "overwrite": bool(overwrite), "plan_horizon": int(plan or 0)}
         run_id = ctx.runner.start("datagen", cfg, name=f"datagen-{name}")
         return (f"Generating **{int(episodes)}** episodes of **{task}** into `{name}` (job `{run_id}`)…",
                 {"run_id": run_id, "announced": False, "name": name})
 
-    gen_btn.click(generate, [gen_task, gen_name, gen_episodes, gen_seed, gen_size, gen_overwrite],
+    gen_btn.click(generate, [gen_task, gen_name, gen_episodes, gen_seed, gen_size, gen_overwrite, gen_plan],
                   [gen_status, gen_state], api_name="dataset_generate", concurrency_limit=1)
 
     @guarded(5, status_index=0, warn=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from .base import ConfigBase
 
@@ -29,6 +29,8 @@ class DatasetConfig(ConfigBase):
     chunk_size: int = 1
     action_noise: float = 0.3  # DART noise on executed expert actions when generating (0 = none)
     targets_per_layout: int = 1  # generating: episodes per layout, each naming another block (3 = contrastive)
+    plan_horizon: int = 0  # generating: record the expert's noise-free plan of this many steps per frame (0 = none)
+    chunk_labels: Literal["auto", "recorded", "plan"] = "auto"  # action chunks from the recorded actions, the expert plans, or auto (plans if there)
     val_fraction: float = 0.0
     num_workers: int = 0
 
@@ -49,4 +51,5 @@ class DatasetConfig(ConfigBase):
         self._check_range("val_fraction", 0.0, 0.9)
         self._check_range("action_noise", 0.0, 2.0)
         self._check_range("targets_per_layout", 1, 3)
+        self._check_range("plan_horizon", 0, 256)
         self._check_range("num_workers", 0, 64)

@@ -31,6 +31,8 @@ import numpy as np
 from .lerobot_io import (
     ACTION_KEY,
     EVAL_SEED_START,
+    PLAN_KEY,
+    PLAN_VALID_KEY,
     GENERATOR_VERSION,
     IMAGE_KEY,
     STATE_KEY,
@@ -51,7 +53,7 @@ class DatagenError(DatasetError):
 # one episode
 # --------------------------------------------------------------------------------------------
 def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0,
-                    target_offset: int = 0) -> dict[str, Any]:
+                    target_offset: int = 0, plan_horizon: int = 0) -> dict[str, Any]:
     """Run ``expert`` in ``env`` from ``env.reset(seed=seed)`` until the episode ends.
 
     ``target_offset`` k > 0 keeps the seed's layout but names the k-th next block colour after the
@@ -61,6 +63,11 @@ def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0,
     ``clip(expert + N(0, action_noise^2))`` while the dataset records the expert's clean command, so
     the demonstrations visit slightly-off states and show how the expert recovers from them — the
     states a cloned policy drifts into. The noise is drawn from ``seed``: episodes stay reproducible.
+
+    ``plan_horizon`` H > 0 also records, at every step, the expert's noise-free plan from that state
+    (``env.plan_ahead``): ``"action.plan"`` (T, H, A) and ``"action.plan_valid"`` (T, H), 1.0 for the
+    rows the plan has (it stops where the episode would end). These are the action-chunk labels for DART data: the recorded
+    actions t+1.. answer noise injected after step t, which no chunk predicted at t can foresee.
 
     Returns ``{"observation.images.front": (T,H,W,3) uint8, "observation.state": (T,S) float32,
     "action": (T,A) float32, "task": str, "seed", "success", "length", "return"}`` where frame t
@@ -77,12 +84,18 @@ def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0,
         expert.reset()
     u = env.unwrapped
     instruction = str(u.instruction)
-    frames, states, actions = [], [], []
+    frames, states, actions, plans, plan_lengths = [], [], [], [], []
     success = bool(info.get("is_success", False))
     ret = 0.0
     noise_rng = np.random.default_rng([int(seed), 0xDA27, int(target_offset)])
     for _ in range(int(u.max_episode_steps)):
-        action = np.asarray(expert.act(env), dtype=np.float32)
+        if plan_horizon > 0:
+            plan, n_valid = u.plan_ahead(expert.act, plan_horizon)  # plan[0] is this step's expert action
+            plans.append(plan)
+            plan_lengths.append(n_valid)
+            action = plan[0].copy()
+        else:
+            action = np.asarray(expert.act(env), dtype=np.float32)
         frames.append(np.array(obs["pixels"], dtype=np.uint8, copy=True))
         states.append(np.asarray(obs["agent_pos"], dtype=np.float32).copy())
         actions.append(action.copy())
@@ -94,7 +107,7 @@ def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0,
         success = success or bool(info.get("is_success", False))
         if terminated or truncated:
             break
-    return {
+    out = {
         IMAGE_KEY: np.stack(frames),
         STATE_KEY: np.stack(states),
         ACTION_KEY: np.stack(actions),
@@ -105,13 +118,18 @@ def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0,
         "length": len(frames),
         "return": ret,
     }
+    if plan_horizon > 0:
+        out[PLAN_KEY] = np.stack(plans)  # (T, H, A)
+        out[PLAN_VALID_KEY] = (np.arange(plan_horizon)[None, :] < np.asarray(plan_lengths)[:, None]).astype(
+            np.float32)  # (T, H)
+    return out
 
 
 _ENVS: dict[tuple[str, int], tuple[Any, Any]] = {}
 
 
 def _rollout_job(task: str, image_size: int, seed: int, action_noise: float = 0.0,
-                 target_offset: int = 0) -> dict[str, Any]:
+                 target_offset: int = 0, plan_horizon: int = 0) -> dict[str, Any]:
     """Worker entry point: one env + expert per process, reused across episodes."""
     key = (task, int(image_size))
     if key not in _ENVS:
@@ -121,7 +139,7 @@ def _rollout_job(task: str, image_size: int, seed: int, action_noise: float = 0.
         env = make_env(task, image_size=int(image_size))
         _ENVS[key] = (env, make_expert(env))
     env, expert = _ENVS[key]
-    return rollout_episode(env, expert, seed, action_noise, target_offset)
+    return rollout_episode(env, expert, seed, action_noise, target_offset, plan_horizon)
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,6 +161,7 @@ def generate_dataset(
     max_attempts: int | None = None,
     action_noise: float = 0.3,
     targets_per_layout: int = 1,
+    plan_horizon: int = 0,
 ) -> Path:
     """Record ``episodes`` expert demonstrations of built-in ``task`` into a LeRobot v3 dataset.
 
@@ -168,6 +187,10 @@ def generate_dataset(
             default 1). With 3, every layout is shown with every colour named, so the instruction is
             the only thing that tells the episodes apart: a cloned policy must ground the words
             (contrastive demonstrations). The seed count drops accordingly.
+        plan_horizon: 0 (default) or H > 0 to record the expert's noise-free H-step plan at every
+            frame (features ``action.plan`` (H, A) and ``action.plan_valid`` (H,)), the labels that
+            chunking heads train on with ``chunk_labels="plan"`` (see :func:`rollout_episode`).
+            Costs about 1 ms of simulation per planned step.
 
     Returns the dataset folder.
     """
@@ -185,6 +208,9 @@ def generate_dataset(
     k = int(targets_per_layout)
     if not 1 <= k <= 3:
         raise DatagenError(f"targets_per_layout must be 1, 2 or 3 (one episode per block colour), got {targets_per_layout}")
+    plan_horizon = int(plan_horizon)
+    if not 0 <= plan_horizon <= 256:
+        raise DatagenError(f"plan_horizon must be 0 (no plans) or 1..256 steps, got {plan_horizon}")
 
     attempts_cap = int(max_attempts) if max_attempts is not None else 3 * episodes + 10
     if attempts_cap < episodes:
@@ -206,7 +232,7 @@ def generate_dataset(
     n_workers = _default_workers() if workers is None else max(0, int(workers))
     n_workers = min(n_workers, attempts_cap)
 
-    source = _RolloutSource(task, image_size, seed, attempts_cap, n_workers, action_noise, k)
+    source = _RolloutSource(task, image_size, seed, attempts_cap, n_workers, action_noise, k, plan_horizon)
     source.start()  # worker processes start simulating while lerobot loads here
     t0 = time.time()
     kept_seeds: list[int] = []
@@ -223,7 +249,8 @@ def generate_dataset(
             repo_id,
             fps=int(meta["fps"]),
             features=make_features(
-                image_size, int(meta["state_dim"]), int(meta["action_dim"]), use_videos=use_videos
+                image_size, int(meta["state_dim"]), int(meta["action_dim"]), use_videos=use_videos,
+                plan_horizon=plan_horizon,
             ),
             use_videos=use_videos,
             image_writer_threads=1 if n_workers > 0 else 2,
@@ -240,9 +267,7 @@ def generate_dataset(
                     if bar is not None:
                         bar.set_postfix(success=f"{len(lengths_ok)}/{len(lengths_all)}")
                     continue
-            writer.add_episode(
-                {IMAGE_KEY: ep[IMAGE_KEY], STATE_KEY: ep[STATE_KEY], ACTION_KEY: ep[ACTION_KEY]}, ep["task"]
-            )
+            writer.add_episode({k: ep[k] for k in writer.features}, ep["task"])
             kept_seeds.append(ep["seed"])
             kept_offsets.append(ep["target_offset"])
             if ep["success"]:
@@ -284,6 +309,7 @@ def generate_dataset(
             "num_frames": writer.num_frames,
             "only_successful": only_successful,
             "action_noise": action_noise,
+            "plan_horizon": plan_horizon,
             "seed_start": seed,
             "seeds": kept_seeds,  # seeds[i] generated episode_index i
             "targets_per_layout": k,
@@ -344,11 +370,11 @@ class _Worker:
         )
         self.outstanding = 0
 
-    def send(self, task: str, image_size: int, seed: int, action_noise: float = 0.0, target_offset: int = 0) -> None:
+    def send(self, *job: Any) -> None:
+        """Queue one ``_rollout_job(*job)`` on this worker."""
         assert self.proc.stdin is not None
         try:
-            self.proc.stdin.write(pickle.dumps((task, image_size, seed, action_noise, target_offset),
-                                               protocol=pickle.HIGHEST_PROTOCOL))
+            self.proc.stdin.write(pickle.dumps(tuple(job), protocol=pickle.HIGHEST_PROTOCOL))
             self.proc.stdin.flush()
         except BrokenPipeError:
             raise self._died() from None
@@ -397,13 +423,13 @@ def _worker_main() -> None:
     inp = sys.stdin.buffer
     while True:
         try:
-            task, image_size, seed, action_noise, target_offset = pickle.load(inp)  # from our own parent process
+            job = pickle.load(inp)  # (task, image_size, seed, ...) from our own parent process
         except EOFError:
             break
         try:
-            msg = ("ok", _rollout_job(task, image_size, seed, action_noise, target_offset))
+            msg = ("ok", _rollout_job(*job))
         except Exception as e:  # reported to the parent as a one-line error
-            msg = ("error", f"seed {seed}: {type(e).__name__}: {e}")
+            msg = ("error", f"seed {job[2]}: {type(e).__name__}: {e}")
         pickle.dump(msg, out, protocol=pickle.HIGHEST_PROTOCOL)
         out.flush()
 
@@ -417,14 +443,14 @@ class _RolloutSource:
     """
 
     def __init__(self, task: str, image_size: int, seed: int, cap: int, n_workers: int,
-                 action_noise: float = 0.0, targets_per_layout: int = 1) -> None:
+                 action_noise: float = 0.0, targets_per_layout: int = 1, plan_horizon: int = 0) -> None:
         self.task, self.image_size, self.seed, self.cap, self.n_workers = task, image_size, seed, cap, n_workers
-        self.action_noise, self.k = float(action_noise), int(targets_per_layout)
+        self.action_noise, self.k, self.plan_horizon = float(action_noise), int(targets_per_layout), int(plan_horizon)
         self._workers: list[_Worker] = []
         self._next_send = 0  # attempt index j: seed + j // k, target offset j % k
 
     def _job(self, j: int) -> tuple:
-        return self.task, self.image_size, self.seed + j // self.k, self.action_noise, j % self.k
+        return self.task, self.image_size, self.seed + j // self.k, self.action_noise, j % self.k, self.plan_horizon
 
     def start(self) -> None:
         os.environ.setdefault("MUJOCO_GL", "egl")

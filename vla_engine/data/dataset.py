@@ -19,6 +19,13 @@ the episode's bounds, and ``<key>_is_pad`` flags for the clamped positions. Item
     task                      str (the instruction)
     index, episode_index, frame_index, task_index  int64 0-d; timestamp float32 0-d
 
+Chunk labels: a dataset generated with ``plan_horizon`` H (see ``datagen``) also holds the expert's
+noise-free plan from every frame. ``chunk_labels="plan"`` takes the action chunk from it (padding
+where the plan ran past the episode's end) instead of from the recorded actions t, t+1, ...: with
+DART noise the recorded future actions answer noise the observation at t cannot foresee. The first
+action of the chunk is the same either way. ``"auto"`` (default) uses the plan when the dataset has
+one at least ``chunk_size`` long and ``chunk_size > 1``.
+
 Errors that a user can fix (no dataset at the root, a truncated parquet file, a missing meta
 file, no network for a hub dataset) raise :class:`DatasetError` with one line naming the file and
 the fix.
@@ -42,7 +49,7 @@ from typing import Callable, TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from .lerobot_io import CACHE_DIR, DatasetError, read_sidecar, video_backend
+from .lerobot_io import PLAN_KEY, PLAN_VALID_KEY, CACHE_DIR, DatasetError, read_sidecar, video_backend
 
 if TYPE_CHECKING:  # pragma: no cover
     from vla_engine.config.dataset_config import DatasetConfig
@@ -53,6 +60,7 @@ CACHE_VERSION = "1"
 # lerobot's bookkeeping columns: never normalised, never given observation/action deltas
 _INDEX_KEYS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 _STAT_NAMES = ("mean", "std", "min", "max")
+CHUNK_LABELS = ("auto", "recorded", "plan")
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,6 +250,7 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
             folder when the root is read-only).
         split: "train" (everything), "train[:1000]" / "train[1000:]" (frames) or "train[:90%]" /
             "train[90%:]" (episodes, so a validation split shares no episode with training).
+        chunk_labels: "recorded", "plan" or "auto": where action chunks come from (module docstring).
     """
 
     def __init__(
@@ -254,8 +263,11 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
         image_keys: list[str] | None = None,
         cache_dir: str | Path | None = None,
         split: str = "train",
+        chunk_labels: str = "auto",
     ) -> None:
         super().__init__()
+        if chunk_labels not in CHUNK_LABELS:
+            raise ValueError(f"chunk_labels must be one of {', '.join(CHUNK_LABELS)}, got {chunk_labels!r}")
         if int(n_obs_steps) < 1:
             raise ValueError(f"n_obs_steps must be >= 1, got {n_obs_steps}")
         if int(chunk_size) < 1:
@@ -296,6 +308,9 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
         ]
         if "action" not in features:
             raise DatasetError(f"dataset {self.root} has no 'action' feature; it cannot train a policy")
+        self.plan_horizon = int(features[PLAN_KEY]["shape"][0]) if PLAN_KEY in features else 0
+        self.use_plan = self._choose_chunk_labels(chunk_labels)
+        self.chunk_labels = "plan" if self.use_plan else "recorded"
         self.delta_timestamps = self._build_delta_timestamps()
         self.delta_indices = {
             k: [round(d * self.fps) for d in v] for k, v in self.delta_timestamps.items()
@@ -353,6 +368,18 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
                 rows = rows[_resolve_bound(lo, n, 0) : _resolve_bound(hi, n, n)]
         self._rows = rows
         self._episode_ids = sorted(set(int(e) for e in np.unique(self._cols["episode_index"][rows])))
+
+    def _choose_chunk_labels(self, wanted: str) -> bool:
+        """True when action chunks come from the expert plans (see the module docstring)."""
+        fits = 0 < self.chunk_size <= self.plan_horizon and PLAN_VALID_KEY in self.features
+        if wanted == "plan" and not fits:
+            have = (f"plans of {self.plan_horizon} steps, fewer than chunk_size={self.chunk_size}"
+                    if self.plan_horizon else "no expert plans (action.plan)")
+            raise DatasetError(
+                f"chunk_labels='plan' but {self.root} has {have}; regenerate it with `vla datagen --plan-horizon "
+                f"{max(self.chunk_size, 8)}` (dataset.plan_horizon) or use chunk_labels='recorded'"
+            )
+        return wanted == "plan" or (wanted == "auto" and fits and self.chunk_size > 1)
 
     # ---------------------------------------------------------------------------- opening
     def _ensure_local(self) -> None:
@@ -622,6 +649,11 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
         out: dict[str, Any] = {}
         obs_keys = set(self.delta_indices) - {"action"}
         for key, deltas in self.delta_indices.items():
+            if key == "action" and self.use_plan:
+                c = self.chunk_size
+                out["action_is_pad"] = torch.from_numpy(cols[PLAN_VALID_KEY][abs_idx, :c] < 0.5)  # (B, chunk)
+                out["action"] = torch.from_numpy(np.ascontiguousarray(cols[PLAN_KEY][abs_idx, :c]))  # (B, chunk, A)
+                continue
             raw = abs_idx[:, None] + np.asarray(deltas, dtype=np.int64)[None, :]  # (B, D)
             q = np.clip(raw, start, end - 1)  # (B, D)
             pad = (raw < start) | (raw >= end)  # (B, D)
@@ -634,7 +666,7 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
             if key not in obs_keys:
                 out[key] = _to_float_chw(self._frames(key)[abs_idx], None)  # (B, 3, H, W)
         for key in self._numeric_keys:
-            if key not in self.delta_indices:
+            if key not in self.delta_indices and key not in (PLAN_KEY, PLAN_VALID_KEY):  # plans: only as labels
                 out[key] = torch.from_numpy(np.ascontiguousarray(cols[key][abs_idx]))  # (B, ...)
         for key in _INDEX_KEYS:
             out[key] = torch.from_numpy(np.ascontiguousarray(cols[key][abs_idx]))  # (B,)
@@ -736,7 +768,7 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
         return (
             f"{type(self).__name__}(repo_id={self.repo_id!r}, root='{self.root}', frames={len(self)}, "
             f"episodes={self.num_episodes}, fps={self.fps}, cameras={self._image_keys}, "
-            f"n_obs_steps={self.n_obs_steps}, chunk_size={self.chunk_size})"
+            f"n_obs_steps={self.n_obs_steps}, chunk_size={self.chunk_size}, chunk_labels={self.chunk_labels!r})"
         )
 
 
@@ -776,6 +808,8 @@ def _column_to_numpy(col: Any, feature: dict | None) -> np.ndarray:
     import pyarrow as pa
 
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if isinstance(arr.type, pa.ExtensionType):  # datasets' Array2D (e.g. action.plan): lists of lists
+        arr = arr.storage
     n = len(arr)
     if pa.types.is_list(arr.type) or pa.types.is_fixed_size_list(arr.type) or pa.types.is_large_list(arr.type):
         flat = arr.flatten()
@@ -874,8 +908,9 @@ def build_datasets(
         generate_dataset(
             cfg.task, cfg.episodes, root, image_size=cfg.image_size, repo_id=cfg.repo_id, progress=progress,
             on_episode=on_episode, action_noise=cfg.action_noise, targets_per_layout=cfg.targets_per_layout,
+            plan_horizon=cfg.plan_horizon,
         )
-    kw = dict(n_obs_steps=cfg.n_obs_steps, chunk_size=cfg.chunk_size)
+    kw = dict(n_obs_steps=cfg.n_obs_steps, chunk_size=cfg.chunk_size, chunk_labels=cfg.chunk_labels)
     if cfg.val_fraction <= 0:
         return LeRobotVLADataset(cfg.repo_id, root=root, **kw), None
     pct = 100.0 * (1.0 - cfg.val_fraction)

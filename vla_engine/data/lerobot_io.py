@@ -32,6 +32,8 @@ CAMERA = "front"
 IMAGE_KEY = f"observation.images.{CAMERA}"
 STATE_KEY = "observation.state"
 ACTION_KEY = "action"
+PLAN_KEY = "action.plan"  # the expert's noise-free plan from each frame (H, A); see datagen.rollout_episode
+PLAN_VALID_KEY = "action.plan_valid"  # (H,) 1.0 where the plan has a step, 0.0 past the episode's end
 SIDECAR_PATH = "meta/vla_engine.json"
 CACHE_DIR = ".vla_cache"
 GENERATOR_VERSION = "1"
@@ -61,10 +63,12 @@ def make_features(
     *,
     camera: str = CAMERA,
     use_videos: bool = False,
+    plan_horizon: int = 0,
 ) -> dict[str, dict]:
     """LeRobot feature spec for one RGB camera, a state vector and an action vector.
 
-    ``image_size`` is an int (square) or (height, width).
+    ``image_size`` is an int (square) or (height, width). ``plan_horizon`` H > 0 adds the expert's
+    noise-free plan per frame: ``action.plan`` float32 (H, A) and ``action.plan_valid`` float32 (H,).
     """
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     features: dict[str, dict] = {
@@ -84,6 +88,10 @@ def make_features(
             "names": [f"action_{i}" for i in range(int(action_dim))],
         },
     }
+    if plan_horizon > 0:
+        features[PLAN_KEY] = {"dtype": "float32", "shape": (int(plan_horizon), int(action_dim)),
+                              "names": ["step", "action"]}
+        features[PLAN_VALID_KEY] = {"dtype": "float32", "shape": (int(plan_horizon),), "names": None}
     return features
 
 

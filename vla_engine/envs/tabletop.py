@@ -24,7 +24,7 @@ from __future__ import annotations
 import numbers
 import os
 import sys
-from typing import Any
+from typing import Any, Callable
 
 if "MUJOCO_GL" not in os.environ and sys.platform.startswith("linux") and not os.environ.get(
     "DISPLAY"
@@ -281,6 +281,7 @@ class TabletopEnv(gym.Env):
             }
         )
         self._renderer: Any = None
+        self._scratch: Any = None  # MjData that plan_ahead simulates on
         self._frame: np.ndarray | None = None
         self._elapsed = 0
         self._success = False
@@ -401,7 +402,11 @@ class TabletopEnv(gym.Env):
             )
         if not np.all(np.isfinite(a)):
             raise EnvError(f"action {a.tolist()} has NaN or inf; actions must be finite")
-        a = np.clip(a, -1.0, 1.0)
+        reward, terminated, truncated = self._advance(np.clip(a, -1.0, 1.0))
+        return self._obs(), reward, terminated, truncated, self._info()
+
+    def _advance(self, a: np.ndarray) -> tuple[float, bool, bool]:
+        """The physics of one control step for a valid action ``a`` (A,); nothing rendered."""
         m, d = self.model, self.data
         n = len(self._eff_qadr)
         pos = self._effector_pos()[:n]
@@ -419,7 +424,41 @@ class TabletopEnv(gym.Env):
         self._off_table = [c for c, pos in state["block_pos"].items() if pos[2] < 0.0]
         terminated = bool(success) or bool(self._off_table)
         truncated = (not terminated) and self._elapsed >= self.max_episode_steps
-        return self._obs(), float(reward), terminated, bool(truncated), self._info()
+        return float(reward), terminated, bool(truncated)
+
+    def plan_ahead(self, policy: Callable[["TabletopEnv"], np.ndarray], horizon: int) -> tuple[np.ndarray, int]:
+        """What ``policy(env)`` would do over the next ``horizon`` steps from the current state, with no noise.
+
+        Simulates ``policy`` forward (physics only, nothing rendered), then puts the simulator back
+        exactly as it was, so the episode goes on as if this had not been called. Returns the actions
+        (horizon, A) float32 and how many are valid: the look-ahead stops where the episode would end
+        (success, a block off the table, the step limit), and the rows after that are zero.
+
+        Used by datagen for noise-free action-chunk labels: with DART noise the recorded actions
+        ``t+1 ... t+k`` answer noise that has not happened yet at step ``t``, which a chunk predicted from
+        the observation at ``t`` cannot know; the expert's own plan from ``t`` is the chunk to imitate.
+        """
+        m, d = self.model, self.data
+        if self._scratch is None:
+            self._scratch = mujoco.MjData(m)
+        mujoco.mj_copyData(self._scratch, m, d)  # the look-ahead runs on a copy; ``d`` is never touched
+        saved_eq, saved_py = m.eq_data.copy(), (self._elapsed, self._success, list(self._off_table))
+        plan = np.zeros((int(horizon), self.action_dim), dtype=np.float32)
+        n_valid = 0
+        self.data = self._scratch
+        try:
+            for k in range(int(horizon)):
+                a = np.asarray(policy(self), dtype=np.float32).reshape(self.action_dim)
+                plan[k] = a
+                n_valid = k + 1
+                _, terminated, truncated = self._advance(np.clip(a.astype(np.float64), -1.0, 1.0))
+                if terminated or truncated:
+                    break
+        finally:
+            self.data = d
+            m.eq_data[:] = saved_eq  # the gripper's weld lives in the model
+            self._elapsed, self._success, self._off_table = saved_py
+        return plan, n_valid
 
     def _gripper(self, command: float) -> None:
         """Suction: weld the touched block when command > 0, release when command < 0."""

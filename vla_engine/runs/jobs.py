@@ -167,7 +167,8 @@ def datagen_job(run: RunDir, progress: bool = True) -> dict:
                            image_size=int(cfg.get("image_size", 96)), progress=progress,
                            on_episode=on_episode, overwrite=bool(cfg.get("overwrite", False)),
                            action_noise=float(cfg.get("action_noise", 0.3)),
-                           targets_per_layout=int(cfg.get("targets_per_layout", 1)))
+                           targets_per_layout=int(cfg.get("targets_per_layout", 1)),
+                           plan_horizon=int(cfg.get("plan_horizon", 0)))
     run.log(f"wrote {n} episodes of '{cfg['task']}' to {out}")
     return {"dataset": str(out)}
 
