@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import socket
 import time
 from pathlib import Path
@@ -313,17 +314,40 @@ def test_training_form_follows_preset_method_and_dataset(served):
 
 
 def test_screenshots_of_each_tab(served, artifacts_dir):
+    """Each tab opened by its URL in headless Chromium (driven through Debian's chromedriver): the tab
+    is the selected one, and its screenshot is written to test-artifacts/."""
     chromium = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
-    if chromium is None:
-        pytest.skip("headless Chromium is not installed (/usr/bin/chromium); tab screenshots skipped")
-    import subprocess
+    if chromium is None or not os.path.exists("/usr/bin/chromedriver"):
+        pytest.skip("headless Chromium / chromedriver are not installed (apt: chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
 
     from app.main import TAB_IDS
 
     _, _, url, _ = served
-    for tab in TAB_IDS:
-        out = Path(artifacts_dir) / f"app-{tab}.png"
-        subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        "--window-size=1400,2200", "--virtual-time-budget=10000", f"--screenshot={out}",
-                        f"{url}?tab={tab}"], check=True, timeout=90, capture_output=True)
-        assert out.exists() and out.stat().st_size > 10_000, tab
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    # no background networking (update checks, sync, QUIC): those connections hang on a machine without
+    # internet. (Chromium 156's --screenshot with --virtual-time-budget never returns on the Training tab.)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--disable-quic", "--window-size=1400,2200"):
+        opts.add_argument(arg)
+    with tempfile.TemporaryDirectory() as profile:
+        opts.add_argument(f"--user-data-dir={profile}")
+        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+        try:
+            driver.set_page_load_timeout(60)
+            selected = "return [...document.querySelectorAll('[role=tab][aria-selected=true]')].map(b => b.innerText)"
+            for tab in TAB_IDS:
+                out = Path(artifacts_dir) / f"app-{tab}.png"
+                driver.get(f"{url}?tab={tab}")
+                # the page opens on the first tab; the app's load event then selects the one in the URL
+                WebDriverWait(driver, 60).until(
+                    lambda d: [t.strip().lower()[:len(tab)] for t in d.execute_script(selected)] == [tab])
+                time.sleep(1.0)  # let the tab's first values arrive
+                driver.save_screenshot(str(out))
+                assert out.exists() and out.stat().st_size > 10_000, tab
+        finally:
+            driver.quit()
