@@ -430,9 +430,12 @@ def test_expert_plans_as_chunk_labels(tmp_path):
 
     from vla_engine.data import generate_dataset
 
-    out = generate_dataset("push", 2, tmp_path / "push", image_size=32, progress=False, workers=0,
-                           action_noise=0.3, plan_horizon=6)
-    assert read_sidecar(out)["plan_horizon"] == 6
+    # the config path: generated in a worker process, then read with the plans as labels
+    cfg = DatasetConfig(repo_id="local/push", root=str(tmp_path / "push"), task="push", episodes=2, image_size=32,
+                        action_noise=0.3, plan_horizon=6, chunk_size=6, chunk_labels="plan")
+    built, _ = build_datasets(cfg, progress=False)
+    out = built.root
+    assert read_sidecar(out)["plan_horizon"] == 6 and built.chunk_labels == "plan"
     theirs = LeRobotDataset("local/push", root=out)[0]
     assert tuple(theirs["action.plan"].shape) == (6, 2) and tuple(theirs["action.plan_valid"].shape) == (6,)
     plan = LeRobotVLADataset("local/push", root=out, chunk_size=6, chunk_labels="plan")

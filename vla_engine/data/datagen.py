@@ -66,8 +66,9 @@ def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0,
 
     ``plan_horizon`` H > 0 also records, at every step, the expert's noise-free plan from that state
     (``env.plan_ahead``): ``"action.plan"`` (T, H, A) and ``"action.plan_valid"`` (T, H), 1.0 for the
-    rows the plan has (it stops where the episode would end). These are the action-chunk labels for DART data: the recorded
-    actions t+1.. answer noise injected after step t, which no chunk predicted at t can foresee.
+    rows the plan has (it stops where the episode would end). These are the action-chunk labels for
+    DART data: the recorded actions t+1, ... answer noise injected after step t, which no chunk
+    predicted at t can foresee.
 
     Returns ``{"observation.images.front": (T,H,W,3) uint8, "observation.state": (T,S) float32,
     "action": (T,A) float32, "task": str, "seed", "success", "length", "return"}`` where frame t
