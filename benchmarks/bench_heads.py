@@ -12,6 +12,7 @@ preset, steps, batch size and learning rate; only the head (and the chunking it 
     diffusion    DDPM training (predicting the clean chunk, 8 noise draws per example), DDIM 10-step
                  sampling, 8-step chunks, 4 executed
     transformer  ACT-style transformer head, 8-step chunks, the first action of each new chunk executed
+                 (85% on push at 6000 steps with EMA and plan labels, 76% with recorded labels; MLP 89-90%)
     transformer-ens  the same with ACT's temporal ensembling (coeff 0.01)
     flow         flow-matching expert (SmolVLA-style), 8-step chunks, 4 executed
     tokens       OpenVLA-style action tokens (256 bins) through the LM
