@@ -95,6 +95,8 @@ def field_specs(cls: type, registries: dict[str, Any] | None = None,
         choices = None
         if get_origin(tp) is Literal:
             kind, choices = "choice", list(get_args(tp))
+            if optional:
+                choices = [NONE_CHOICE] + choices
         elif f.name in registries and tp is str:
             kind, choices = "choice", list(registries[f.name].names())
             if optional:

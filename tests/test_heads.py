@@ -311,6 +311,21 @@ def test_hand_built_head_save_load_gives_identical_predictions(tmp_path, kind):
         assert loaded.action_head.causal is False and loaded.action_head.action_loss == "smooth_l1"
 
 
+def test_training_keeps_the_heads_own_loss_unless_the_training_config_names_one():
+    """model.action_loss=l1 trains with L1 through a trainer; training.action_loss, when set, replaces it."""
+    from vla_engine import BehavioralCloning, ILConfig
+
+    def fitted_loss(cfg):
+        model = create_vla_model("tiny", action_head="transformer", action_dim=2, state_dim=2, chunk_size=4,
+                                 action_loss="l1", **TINY)
+        BehavioralCloning(model, cfg).prepare_model()
+        return model.action_head.action_loss, model.config.action_loss
+
+    assert ILConfig().action_loss is None
+    assert fitted_loss(ILConfig()) == ("l1", "l1")
+    assert fitted_loss(ILConfig(action_loss="mse")) == ("mse", "mse")  # the seed's FineTuningConfig(action_loss=...)
+
+
 def test_temporal_ensembling_end_to_end_with_the_transformer_head():
     torch.manual_seed(0)
     coeff, c = 0.5, 4

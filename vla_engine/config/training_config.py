@@ -40,7 +40,7 @@ class TrainingConfig(ConfigBase):
     save_every: int = 500
     keep_last: int = 3
     log_every: int = 10
-    action_loss: Literal["mse", "l1", "smooth_l1"] = "mse"
+    action_loss: Literal["mse", "l1", "smooth_l1"] | None = None  # None = the model's own (model.action_loss)
 
     def validate(self) -> None:
         self._check_range("learning_rate", 0, lo_open=True)

@@ -68,8 +68,10 @@ class SupervisedTrainer:
 
     def prepare_model(self) -> None:
         """Hook for subclasses: freezing, adapters. Runs before the optimiser is built."""
+        # training.action_loss, when set, replaces the head's own loss (model.action_loss); None keeps it, so a
+        # model configured with action_loss=l1 (ACT's choice for the transformer head) trains with L1
         head = getattr(self.model, "action_head", None)
-        if head is not None and hasattr(head, "action_loss"):
+        if self.config.action_loss is not None and head is not None and hasattr(head, "action_loss"):
             head.action_loss = self.config.action_loss
             cfg = getattr(self.model, "config", None)
             if cfg is not None and hasattr(cfg, "action_loss"):
