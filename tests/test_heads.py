@@ -208,7 +208,7 @@ def test_diffusion_noise_samples_draw_k_noises_per_example():
 
 def test_transformer_attends_to_context_respects_masks_and_is_causal():
     seed = TransformerActionHead(action_dim=7, chunk_size=16, num_layers=4)
-    assert seed.uses_context and seed.causal and seed.action_loss == "l1"
+    assert seed.uses_context and seed.causal and seed.action_loss == "mse"
     seed.set_input_dim(48)
     assert seed.predict(torch.randn(2, 48)).shape == (2, 16, 7)  # no context: the feature vector is the memory
 

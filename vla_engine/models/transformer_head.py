@@ -11,8 +11,9 @@ With ``causal=True`` (the default) the query of step ``k`` attends only to the q
 computed in one pass. ``causal=False`` is ACT's bidirectional decoder.
 
 Without context (``context=None``, e.g. standalone use) the memory is the feature vector alone.
-The loss is L1 by default (ACT); at inference ACT's temporal ensembling is the model's job
-(``ModelConfig.temporal_ensemble_coeff``, see ``ensemble.py``).
+The loss is MSE by default, as for the other heads: ACT's L1 (``action_loss="l1"``) scored 23% against
+MSE's 85% on push at the same budget (benchmarks/bench_heads.py, README). At inference ACT's temporal
+ensembling is the model's job (``ModelConfig.temporal_ensemble_coeff``, see ``ensemble.py``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class TransformerActionHead(ActionHead):
 
     def __init__(self, action_dim: int = 7, chunk_size: int = 16, num_layers: int = 4, hidden_dim: int = 256,
                  num_heads: int = 8, dropout: float = 0.1, input_dim: int | None = None, causal: bool = True,
-                 action_loss: str = "l1"):
+                 action_loss: str = "mse"):
         if num_layers < 1:
             raise HeadError(f"TransformerActionHead num_layers must be >= 1, got {num_layers}")
         if hidden_dim < 1 or num_heads < 1 or hidden_dim % num_heads:
