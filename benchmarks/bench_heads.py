@@ -12,8 +12,8 @@ preset, steps, batch size and learning rate; only the head (and the chunking it 
     diffusion    DDPM training (predicting the clean chunk, 8 noise draws per example), DDIM 10-step
                  sampling, 8-step chunks, 4 executed
     transformer  ACT-style transformer head, 8-step chunks, the first action of each new chunk executed, MSE
-                 (85% on push at 6000 steps with EMA and plan labels, 76% with recorded labels, 23% with
-                 ACT's L1 loss; MLP 82-90% over three training runs)
+                 (85% and 83% on push at 6000 steps with EMA and plan labels, 76% with recorded labels, 23%
+                 with ACT's L1 loss; MLP 89% and 82% in the same pairs)
     transformer-ens  the same with ACT's temporal ensembling (coeff 0.01)
     flow         flow-matching expert (SmolVLA-style), 8-step chunks, 4 executed
     tokens       OpenVLA-style action tokens (256 bins) through the LM
