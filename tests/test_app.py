@@ -130,9 +130,9 @@ def test_bad_inputs_give_messages_and_the_app_keeps_serving(served):
     msg = client.predict(preset="rl-ppo", method="ppo", dataset="push", api_name="/train_start")
     assert "not built" in msg
     # unknown checkpoint / path traversal in the Rollouts tab
-    status = client.predict("no-such-run", "reach", "", 1, 0, 1_000_000, None, api_name="/rollout_start")
+    status = client.predict("no-such-run", "reach", "", 1, 0, 1_000_000, None, None, "", api_name="/rollout_start")
     assert "no run named 'no-such-run'" in status
-    status = client.predict("../etc", "reach", "", 1, 0, 1_000_000, None, api_name="/rollout_start")
+    status = client.predict("../etc", "reach", "", 1, 0, 1_000_000, None, None, "", api_name="/rollout_start")
     assert "not allowed" in status
     # out-of-range numbers
     status = client.predict("reach", "bad", 0, 0, 96, False, 0, api_name="/dataset_generate")
@@ -218,11 +218,16 @@ def test_rollouts_and_benchmark(served, trained):
     assert "no checkpoint 'nope'" in note
     out = client.predict(run_id, api_name="/rollout_show")
     assert "no evaluation results yet" in out[0]
-    status = client.predict(run_id, "push", "", 1, 1, 1_000_000, 4, api_name="/rollout_start")
+    status = client.predict(run_id, "push", "", 1, 1, 1_000_000, 4, None, "", api_name="/rollout_start")
     assert status.startswith("Started"), status  # push also takes 2-D actions: allowed
-    status = client.predict(run_id, "pick-place", "", 1, 1, 1_000_000, 4, api_name="/rollout_start")
+    status = client.predict(run_id, "pick-place", "", 1, 1, 1_000_000, 4, None, "", api_name="/rollout_start")
     assert "4-D actions" in status
-    status = client.predict(run_id, "reach", "touch the green block", 1, 1, 1_000_000, 4, api_name="/rollout_start")
+    status = client.predict(run_id, "reach", "", 1, 1, 1_000_000, 4, 2, "", api_name="/rollout_start")
+    assert "n_action_steps" in status and "chunk_size" in status  # a one-action model has no chunk to run 2 of
+    status = client.predict(run_id, "reach", "", 1, 1, 1_000_000, 4, None, "soon", api_name="/rollout_start")
+    assert "not a number" in status
+    status = client.predict(run_id, "reach", "touch the green block", 1, 1, 1_000_000, 4, None, "off",
+                            api_name="/rollout_start")
     assert status.startswith("Started"), status
 
     def rollout_done():
@@ -283,7 +288,7 @@ def test_shipped_checkpoint_rolls_out_on_a_fresh_start(served):
     assert "shipped:reach-tiny" in [c[1] for c in ckpt["choices"]]
     task, _, note = client.predict("shipped:reach-tiny", api_name="/rollout_checkpoint")
     assert task["value"] == "reach" and "shipped:reach-tiny" in note
-    status = client.predict("shipped:reach-tiny", "reach", "", 2, 1, 1_000_000, None, api_name="/rollout_start")
+    status = client.predict("shipped:reach-tiny", "reach", "", 2, 1, 1_000_000, None, None, "", api_name="/rollout_start")
     assert status.startswith("Started"), status
 
     def rollout_done():

@@ -69,6 +69,13 @@ def test_train_in_background_then_eval_with_videos(work):
     frames = iio.imread(mp4, plugin="pyav")
     assert frames.ndim == 4 and frames.shape[0] >= 2 and frames.shape[-1] == 3
 
+    # how the checkpoint acts is set at evaluation: recorded in the eval run's config
+    p = vla("eval", run_id, "--task", "reach", "--episodes", "1", "--videos", "0", "--set",
+            "model.temporal_ensemble_coeff=-0.5", cwd=work)
+    assert "eval done" in p.stdout
+    evals = sorted((r for r in (work / "runs").iterdir() if "eval-" in r.name), key=lambda r: r.stat().st_mtime)
+    assert "temporal_ensemble_coeff: -0.5" in (evals[-1] / "config.yaml").read_text()
+
 
 def test_stop_a_background_run(work):
     p = vla("train", "quickstart", "--background", "--name", "stopme", "--set", "training.max_steps=100000",
@@ -92,6 +99,7 @@ def test_bad_inputs_are_one_line_errors(work):
         (("train", "il-bc", "--set", "training.learning_rate=-1"), "training.learning_rate"),
         (("train", "rl-ppo"), "not built"),
         (("eval", "no-such-run", "--task", "reach"), "neither a checkpoint folder nor a run"),
+        (("eval", "no-such-run", "--set", "model.chunk_size=4"), "the rest is fixed by training"),
         (("datagen", "--task", "fly", "--episodes", "1", "--out", "x"), "unknown task 'fly'"),
     ]:
         p = vla(*args, cwd=work, check=False)

@@ -326,6 +326,35 @@ def test_training_keeps_the_heads_own_loss_unless_the_training_config_names_one(
     assert fitted_loss(ILConfig(action_loss="mse")) == ("mse", "mse")  # the seed's FineTuningConfig(action_loss=...)
 
 
+def test_chunk_loss_decay_weighs_the_first_steps_and_round_trips(tmp_path):
+    from vla_engine.models.heads import masked_action_loss
+
+    pred, target = torch.zeros(3, 4, 2), torch.ones(3, 4, 2)
+    target[:, 1:] = 3.0  # step 0 off by 1, steps 1-3 off by 3
+    pad = torch.zeros(3, 4, dtype=torch.bool)
+    pad[0, 3] = True
+    assert torch.isclose(masked_action_loss(pred, target, None, "mse", 1.0), torch.tensor((1 + 3 * 9) / 4))
+    w = torch.tensor([1.0, 0.5, 0.25, 0.125])
+    expected = (w * torch.tensor([1.0, 9, 9, 9])).sum() / w.sum()
+    assert torch.isclose(masked_action_loss(pred, target, None, "mse", 0.5), expected)
+    # padded steps drop out of the weighted mean as well
+    with_pad = (3 * (w * torch.tensor([1.0, 9, 9, 9])).sum() - w[3] * 9) / (3 * w.sum() - w[3])
+    assert torch.isclose(masked_action_loss(pred, target, pad, "mse", 0.5), with_pad)
+
+    model = create_vla_model("tiny", action_head="transformer", action_dim=2, state_dim=2, chunk_size=4,
+                             chunk_loss_decay=0.5, **TINY)
+    assert model.action_head.chunk_loss_decay == 0.5
+    batch = make_batch()
+    loss, _ = model(batch)
+    assert torch.isfinite(loss)
+    model.save_pretrained(tmp_path / "m")
+    assert VLAModel.from_pretrained(tmp_path / "m").action_head.chunk_loss_decay == 0.5
+    with pytest.raises(ConfigError, match="chunk_loss_decay.*applies to the mlp and transformer heads"):
+        ModelConfig(action_head="diffusion", chunk_loss_decay=0.5)
+    with pytest.raises(HeadError, match="chunk_loss_decay must be in"):
+        TransformerActionHead(chunk_loss_decay=0.0)
+
+
 def test_temporal_ensembling_end_to_end_with_the_transformer_head():
     torch.manual_seed(0)
     coeff, c = 0.5, 4
@@ -351,6 +380,56 @@ def test_temporal_ensembling_end_to_end_with_the_transformer_head():
     model.reset()
     first = model.select_action(obs_of(make_batch(b=2, seed=99)))
     assert torch.allclose(first, chunks[-1][:, 0])  # a new episode starts from one prediction
+
+
+def test_configure_inference_changes_how_a_trained_chunking_model_acts(tmp_path):
+    torch.manual_seed(0)
+    c = 4
+    model = create_vla_model("tiny", action_head="transformer", action_dim=2, state_dim=2, chunk_size=c,
+                             n_action_steps=1, **TINY).eval()
+    chunks = []
+    predict = model.predict_action_chunk
+    model.predict_action_chunk = lambda o: chunks.append(predict(o)) or chunks[-1]
+
+    # open loop: 3 actions of each chunk, one prediction per 3 steps
+    model.configure_inference(n_action_steps=3)
+    acts = [model.select_action(obs_of(make_batch(b=2, seed=t))) for t in range(4)]
+    assert len(chunks) == 2 and all(torch.equal(acts[i], chunks[0][:, i]) for i in range(3))
+    assert torch.equal(acts[3], chunks[1][:, 0])
+
+    # ensembling weighted towards the newest prediction (negative coefficient), then off again
+    chunks.clear()
+    model.configure_inference(n_action_steps=1, temporal_ensemble_coeff=-1.0)
+    a0 = model.select_action(obs_of(make_batch(b=2, seed=10)))
+    a1 = model.select_action(obs_of(make_batch(b=2, seed=11)))
+    assert torch.allclose(a0, chunks[0][:, 0])
+    expected = (chunks[0][:, 1] + math.e * chunks[1][:, 0]) / (1 + math.e)  # the newer weighs e times more
+    assert torch.allclose(a1, expected, atol=1e-6)
+    model.configure_inference(temporal_ensemble_coeff=None)
+    assert torch.equal(model.select_action(obs_of(make_batch(b=2, seed=12))), chunks[-1][:, 0])
+
+    # the setting is saved with the checkpoint
+    model.configure_inference(n_action_steps=2)
+    model.predict_action_chunk = predict
+    model.save_pretrained(tmp_path / "m")
+    assert VLAModel.from_pretrained(tmp_path / "m").config.n_action_steps == 2
+
+    with pytest.raises(ValueError, match="cannot change chunk_size of a trained model"):
+        model.configure_inference(chunk_size=8)
+    with pytest.raises(ConfigError, match="n_action_steps"):
+        model.configure_inference(n_action_steps=c + 1)
+    with pytest.raises(ValueError, match="applies to sampling heads"):
+        model.configure_inference(num_inference_steps=5)
+
+
+def test_configure_inference_sets_diffusion_sampling():
+    model = create_vla_model("tiny", action_head="diffusion", action_dim=2, state_dim=2, chunk_size=4,
+                             num_diffusion_steps=20, num_inference_steps=10, **TINY).eval()
+    model.configure_inference(num_inference_steps=20, use_ddim=False)
+    assert (model.action_head.num_inference_steps, model.action_head.use_ddim) == (20, False)
+    assert model.predict_action_chunk(obs_of(make_batch(b=2))).shape == (2, 4, 2)
+    with pytest.raises(ConfigError, match="num_inference_steps"):
+        model.configure_inference(num_inference_steps=50)  # more than the 20 training steps
 
 
 # ------------------------------------------------------------------------------------------------

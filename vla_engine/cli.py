@@ -3,7 +3,7 @@
     vla quickstart                         generate reach demos, train BC, evaluate, print success
     vla datagen --task push --episodes 200 --out datasets/push
     vla train il-bc [--set training.max_steps=500] [--background]
-    vla eval RUN_OR_CHECKPOINT --task push --episodes 50
+    vla eval RUN_OR_CHECKPOINT --task push --episodes 50 [--set model.n_action_steps=4]
     vla runs | status RUN | stop RUN | resume RUN | logs RUN
     vla presets | tasks
     vla ui [--port 7860]                   the browser workbench
@@ -88,10 +88,13 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from .runs.jobs import resolve_checkpoint
 
-    ckpt = resolve_checkpoint(args.ref, args.runs_dir)  # fail fast on a bad reference
+    from .config.model_config import parse_inference_overrides
+
+    inference = parse_inference_overrides(args.set)  # fail fast on a field training fixed
+    ckpt = resolve_checkpoint(args.ref, args.runs_dir)  # ... and on a bad reference
     config = {"checkpoint": str(ckpt.resolve()), "task": args.task, "episodes": args.episodes,
               "num_videos": args.videos, "seed_start": args.seed_start, "instruction": args.instruction,
-              "max_episode_steps": args.max_steps, "runs_dir": args.runs_dir}
+              "max_episode_steps": args.max_steps, "runs_dir": args.runs_dir, "inference": inference}
     rc = _start_or_run(args, "eval", config, f"eval-{args.task or ckpt.parent.parent.name}")
     return rc
 
@@ -255,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed-start", type=int, default=1_000_000)
     sp.add_argument("--instruction", help="free-text instruction instead of the task's own")
     sp.add_argument("--max-steps", type=int)
+    sp.add_argument("--set", action="append", default=[], metavar="model.FIELD=VALUE",
+                    help="how the checkpoint acts: n_action_steps, temporal_ensemble_coeff (null = off), "
+                         "num_inference_steps, use_ddim")
     sp.add_argument("--background", action="store_true")
 
     sp = add("quickstart", cmd_quickstart, "generate data, train BC and evaluate, offline")

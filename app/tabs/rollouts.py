@@ -49,8 +49,34 @@ def checkpoint_model_config(ckpt: Path) -> dict:
         raise AppError(f"checkpoint {ckpt.name} has no readable config.json; it is incomplete") from None
 
 
+def inference_settings(ckpt: Path, action_steps: Any = None, ensemble: Any = "") -> dict:
+    """How the checkpoint acts in these episodes (``VLAModel.configure_inference``), checked against its config:
+    ``action_steps`` empty = the checkpoint's; ``ensemble`` empty = the checkpoint's, "off", or a coefficient."""
+    from vla_engine.config.base import ConfigError
+    from vla_engine.config.model_config import ModelConfig
+
+    out: dict[str, Any] = {}
+    if action_steps not in (None, ""):
+        out["n_action_steps"] = int(action_steps)
+    text = str(ensemble if ensemble is not None else "").strip().lower()
+    if text in ("off", "none", "null"):
+        out["temporal_ensemble_coeff"] = None
+    elif text:
+        try:
+            out["temporal_ensemble_coeff"] = float(text)
+        except ValueError:
+            raise AppError(f"temporal ensembling {ensemble!r} is not a number; leave it empty, type off, or a "
+                           f"coefficient such as -1 (newer chunks weigh more) or 0.01 (ACT)") from None
+    if out:
+        try:
+            ModelConfig.from_dict(checkpoint_model_config(ckpt)).replace(**out)
+        except ConfigError as e:
+            raise AppError(str(e)) from None
+    return out
+
+
 def eval_config(ctx: AppContext, ref: str, task: str, episodes: Any, videos: Any, seed_start: Any,
-                max_steps: Any, instruction: str | None) -> dict:
+                max_steps: Any, instruction: str | None, action_steps: Any = None, ensemble: Any = "") -> dict:
     """The eval job config (validated with EvalConfig; action sizes checked against the task)."""
     from vla_engine.config.run_config import EvalConfig
     from vla_engine.envs import task_info
@@ -70,7 +96,8 @@ def eval_config(ctx: AppContext, ref: str, task: str, episodes: Any, videos: Any
     instruction = (instruction or "").strip() or None
     return {"checkpoint": str(ckpt), "task": ev.task, "episodes": ev.episodes, "num_videos": ev.num_videos,
             "instruction": instruction, "seed_start": ev.seed_start, "runs_dir": str(ctx.runs_dir),
-            "max_episode_steps": ev.max_episode_steps, "checkpoint_ref": ref}
+            "max_episode_steps": ev.max_episode_steps, "checkpoint_ref": ref,
+            "inference": inference_settings(ckpt, action_steps, ensemble)}
 
 
 def results_of(ctx: AppContext, run_id: str) -> dict:
@@ -108,7 +135,8 @@ def results_view(ctx: AppContext, run_id: str) -> tuple:
           f"[95% CI {s.get('eval/success_ci_low', 0):.0%}–{s.get('eval/success_ci_high', 1):.0%}] over "
           f"{s.get('eval/episodes', len(eps))} episodes · mean return {s.get('eval/mean_return', 0):.2f} · "
           f"mean length {s.get('eval/mean_length', 0):.1f}"
-          + (f" · {s['eval/ms_per_step']:.1f} ms per action" if "eval/ms_per_step" in s else ""))
+          + (f" · {s['eval/ms_per_step']:.1f} ms per action" if "eval/ms_per_step" in s else "")
+          + "".join(f" · `{k}: {v}`" for k, v in (data.get("inference") or {}).items()))
     rows = [[e.get("episode"), e.get("seed"), e.get("instruction"), "✅" if e.get("success") else "❌",
              round(float(e.get("return", 0)), 3), e.get("length"), round(float(e.get("ms_per_step", 0)), 1),
              e.get("video") or ""] for e in eps]
@@ -173,6 +201,11 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             videos = gr.Number(4, precision=0, label="Videos")
             seed_start = gr.Number(1_000_000, precision=0, label="First seed (held-out: >= 1,000,000)")
             max_steps = gr.Number(None, precision=0, label="Max steps per episode (empty: the task's)")
+        with gr.Row():  # how a chunking policy turns its chunks into actions (set after training)
+            action_steps = gr.Number(None, precision=0, minimum=1,
+                                     label="Actions executed per chunk (empty: the checkpoint's)")
+            ensemble = gr.Textbox("", label="Temporal ensembling (empty: the checkpoint's; off; or a coefficient: "
+                                            "-1 weighs newer chunks more, ACT uses 0.01)")
         run_btn = gr.Button("Run episodes", variant="primary")
         status = gr.Markdown("")
         progress = gr.HTML(progress_html(0, 1, ""))
@@ -219,14 +252,15 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     task.input(guarded(1, status_index=None)(on_task), [task], [instruction], api_name=False)
 
     @guarded(2)
-    def start(ref, t, instr, n, nv, seed, steps):
-        cfg = eval_config(ctx, ref, t, n, nv, seed, steps, instr)
+    def start(ref, t, instr, n, nv, seed, steps, act_steps=None, ens=""):
+        cfg = eval_config(ctx, ref, t, n, nv, seed, steps, instr, act_steps, ens)
         run_id = ctx.runner.start("eval", cfg, name=f"eval-{cfg['task']}")
         what = f"“{cfg['instruction']}”" if cfg["instruction"] else "the task's own instructions"
         return (f"Started **{run_id}**: {cfg['episodes']} episodes of **{cfg['task']}** with {what}.",
                 {"run_id": run_id, "shown": False})
 
-    run_btn.click(start, [ckpt, task, instruction, episodes, videos, seed_start, max_steps], [status, state],
+    run_btn.click(start, [ckpt, task, instruction, episodes, videos, seed_start, max_steps, action_steps, ensemble],
+                  [status, state],
                   api_name="rollout_start", concurrency_limit=1)
 
     view_outputs = [summary, results, gallery, ep_pick, video, action_plot]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from .base import ConfigBase
+from .base import ConfigBase, ConfigError
 
 
 def _registries():
@@ -82,7 +82,7 @@ class ModelConfig(ConfigBase):
     diffusion_clip_sample: float | None = None  # diffusion: clamp predicted chunks to +-this; None = by normalization, 0 = off
     diffusion_noise_samples: int = 1  # diffusion: (noise, step) draws per example in each batch (Octo's n_diffusion_samples)
     head_causal: bool = True  # transformer head: chunk step k attends to steps <= k only
-    temporal_ensemble_coeff: float | None = None  # ACT temporal ensembling at inference (e.g. 0.01); None = off
+    temporal_ensemble_coeff: float | None = None  # ACT temporal ensembling at inference (ACT: 0.01; < 0 weighs newer chunks more); None = off
     action_bins: int = 256  # action tokens: bins per action dimension
     # action tokens: "append" = new token ids after the tokenizer's vocabulary (one per bin); "vocab_tail" =
     # OpenVLA's: the last action_bins ids of the tokenizer's own vocabulary, bin edges linspace(-1, 1,
@@ -99,6 +99,8 @@ class ModelConfig(ConfigBase):
     n_action_steps: int = 1  # actions executed from each predicted chunk (<= chunk_size)
     n_obs_steps: int = 1
     action_loss: Literal["mse", "l1", "smooth_l1"] = "mse"
+    # mlp / transformer heads: chunk step k weighs chunk_loss_decay**k in the loss (1 = every step the same)
+    chunk_loss_decay: float = 1.0
     dropout: float = 0.0
     film: bool = False  # cnn, cnn-keypoints: the instruction scales/shifts the feature map (FiLM, as in RT-1 / BC-Z)
     random_shift: int = 4  # training-time image augmentation: random shifts of up to this many pixels (0 = off)
@@ -156,7 +158,7 @@ class ModelConfig(ConfigBase):
             self._fail("action_bins", f"is {self.action_bins} but action_token_ids: vocab_tail needs >= 3 "
                                       f"(action_bins edges give action_bins - 1 bins); OpenVLA uses 256")
         if self.temporal_ensemble_coeff is not None:
-            self._check_range("temporal_ensemble_coeff", -1.0, 10.0)
+            self._check_range("temporal_ensemble_coeff", -10.0, 10.0)
         self._check_range("action_dim", 1)
         if self.max_action_dim and self.max_action_dim < self.action_dim:
             self._fail("max_action_dim", f"is below action_dim ({self.action_dim}); set it >= action_dim, or 0")
@@ -170,8 +172,15 @@ class ModelConfig(ConfigBase):
                                         f"smolvla is read by the smolvla-expert head only, and it needs that format")
         self._check_range("state_dim", 0)
         self._check_range("chunk_size", 1)
-        self._check_range("n_action_steps", 1, self.chunk_size)
+        self._check_range("n_action_steps", 1)
+        if self.n_action_steps > self.chunk_size:
+            self._fail("n_action_steps", f"is more than chunk_size ({self.chunk_size}): a chunk holds no more actions "
+                                         f"to execute; set it between 1 and {self.chunk_size}")
         self._check_range("n_obs_steps", 1)
+        self._check_range("chunk_loss_decay", 0.0, 1.0, lo_open=True)
+        if self.chunk_loss_decay != 1.0 and self.action_head not in ("mlp", "transformer"):
+            self._fail("chunk_loss_decay", f"applies to the mlp and transformer heads, not {self.action_head!r}; "
+                                           f"set it to 1")
         if self.prompt_format == "smolvla" and self.n_obs_steps != 1:
             self._fail("n_obs_steps", "must be 1 with prompt_format: smolvla (SmolVLA reads the latest observation)")
         self._check_range("dropout", 0.0, 1.0)
@@ -206,3 +215,25 @@ class ModelConfig(ConfigBase):
                 self._fail("image_keys", f"has an empty name at position {i}")
         if len(set(self.image_keys)) != len(self.image_keys):
             self._fail("image_keys", "names a camera twice; list each image key once")
+
+
+# The ModelConfig fields that only change how a trained model acts, not what it learned: they can be set on a
+# checkpoint at evaluation (VLAModel.configure_inference, `vla eval --set model.n_action_steps=4`)
+INFERENCE_FIELDS: tuple[str, ...] = ("n_action_steps", "temporal_ensemble_coeff", "num_inference_steps", "use_ddim")
+
+
+def parse_inference_overrides(overrides: list[str]) -> dict:
+    """``["model.n_action_steps=4", "temporal_ensemble_coeff=-0.5"]`` -> ``{"n_action_steps": 4, ...}``.
+
+    Values are YAML scalars (``null`` turns ensembling off); the ``model.`` prefix is optional."""
+    import yaml
+
+    out: dict = {}
+    for ov in overrides:
+        key, sep, raw = ov.partition("=")
+        name = key.strip().removeprefix("model.")
+        if not sep or name not in INFERENCE_FIELDS:
+            raise ConfigError(f"override {ov!r}: a checkpoint's inference settings are set as model.FIELD=VALUE "
+                              f"with FIELD one of {', '.join(INFERENCE_FIELDS)}; the rest is fixed by training")
+        out[name] = yaml.safe_load(raw) if raw.strip() else None
+    return out

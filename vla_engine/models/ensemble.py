@@ -2,7 +2,9 @@
 weighted average of every prediction made so far for the current step.
 
 Weights are ``exp(-coeff * i)`` with ``i = 0`` for the oldest prediction, as in ACT (coeff 0.01):
-older predictions weigh slightly more, which smooths the motion. ``update(chunk)`` takes the new
+older predictions weigh slightly more, which smooths the motion. A negative coefficient weighs the
+newer predictions more (coeff -1: the newest about 63%, the one before 23%, ...), a receding-horizon
+controller that still averages out what each single frame gets wrong. ``update(chunk)`` takes the new
 (B, chunk, A) prediction and returns the action (B, A) for this step.
 """
 

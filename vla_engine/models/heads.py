@@ -30,8 +30,10 @@ class HeadError(ValueError):
 
 
 def masked_action_loss(pred: torch.Tensor, target: torch.Tensor, action_is_pad: torch.Tensor | None,
-                       kind: str = "mse") -> torch.Tensor:
-    """Mean ``kind`` loss over the non-padded steps of (B, chunk, A) predictions and targets."""
+                       kind: str = "mse", step_decay: float = 1.0) -> torch.Tensor:
+    """Mean ``kind`` loss over the non-padded steps of (B, chunk, A) predictions and targets.
+
+    ``step_decay`` < 1 weighs chunk step k by ``step_decay ** k`` (a weighted mean: the first step counts most)."""
     if kind == "mse":
         per = F.mse_loss(pred, target, reduction="none")  # (B, C, A)
     elif kind == "l1":
@@ -40,10 +42,14 @@ def masked_action_loss(pred: torch.Tensor, target: torch.Tensor, action_is_pad: 
         per = F.smooth_l1_loss(pred, target, reduction="none")  # (B, C, A)
     else:
         raise HeadError(f"action_loss {kind!r} is not known; choose one of: {', '.join(ACTION_LOSSES)}")
-    if action_is_pad is None:
+    if action_is_pad is None and step_decay == 1.0:
         return per.mean()
-    valid = (~action_is_pad.bool()).unsqueeze(-1).to(per.dtype)  # (B, C, 1)
-    denom = (valid.sum() * per.shape[-1]).clamp_min(1.0)
+    b, c, a = per.shape
+    valid = torch.ones(b, c, 1, dtype=per.dtype, device=per.device) if action_is_pad is None \
+        else (~action_is_pad.bool()).unsqueeze(-1).to(per.dtype)  # (B, C, 1)
+    if step_decay != 1.0:
+        valid = valid * (step_decay ** torch.arange(c, dtype=per.dtype, device=per.device))[None, :, None]  # (B, C, 1)
+    denom = (valid.sum() * a).clamp_min(1e-12 if step_decay != 1.0 else 1.0)
     return (per * valid).sum() / denom
 
 
@@ -54,8 +60,12 @@ class ActionHead(nn.Module, abc.ABC):
     uses_context: bool = False  # True: compute_loss/predict also take context=(B, N, D), context_mask=(B, N)
 
     def __init__(self, action_dim: int, chunk_size: int = 1, input_dim: int | None = None,
-                 action_loss: str = "mse"):
+                 action_loss: str = "mse", chunk_loss_decay: float = 1.0):
         super().__init__()
+        if not 0.0 < chunk_loss_decay <= 1.0:
+            raise HeadError(f"chunk_loss_decay must be in (0, 1], got {chunk_loss_decay}; 1 weighs every chunk step "
+                            f"the same, 0.5 halves each next step's weight")
+        self.chunk_loss_decay = float(chunk_loss_decay)
         if action_dim < 1:
             raise HeadError(f"action_dim must be >= 1, got {action_dim}")
         if chunk_size < 1:
@@ -117,7 +127,7 @@ class MLPActionHead(ActionHead):
 
     def __init__(self, hidden_dim: int = 1024, action_dim: int = 7, num_layers: int = 3,
                  input_dim: int | None = None, chunk_size: int = 1, dropout: float = 0.0,
-                 action_loss: str = "mse"):
+                 action_loss: str = "mse", chunk_loss_decay: float = 1.0):
         if num_layers < 1:
             raise HeadError(f"MLPActionHead num_layers must be >= 1, got {num_layers}")
         if hidden_dim < 1:
@@ -125,7 +135,7 @@ class MLPActionHead(ActionHead):
         if not 0.0 <= dropout < 1.0:
             raise HeadError(f"MLPActionHead dropout must be in [0, 1), got {dropout}")
         self.hidden_dim, self.num_layers, self.dropout = hidden_dim, num_layers, dropout
-        super().__init__(action_dim, chunk_size, input_dim, action_loss)
+        super().__init__(action_dim, chunk_size, input_dim, action_loss, chunk_loss_decay)
 
     def _build(self, input_dim: int) -> None:
         dims = [input_dim] + [self.hidden_dim] * (self.num_layers - 1) + [self.chunk_size * self.action_dim]
@@ -141,11 +151,12 @@ class MLPActionHead(ActionHead):
     @classmethod
     def from_config(cls, cfg: Any, input_dim: int | None = None) -> "MLPActionHead":
         return cls(hidden_dim=cfg.head_hidden_dim, action_dim=cfg.action_dim, num_layers=cfg.head_num_layers,
-                   input_dim=input_dim, chunk_size=cfg.chunk_size, dropout=cfg.dropout, action_loss=cfg.action_loss)
+                   input_dim=input_dim, chunk_size=cfg.chunk_size, dropout=cfg.dropout, action_loss=cfg.action_loss,
+                   chunk_loss_decay=cfg.chunk_loss_decay)
 
     def config_fields(self) -> dict[str, Any]:
         return {**super().config_fields(), "head_hidden_dim": self.hidden_dim, "head_num_layers": self.num_layers,
-                "dropout": self.dropout}
+                "dropout": self.dropout, "chunk_loss_decay": self.chunk_loss_decay}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         self._check_ready(features)
@@ -158,7 +169,7 @@ class MLPActionHead(ActionHead):
     def compute_loss(self, features: torch.Tensor, actions: torch.Tensor,
                      action_is_pad: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         pred = self(features)  # (B, chunk, A)
-        loss = masked_action_loss(pred, actions, action_is_pad, self.action_loss)
+        loss = masked_action_loss(pred, actions, action_is_pad, self.action_loss, self.chunk_loss_decay)
         with torch.no_grad():
             l1 = masked_action_loss(pred, actions, action_is_pad, "l1")
         return loss, {"action_l1": float(l1)}

@@ -12,8 +12,9 @@ computed in one pass. ``causal=False`` is ACT's bidirectional decoder.
 
 Without context (``context=None``, e.g. standalone use) the memory is the feature vector alone.
 The loss is MSE by default, as for the other heads: ACT's L1 (``action_loss="l1"``) scored 23% against
-MSE's 85% on push at the same budget (benchmarks/bench_heads.py, README). At inference ACT's temporal
-ensembling is the model's job (``ModelConfig.temporal_ensemble_coeff``, see ``ensemble.py``).
+MSE's 85% on push at the same budget (benchmarks/bench_heads.py, README). ``chunk_loss_decay`` < 1 weighs
+chunk step k by ``decay ** k``. At inference ACT's temporal ensembling is the model's job
+(``ModelConfig.temporal_ensemble_coeff``, see ``ensemble.py``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class TransformerActionHead(ActionHead):
 
     def __init__(self, action_dim: int = 7, chunk_size: int = 16, num_layers: int = 4, hidden_dim: int = 256,
                  num_heads: int = 8, dropout: float = 0.1, input_dim: int | None = None, causal: bool = True,
-                 action_loss: str = "mse"):
+                 action_loss: str = "mse", chunk_loss_decay: float = 1.0):
         if num_layers < 1:
             raise HeadError(f"TransformerActionHead num_layers must be >= 1, got {num_layers}")
         if hidden_dim < 1 or num_heads < 1 or hidden_dim % num_heads:
@@ -55,7 +56,7 @@ class TransformerActionHead(ActionHead):
             raise HeadError(f"TransformerActionHead dropout must be in [0, 1), got {dropout}")
         self.num_layers, self.hidden_dim, self.num_heads, self.dropout = num_layers, hidden_dim, num_heads, dropout
         self.causal = bool(causal)
-        super().__init__(action_dim, chunk_size, input_dim, action_loss)
+        super().__init__(action_dim, chunk_size, input_dim, action_loss, chunk_loss_decay)
 
     def _build(self, input_dim: int) -> None:
         h = self.hidden_dim
@@ -75,11 +76,13 @@ class TransformerActionHead(ActionHead):
     def from_config(cls, cfg: Any, input_dim: int | None = None) -> "TransformerActionHead":
         return cls(action_dim=cfg.action_dim, chunk_size=cfg.chunk_size, num_layers=cfg.head_num_layers,
                    hidden_dim=cfg.head_hidden_dim, num_heads=cfg.head_num_heads, dropout=cfg.dropout,
-                   input_dim=input_dim, causal=cfg.head_causal, action_loss=cfg.action_loss)
+                   input_dim=input_dim, causal=cfg.head_causal, action_loss=cfg.action_loss,
+                   chunk_loss_decay=cfg.chunk_loss_decay)
 
     def config_fields(self) -> dict[str, Any]:
         return {**super().config_fields(), "head_hidden_dim": self.hidden_dim, "head_num_layers": self.num_layers,
-                "head_num_heads": self.num_heads, "dropout": self.dropout, "head_causal": self.causal}
+                "head_num_heads": self.num_heads, "dropout": self.dropout, "head_causal": self.causal,
+                "chunk_loss_decay": self.chunk_loss_decay}
 
     def forward(self, features: torch.Tensor, context: torch.Tensor | None = None,
                 context_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -117,7 +120,7 @@ class TransformerActionHead(ActionHead):
             raise HeadError(f"TransformerActionHead expects actions of shape (B, {self.chunk_size}, "
                             f"{self.action_dim}), got {tuple(actions.shape)}")
         pred = self(features, context, context_mask).float()  # (B, chunk, A)
-        loss = masked_action_loss(pred, actions.float(), action_is_pad, self.action_loss)
+        loss = masked_action_loss(pred, actions.float(), action_is_pad, self.action_loss, self.chunk_loss_decay)
         with torch.no_grad():
             l1 = masked_action_loss(pred, actions.float(), action_is_pad, "l1")
         return loss, {"action_l1": float(l1)}

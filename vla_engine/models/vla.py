@@ -38,7 +38,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..config.base import ConfigError
-from ..config.model_config import ModelConfig
+from ..config.model_config import INFERENCE_FIELDS, ModelConfig
 from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODERS
 from ..errors import CheckpointError  # one CheckpointError for the whole engine
 from .ensemble import TemporalEnsembler
@@ -771,6 +771,38 @@ class VLAModel(nn.Module):
         self._obs_history.clear()
         if self._ensembler is not None:
             self._ensembler.reset()
+
+    def configure_inference(self, **changes: Any) -> "VLAModel":
+        """Change how a trained model turns predictions into actions, without retraining (as LeRobot's
+        ``--policy.n_action_steps`` / ``temporal_ensemble_coeff`` at evaluation):
+
+        ``n_action_steps`` (actions executed from each chunk), ``temporal_ensemble_coeff`` (ACT's ensembling;
+        ``None`` = off; a negative coefficient weighs the newer predictions more), ``num_inference_steps`` and
+        ``use_ddim`` (diffusion / flow sampling). The config is validated and saved with the model afterwards.
+        """
+        unknown = sorted(set(changes) - set(INFERENCE_FIELDS))
+        if unknown:
+            raise ModelInputError(f"configure_inference cannot change {', '.join(unknown)} of a trained model; "
+                                  f"the inference settings are: {', '.join(INFERENCE_FIELDS)}")
+        cfg = self.config.replace(**changes)  # validates (e.g. n_action_steps <= chunk_size)
+        head = self.action_head
+        sampling = {k: changes[k] for k in ("num_inference_steps", "use_ddim") if k in changes}
+        if sampling:
+            if hasattr(head, "num_inference_steps"):  # diffusion: DDPM / DDIM sampling settings
+                if "num_inference_steps" in sampling:
+                    head._check_steps(int(sampling["num_inference_steps"]), head.num_diffusion_steps)
+                    head.num_inference_steps = int(sampling["num_inference_steps"])
+                if "use_ddim" in sampling:
+                    head.use_ddim = bool(sampling["use_ddim"])
+            elif hasattr(head, "num_steps") and set(sampling) == {"num_inference_steps"}:  # flow: Euler steps
+                head.num_steps = int(sampling["num_inference_steps"])
+            else:
+                raise ModelInputError(f"{', '.join(sampling)} applies to sampling heads (diffusion, flow), not "
+                                      f"{cfg.action_head!r}; leave it out")
+        self.config = cfg
+        self._ensembler = None  # rebuilt with the new coefficient on the next select_action
+        self.reset()
+        return self
 
     def prepare_observation(self, env_obs: Mapping[str, Any], instruction: str | list[str] = "") -> dict[str, Any]:
         """An environment observation -> a batch for ``select_action``, on the model's device.

@@ -135,6 +135,8 @@ def eval_job(run: RunDir, progress: bool = True) -> dict:
     if not task:
         raise RunError("no task given and the checkpoint's run names none; pass --task")
     model = VLAModel.from_pretrained(ckpt)
+    if cfg.get("inference"):  # e.g. {"n_action_steps": 4}: how the trained model acts (vla eval --set)
+        model.configure_inference(**cfg["inference"])
     run.write_status("running", phase="eval", checkpoint=str(ckpt), task=task)
     total = int(cfg.get("episodes", 50))
 
@@ -148,7 +150,8 @@ def eval_job(run: RunDir, progress: bool = True) -> dict:
                          progress=progress, on_episode=on_episode, record_actions=True)
     run.log_metrics(total, ev.summary)
     run.log(ev.format())
-    (run.path / "eval.json").write_text(json.dumps(ev.to_dict(), indent=1))
+    (run.path / "eval.json").write_text(json.dumps({**ev.to_dict(), "inference": cfg.get("inference") or {}},
+                                                   indent=1))
     return {"eval": ev.summary}
 
 
