@@ -342,6 +342,17 @@ def test_video_dataset_decodes_through_the_cache(tmp_path):
         err = np.abs(originals - got[None]).mean(axis=(1, 2, 3))
         assert err.argmin() == i and err[i] < 0.03  # lossy, but each frame lands on its own row
 
+    # a missing mp4 is named, with the fix; lerobot alone would try the hub and report no network
+    broken = tmp_path / "vid-broken"
+    shutil.copytree(root, broken, ignore=shutil.ignore_patterns(".vla_cache"))
+    mp4 = next((broken / "videos").rglob("*.mp4"))
+    mp4.unlink()
+    with pytest.raises(DatasetError) as e:
+        LeRobotVLADataset("local/vid", root=broken)
+    msg = _one_line(e)
+    assert str(mp4) in msg and "missing" in msg and "re-download" in msg
+    assert "hub" not in msg and "Connection" not in msg
+
 
 # -------------------------------------------------------------------------------- datagen
 @pytest.fixture(scope="module")
@@ -459,3 +470,50 @@ def test_expert_plans_as_chunk_labels(tmp_path):
     plain = generate_dataset("reach", 1, tmp_path / "reach", image_size=32, progress=False, workers=0)
     with pytest.raises(DatasetError, match="no expert plans"):
         LeRobotVLADataset("local/reach", root=plain, chunk_size=2, chunk_labels="plan")
+
+
+def test_generate_dataset_refuses_bad_numbers_in_one_line(tmp_path):
+    """NaN/inf/fractions never reach the sidecar JSON; a count past the evaluation seeds says so."""
+    from vla_engine.data import EVAL_SEED_START, DatagenError, generate_dataset
+
+    out = tmp_path / "never"
+    for kw, words in [
+        ({"action_noise": float("nan")}, "action_noise must be a finite number"),
+        ({"action_noise": float("inf")}, "action_noise must be a finite number"),
+        ({"action_noise": -0.1}, "action_noise must be >= 0"),
+        ({"image_size": float("nan")}, "image_size must be a whole number"),
+        ({"episodes": 2.5}, "episodes must be a whole number"),
+        ({"episodes": float("inf")}, "episodes must be a whole number"),
+        ({"seed": EVAL_SEED_START}, "is an evaluation seed"),
+    ]:
+        args = {"task": "reach", "episodes": 3, "out": out, "progress": False, "workers": 0, **kw}
+        with pytest.raises(DatagenError) as e:
+            generate_dataset(**args)
+        assert words in _one_line(e), (kw, str(e.value))
+    with pytest.raises(DatagenError) as e:
+        generate_dataset("reach", 10**9, out, progress=False, workers=0)
+    msg = _one_line(e)
+    assert "too many" in msg and f"at most {EVAL_SEED_START} episodes" in msg and "--episodes" in msg
+    assert "--seed" not in msg  # from seed 0 a smaller seed cannot help
+    with pytest.raises(DatagenError, match="at most 3 episodes fit.*--episodes or --seed"):
+        generate_dataset("reach", 5, out, seed=EVAL_SEED_START - 3, progress=False, workers=0)
+    assert not out.exists()
+
+
+def test_public_names_keep_their_import_paths():
+    """The dataset module was split by concern; its names import from where they always did, and
+    the evaluation seed start has one owner, the run config."""
+    import vla_engine
+    import vla_engine.data as data
+    import vla_engine.data.dataset as dataset
+    from vla_engine.config.run_config import EVAL_SEED_START
+
+    for name in ("LeRobotVLADataset", "PushTDataset", "create_lerobot_dataloader", "collate_batch",
+                 "build_datasets", "check_dataset_files"):
+        assert getattr(dataset, name) is getattr(data, name)
+    for name in ("LeRobotVLADataset", "PushTDataset", "create_lerobot_dataloader", "generate_dataset"):
+        assert getattr(vla_engine, name) is getattr(data, name)
+    assert data.EVAL_SEED_START is EVAL_SEED_START
+    from vla_engine.data import lerobot_io
+
+    assert not hasattr(lerobot_io, "EVAL_SEED_START")

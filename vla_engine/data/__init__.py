@@ -16,26 +16,26 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "DatasetError": "lerobot_io",
-    "DatasetExistsError": "lerobot_io",
-    "LeRobotWriter": "lerobot_io",
-    "make_features": "lerobot_io",
-    "write_dataset": "lerobot_io",
-    "read_sidecar": "lerobot_io",
-    "write_sidecar": "lerobot_io",
-    "EVAL_SEED_START": "lerobot_io",
-    "IMAGE_KEY": "lerobot_io",
-    "STATE_KEY": "lerobot_io",
-    "ACTION_KEY": "lerobot_io",
-    "LeRobotVLADataset": "dataset",
-    "PushTDataset": "dataset",
-    "create_lerobot_dataloader": "dataset",
-    "collate_batch": "dataset",
-    "build_datasets": "dataset",
-    "check_dataset_files": "dataset",
-    "generate_dataset": "datagen",
-    "rollout_episode": "datagen",
-    "DatagenError": "datagen",
+    "DatasetError": ".lerobot_io",
+    "DatasetExistsError": ".lerobot_io",
+    "LeRobotWriter": ".lerobot_io",
+    "make_features": ".lerobot_io",
+    "write_dataset": ".lerobot_io",
+    "read_sidecar": ".lerobot_io",
+    "write_sidecar": ".lerobot_io",
+    "IMAGE_KEY": ".lerobot_io",
+    "STATE_KEY": ".lerobot_io",
+    "ACTION_KEY": ".lerobot_io",
+    "EVAL_SEED_START": "..config.run_config",  # owned by the run config; re-exported here
+    "LeRobotVLADataset": ".vla_dataset",
+    "PushTDataset": ".vla_dataset",
+    "collate_batch": ".collate",
+    "check_dataset_files": ".dataset_files",
+    "create_lerobot_dataloader": ".dataset",
+    "build_datasets": ".dataset",
+    "generate_dataset": ".datagen",
+    "rollout_episode": ".datagen",
+    "DatagenError": ".datagen",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -45,7 +45,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'vla_engine.data' has no attribute '{name}'")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 

@@ -17,10 +17,13 @@ so the dataset does not depend on the number of workers.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import logging
+import math
 import os
 import pickle
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,9 +31,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..config.run_config import EVAL_SEED_START
 from .lerobot_io import (
     ACTION_KEY,
-    EVAL_SEED_START,
     PLAN_KEY,
     PLAN_VALID_KEY,
     GENERATOR_VERSION,
@@ -171,7 +174,7 @@ def generate_dataset(
         episodes: how many episodes the dataset gets (successful ones when ``only_successful``).
         out: the dataset folder; must not exist or be empty unless ``overwrite``.
         seed: the first seed; episodes use seed, seed+1, ... (failures are skipped). Training
-            seeds must stay below 1_000_000: evaluation uses seeds >= 1_000_000.
+            seeds must stay below ``EVAL_SEED_START`` (1_000_000): evaluation uses the seeds from there on.
         image_size: camera resolution (square).
         repo_id: the dataset's repo id (default "local/<task>").
         progress: show a tqdm bar.
@@ -201,26 +204,27 @@ def generate_dataset(
         meta = task_info(task)
     except KeyError as e:  # RegistryError: "unknown task 'x'; choose one of: ..."
         raise DatagenError(str(e)) from None
-    if int(episodes) < 1:
+    episodes = _whole("episodes", episodes)
+    seed = _whole("seed", seed)
+    image_size = _whole("image_size", image_size)
+    k = _whole("targets_per_layout", targets_per_layout)
+    plan_horizon = _whole("plan_horizon", plan_horizon)
+    action_noise = _finite("action_noise", action_noise)
+    if episodes < 1:
         raise DatagenError(f"episodes must be >= 1, got {episodes}")
-    if int(image_size) < 8:
+    if image_size < 8:
         raise DatagenError(f"image_size must be >= 8, got {image_size}")
-    episodes, seed, image_size = int(episodes), int(seed), int(image_size)
-    k = int(targets_per_layout)
     if not 1 <= k <= 3:
         raise DatagenError(f"targets_per_layout must be 1, 2 or 3 (one episode per block colour), got {targets_per_layout}")
-    plan_horizon = int(plan_horizon)
     if not 0 <= plan_horizon <= 256:
         raise DatagenError(f"plan_horizon must be 0 (no plans) or 1..256 steps, got {plan_horizon}")
+    if action_noise < 0:
+        raise DatagenError(f"action_noise must be >= 0 (a standard deviation; 0 = no noise), got {action_noise}")
 
-    attempts_cap = int(max_attempts) if max_attempts is not None else 3 * episodes + 10
+    attempts_cap = _whole("max_attempts", max_attempts) if max_attempts is not None else 3 * episodes + 10
     if attempts_cap < episodes:
         raise DatagenError(f"max_attempts={attempts_cap} is smaller than episodes={episodes}")
-    if seed < 0 or seed + episodes > EVAL_SEED_START:
-        raise DatagenError(
-            f"training seeds {seed}..{seed + episodes - 1} must lie in [0, {EVAL_SEED_START}); seeds >= "
-            f"{EVAL_SEED_START} are reserved for evaluation; choose a smaller --seed"
-        )
+    _check_seed_range(seed, episodes, k)
     attempts_cap = min(attempts_cap, (EVAL_SEED_START - seed) * k)
     out = check_output_dir(out, overwrite=overwrite, remove=False)
     # write next to ``out`` and move into place at the end: an old dataset (overwrite) stays
@@ -356,8 +360,6 @@ class _Worker:
     """
 
     def __init__(self) -> None:
-        import subprocess
-
         env = dict(os.environ)
         env.setdefault("MUJOCO_GL", "egl")
         env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "1")
@@ -400,8 +402,6 @@ class _Worker:
         )
 
     def close(self) -> None:
-        import subprocess
-
         with contextlib.suppress(Exception):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
@@ -483,11 +483,53 @@ class _RolloutSource:
         self._workers = []
 
 
+def _whole(name: str, value: Any) -> int:
+    """``value`` as an int; DatagenError for NaN, inf, a fraction or a non-number."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise DatagenError(f"{name} must be a whole number, got {value!r}") from None
+    if not math.isfinite(f) or f != int(f):
+        raise DatagenError(f"{name} must be a whole number, got {value!r}")
+    return int(f)
+
+
+def _finite(name: str, value: Any) -> float:
+    """``value`` as a float; DatagenError for NaN, inf or a non-number (they would reach the JSON sidecar)."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise DatagenError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(f):
+        raise DatagenError(f"{name} must be a finite number, got {value!r}")
+    return f
+
+
+def _check_seed_range(seed: int, episodes: int, k: int) -> None:
+    """Training seeds stay below EVAL_SEED_START, so no evaluation layout was ever trained on.
+
+    Each seed gives ``k`` episodes (``targets_per_layout``), so ``(EVAL_SEED_START - seed) * k``
+    episodes fit from ``seed``.
+    """
+    if seed < 0:
+        raise DatagenError(f"seed must be >= 0, got {seed}")
+    if seed >= EVAL_SEED_START:
+        raise DatagenError(
+            f"seed {seed} is an evaluation seed (evaluation uses seeds >= {EVAL_SEED_START}); "
+            f"choose a --seed below {EVAL_SEED_START}"
+        )
+    fit = (EVAL_SEED_START - seed) * k
+    if episodes > fit:
+        fix = "lower --episodes" if seed == 0 or episodes > EVAL_SEED_START * k else "lower --episodes or --seed"
+        raise DatagenError(
+            f"episodes={episodes} is too many: at most {fit} episodes fit between seed {seed} and the "
+            f"evaluation seeds starting at seed {EVAL_SEED_START}; {fix}"
+        )
+
+
 def _lerobot_version() -> str:
     try:
-        from importlib.metadata import version
-
-        return version("lerobot")
+        return importlib.metadata.version("lerobot")
     except Exception:  # pragma: no cover
         return "unknown"
 

@@ -19,6 +19,7 @@ with numpy 2, and the demonstrations here are all successful expert episodes any
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -37,8 +38,6 @@ PLAN_VALID_KEY = "action.plan_valid"  # (H,) 1.0 where the plan has a step, 0.0 
 SIDECAR_PATH = "meta/vla_engine.json"
 CACHE_DIR = ".vla_cache"
 GENERATOR_VERSION = "1"
-# Training seeds stay below this; evaluation draws its seeds from here upwards.
-EVAL_SEED_START = 1_000_000
 
 
 class DatasetError(ValueError):
@@ -51,8 +50,6 @@ class DatasetExistsError(DatasetError):
 
 def video_backend() -> str:
     """The decoder lerobot should use here: torchcodec when installed, else PyAV (no warning)."""
-    import importlib.util
-
     return "torchcodec" if importlib.util.find_spec("torchcodec") is not None else "pyav"
 
 
