@@ -39,7 +39,7 @@ def test_each_head_trains_and_acts_through_the_job(row, reach_data, tmp_path):
     run = RunDir.create(tmp_path / "runs", row.replace("+", "-"), {"job": "train", **cfg.to_dict()})
     assert run_job(run.path, progress=False) == 0, run.read_status().get("error")
     st = run.read_status()
-    assert st["state"] == "done" and st["step"] == 12 and st["eval"]["eval/episodes"] == 1
+    assert st.state == "done" and st.step == 12 and st.eval_summary.episodes == 1
     rows = [r for r in run.read_metrics(0)[0] if "train/loss" in r]
     assert rows and all(r["train/loss"] == r["train/loss"] for r in rows)  # logged, finite
     from vla_engine.models import VLAModel

@@ -35,7 +35,7 @@ def test_loss_goes_down_and_run_folder_is_written(tmp_path):
     rows = [json.loads(line) for line in run.metrics_path.read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(5, 61, 5))
     assert {"train/loss", "train/lr", "perf/samples_per_s", "train/grad_norm"} <= set(rows[0])
-    assert run.read_status()["state"] == "done"
+    assert run.read_status().state == "done"
     assert [p.name for p in run.checkpoints()] == ["step-20", "step-40", "step-60"]
     ck = run.last_checkpoint()
     assert {"model.safetensors", "optimizer.pt", "trainer_state.json"} <= {p.name for p in ck.iterdir()}
@@ -59,7 +59,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path
         loop.fit(ToyData())
     run = RunDir(tmp_path / "run")
     st = run.read_status()
-    assert st["state"] == "failed" and "nan" in st["error"]
+    assert st.state == "failed" and "nan" in st.error
     assert run.last_checkpoint().name == "step-40"
     w = load_file(run.last_checkpoint() / "model.safetensors")
     assert all(torch.isfinite(t).all() for t in w.values())
@@ -113,6 +113,8 @@ def test_kill_9_then_resume_keeps_step_and_optimizer_state(tmp_path):
     proc.kill()  # SIGKILL: no chance to save anything
     proc.wait()
     killed_at = int(run.last_checkpoint().name.split("-")[1])
+    half_written = run.checkpoints_dir / f".tmp-step-{killed_at + 1}-99999"  # as a kill mid-save leaves it
+    half_written.mkdir()
     opt = torch.load(run.last_checkpoint() / "optimizer.pt", weights_only=True)
     step_count = next(iter(opt["optimizer"]["state"].values()))["step"]
     assert int(step_count) == killed_at
@@ -125,6 +127,10 @@ def test_kill_9_then_resume_keeps_step_and_optimizer_state(tmp_path):
     assert int(next(iter(opt2["optimizer"]["state"].values()))["step"]) == killed_at + 10
     state = json.loads((run.last_checkpoint() / "trainer_state.json").read_text())
     assert state["step"] == killed_at + 10
+    # rows logged after the checkpoint before the kill are dropped, then logged again: each step once
+    steps = [r["step"] for r in run.read_metrics(0)[0]]
+    assert steps == sorted(set(steps)) and steps[-1] == killed_at + 10
+    assert not half_written.exists()
 
 
 def test_sigterm_saves_checkpoint_and_marks_stopped(tmp_path):
@@ -135,8 +141,8 @@ def test_sigterm_saves_checkpoint_and_marks_stopped(tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     st = run.read_status()
-    assert st["state"] == "stopped"
-    assert run.last_checkpoint().name == f"step-{st['step']}"
+    assert st.state == "stopped"
+    assert run.last_checkpoint().name == f"step-{st.step}"
     assert "RESULT stopped" in out
 
 
@@ -148,3 +154,19 @@ def test_corrupt_checkpoint_gives_clear_error(tmp_path):
     (ck / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=r"corrupt.*delete .*step-20"):
         TrainLoop(ToyPolicy(), _cfg(max_steps=30), tmp_path / "run", progress=False).fit(ToyData())
+
+
+def test_prepare_resume_drops_rows_after_the_checkpoint_and_half_written_checkpoints(tmp_path):
+    run = RunDir(tmp_path / "run")
+    for step in (5, 10, 15, 20):
+        run.log_metrics(step, {"train/loss": 1.0 / step})
+    run.close()
+    with open(run.metrics_path, "a") as f:
+        f.write('{"step": 25, "train/lo')  # the half-written line of a killed process
+    (run.checkpoints_dir / ".tmp-step-20-123").mkdir(parents=True)
+    _, offset = run.read_metrics(0)
+    run.prepare_resume(10)
+    assert [r["step"] for r in run.read_metrics(0)[0]] == [5, 10]
+    assert not list(run.checkpoints_dir.glob(".tmp-step-*"))
+    assert run.metrics_truncated(offset)  # a reader that had read further knows to start again
+    assert "dropped 3 metric rows" in run.log_path.read_text()

@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+from .config.run_config import EVAL_SEED_START
+from .runs.schema import first_line, format_eval
 
 
 def _err(msg: str) -> int:
@@ -45,31 +46,28 @@ def _start_or_run(args, job: str, config: dict, name: str) -> int:
     print(f"run folder: {run.path}")
     rc = run_job(run.path)
     st = run.read_status()
-    if st.get("state") == "failed":
+    if st.state == "failed":
         return 1
-    ev = st.get("eval") or (st.get("result") or {}).get("eval") or {}
-    if "eval/success_rate" in ev:
-        print(f"success {ev['eval/success_rate']:.0%} (95% CI {ev.get('eval/success_ci_low', 0):.0%}-"
-              f"{ev.get('eval/success_ci_high', 1):.0%}) over {ev.get('eval/episodes')} held-out episodes")
-    print(f"{job} {st.get('state')}: {run.path}")
+    if st.eval_summary is not None:
+        print(format_eval(st.eval_summary, st.get("task")))
+    print(f"{job} {st.state}: {run.path}")
     return rc
 
 
 # ------------------------------------------------------------------------------------------------
 def cmd_datagen(args) -> int:
     from .data import generate_dataset
+    from .runs.schema import DatagenJobConfig
 
+    cfg = DatagenJobConfig(task=args.task, episodes=args.episodes, out=args.out, seed=args.seed,
+                           image_size=args.image_size, overwrite=args.overwrite, action_noise=args.action_noise,
+                           targets_per_layout=args.targets_per_layout, plan_horizon=args.plan_horizon)  # validates
     if args.background:
-        return _start_or_run(args, "datagen", {"task": args.task, "episodes": args.episodes, "out": args.out,
-                                               "seed": args.seed, "image_size": args.image_size,
-                                               "overwrite": args.overwrite, "action_noise": args.action_noise,
-                                               "targets_per_layout": args.targets_per_layout,
-                                               "plan_horizon": args.plan_horizon},
-                             f"datagen-{args.task}")
-    out = generate_dataset(args.task, args.episodes, args.out, seed=args.seed, image_size=args.image_size,
-                           overwrite=args.overwrite, action_noise=args.action_noise,
-                           targets_per_layout=args.targets_per_layout, plan_horizon=args.plan_horizon)
-    print(f"wrote {args.episodes} episodes of '{args.task}' to {out}")
+        return _start_or_run(args, "datagen", cfg.to_dict(), f"datagen-{args.task}")
+    out = generate_dataset(cfg.task, cfg.episodes, cfg.out, seed=cfg.seed, image_size=cfg.image_size,
+                           overwrite=cfg.overwrite, action_noise=cfg.action_noise,
+                           targets_per_layout=cfg.targets_per_layout, plan_horizon=cfg.plan_horizon)
+    print(f"wrote {cfg.episodes} episodes of '{cfg.task}' to {out}")
     return 0
 
 
@@ -89,14 +87,15 @@ def cmd_eval(args) -> int:
     from .runs.jobs import resolve_checkpoint
 
     from .config.model_config import parse_inference_overrides
+    from .runs.schema import EvalJobConfig
 
     inference = parse_inference_overrides(args.set)  # fail fast on a field training fixed
+    config = EvalJobConfig(checkpoint=args.ref, task=args.task, episodes=args.episodes, num_videos=args.videos,
+                           seed_start=args.seed_start, instruction=args.instruction, max_episode_steps=args.max_steps,
+                           runs_dir=args.runs_dir, inference=inference)  # ... and on a bad value
     ckpt = resolve_checkpoint(args.ref, args.runs_dir)  # ... and on a bad reference
-    config = {"checkpoint": str(ckpt.resolve()), "task": args.task, "episodes": args.episodes,
-              "num_videos": args.videos, "seed_start": args.seed_start, "instruction": args.instruction,
-              "max_episode_steps": args.max_steps, "runs_dir": args.runs_dir, "inference": inference}
-    rc = _start_or_run(args, "eval", config, f"eval-{args.task or ckpt.parent.parent.name}")
-    return rc
+    config = config.replace(checkpoint=str(ckpt.resolve()))
+    return _start_or_run(args, "eval", config.to_dict(), f"eval-{args.task or ckpt.parent.parent.name}")
 
 
 def cmd_quickstart(args) -> int:
@@ -116,12 +115,10 @@ def cmd_quickstart(args) -> int:
     if rc == 0 and not args.background:
         from .runs.runner import JobRunner
 
-        runs = [r for r in JobRunner(args.runs_dir).list_runs() if r.get("name") == cfg.name]
-        ev = (runs[-1].get("eval") or {}) if runs else {}
-        if ev:
-            print(f"quickstart: {args.task} success rate {ev['eval/success_rate']:.0%} "
-                  f"(95% CI {ev['eval/success_ci_low']:.0%}-{ev['eval/success_ci_high']:.0%}, "
-                  f"{ev['eval/episodes']} held-out seeds) in {time.time() - t0:.0f} s")
+        runs = [r for r in JobRunner(args.runs_dir).list_runs() if r.name == cfg.name]
+        ev = runs[-1].status.eval_summary if runs else None
+        if ev is not None:
+            print(f"quickstart: {format_eval(ev, args.task)} (held-out seeds) in {time.time() - t0:.0f} s")
     return rc
 
 
@@ -132,36 +129,31 @@ def cmd_runs(args) -> int:
         return 0
     print(f"{'run':48} {'job':8} {'state':8} {'step':>12}  info")
     for r in rows:
-        step = f"{r.get('step', 0)}/{r.get('total_steps', '?')}"
-        info = r.get("error") or ""
-        ev = r.get("eval") or (r.get("result") or {}).get("eval")
-        if ev and not info:
-            info = f"success {ev['eval/success_rate']:.0%}"
-        print(f"{r['run_id']:48} {str(r.get('job')):8} {r.get('state', '?'):8} {step:>12}  {info}")
+        st = r.status
+        step = f"{st.step}/{st.total_steps if st.total_steps is not None else '?'}"
+        info = st.error or ""
+        if st.eval_summary is not None and not info:
+            info = f"success {st.eval_summary.rate_with_ci()}"
+        print(f"{r.run_id:48} {str(r.job):8} {st.state:8} {step:>12}  {info}")
     return 0
 
 
 def cmd_status(args) -> int:
-    print(json.dumps(_runner(args).status(args.run), indent=1))
+    print(json.dumps(_runner(args).status(args.run).to_dict(), indent=1))
     return 0
 
 
 def cmd_stop(args) -> int:
     st = _runner(args).stop(args.run)
-    print(f"{args.run}: {st.get('state')}")
+    print(f"{args.run}: {st.state}")
     return 0
 
 
 def cmd_resume(args) -> int:
-    r = _runner(args)
+    rc = _runner(args).resume(args.run, background=args.background)  # refused while the run is alive
     if args.background:
-        r.resume(args.run)
         print(f"resumed {args.run} in the background")
-        return 0
-    from .runs.jobs import run_job
-
-    r.get(args.run).write_status("queued", error=None)
-    return run_job(Path(args.runs_dir) / args.run)
+    return rc
 
 
 def cmd_logs(args) -> int:
@@ -214,7 +206,7 @@ def cmd_job(args) -> int:
             os.nice(int(nice))
     except (ValueError, OSError):
         pass
-    return run_job(args.run_dir, progress=sys.stderr.isatty())
+    return run_job(args.run_dir, progress=sys.stderr.isatty(), detached=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -255,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--task")
     sp.add_argument("--episodes", type=int, default=50)
     sp.add_argument("--videos", type=int, default=4)
-    sp.add_argument("--seed-start", type=int, default=1_000_000)
+    sp.add_argument("--seed-start", type=int, default=EVAL_SEED_START)
     sp.add_argument("--instruction", help="free-text instruction instead of the task's own")
     sp.add_argument("--max-steps", type=int)
     sp.add_argument("--set", action="append", default=[], metavar="model.FIELD=VALUE",
@@ -309,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args) or 0
     except expected as e:
-        return _err(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return _err(first_line(e))
     except KeyboardInterrupt:
         return 130
 

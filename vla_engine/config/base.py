@@ -8,6 +8,7 @@ one line naming the field, the bad value and what is allowed, e.g.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -88,6 +89,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: {value!r} has the wrong type; expected a number")
+        if not math.isfinite(value):  # NaN passes every range check (all comparisons are false)
+            raise ConfigError(f"{where}: {value!r} is not a finite number; give a number such as 0.001")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -20,9 +20,17 @@ the numbers below) and the gymnasium ids ``vla_engine/Reach-v0``, ``vla_engine/P
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
-import gymnasium
+# Headless MuJoCo rendering: EGL unless the user chose a backend or a display is there. This is the
+# one place that sets it; it must happen before anything imports mujoco (the backend is read once at
+# import), and every path to an environment comes through this package.
+if "MUJOCO_GL" not in os.environ and sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+    os.environ["MUJOCO_GL"] = "egl"
+
+import gymnasium  # noqa: E402
 
 from vla_engine.registry import TASKS
 

@@ -14,22 +14,16 @@ is, with no hidden target that a policy would have to remember.
 
 Rendering is headless with ``mujoco.Renderer`` from the fixed camera "front", with shadows,
 reflections and the skybox off, so a 96 px frame costs about a millisecond on one CPU core.
-If no display is set, ``MUJOCO_GL`` defaults to ``egl`` (set it to ``osmesa`` where EGL is
-missing). ``render_images=False`` is an explicit option that skips rendering entirely and puts an
+If no display is set, ``MUJOCO_GL`` defaults to ``egl`` (``vla_engine.envs`` sets it; set it to
+``osmesa`` where EGL is missing). ``render_images=False`` is an explicit option that skips rendering entirely and puts an
 all-zero image in ``obs["pixels"]`` (for fast expert rollouts and tests).
 """
 
 from __future__ import annotations
 
 import numbers
-import os
 import sys
 from typing import Any, Callable
-
-if "MUJOCO_GL" not in os.environ and sys.platform.startswith("linux") and not os.environ.get(
-    "DISPLAY"
-):
-    os.environ["MUJOCO_GL"] = "egl"
 
 import gymnasium as gym
 import mujoco

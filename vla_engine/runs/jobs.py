@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .run_dir import RunDir, RunError
+from .schema import DatagenJobConfig, EvalJobConfig, first_line
 
 log = logging.getLogger("vla_engine")
 
@@ -129,76 +130,75 @@ def eval_job(run: RunDir, progress: bool = True) -> dict:
     from ..eval.evaluator import evaluate_policy
     from ..models import VLAModel
 
-    cfg = run.read_config()
-    ckpt = resolve_checkpoint(cfg["checkpoint"], cfg.get("runs_dir", "runs"))
-    task = cfg.get("task") or run_task_of(ckpt)
+    cfg = EvalJobConfig.from_dict({k: v for k, v in run.read_config().items() if k != "job"})
+    ckpt = resolve_checkpoint(cfg.checkpoint, cfg.runs_dir)
+    task = cfg.task or run_task_of(ckpt)
     if not task:
         raise RunError("no task given and the checkpoint's run names none; pass --task")
     model = VLAModel.from_pretrained(ckpt)
-    if cfg.get("inference"):  # e.g. {"n_action_steps": 4}: how the trained model acts (vla eval --set)
-        model.configure_inference(**cfg["inference"])
+    if cfg.inference:  # e.g. {"n_action_steps": 4}: how the trained model acts (vla eval --set)
+        model.configure_inference(**cfg.inference)
     run.write_status("running", phase="eval", checkpoint=str(ckpt), task=task)
-    total = int(cfg.get("episodes", 50))
 
     def on_episode(i: int, n: int, row: dict) -> None:
         run.write_status(step=i + 1, total_steps=n)
         run.log(f"episode {i}: seed {row['seed']} success={row['success']} return={row['return']:.2f}")
 
-    ev = evaluate_policy(model, task, episodes=total, seed_start=int(cfg.get("seed_start", 1_000_000)),
-                         num_videos=int(cfg.get("num_videos", 4)), video_dir=run.videos_dir,
-                         max_episode_steps=cfg.get("max_episode_steps"), instruction=cfg.get("instruction"),
+    ev = evaluate_policy(model, task, episodes=cfg.episodes, seed_start=cfg.seed_start,
+                         num_videos=cfg.num_videos, video_dir=run.videos_dir,
+                         max_episode_steps=cfg.max_episode_steps, instruction=cfg.instruction,
                          progress=progress, on_episode=on_episode, record_actions=True)
-    run.log_metrics(total, ev.summary)
+    run.log_metrics(cfg.episodes, ev.summary)
     run.log(ev.format())
-    (run.path / "eval.json").write_text(json.dumps({**ev.to_dict(), "inference": cfg.get("inference") or {}},
-                                                   indent=1))
+    (run.path / "eval.json").write_text(json.dumps({**ev.to_dict(), "inference": cfg.inference}, indent=1))
+    run.write_status(eval=ev.summary)
     return {"eval": ev.summary}
 
 
 def datagen_job(run: RunDir, progress: bool = True) -> dict:
     from ..data import generate_dataset
 
-    cfg = run.read_config()
-    n = int(cfg["episodes"])
+    cfg = DatagenJobConfig.from_dict({k: v for k, v in run.read_config().items() if k != "job"})
 
     def on_episode(i: int, total: int) -> None:
         if i % 5 == 0 or i + 1 == total:
             run.write_status(step=i + 1, total_steps=total)
 
-    run.write_status("running", phase="datagen", step=0, total_steps=n)
-    out = generate_dataset(cfg["task"], n, cfg["out"], seed=int(cfg.get("seed", 0)),
-                           image_size=int(cfg.get("image_size", 96)), progress=progress,
-                           on_episode=on_episode, overwrite=bool(cfg.get("overwrite", False)),
-                           action_noise=float(cfg.get("action_noise", 0.3)),
-                           targets_per_layout=int(cfg.get("targets_per_layout", 1)),
-                           plan_horizon=int(cfg.get("plan_horizon", 0)))
-    run.log(f"wrote {n} episodes of '{cfg['task']}' to {out}")
+    run.write_status("running", phase="datagen", step=0, total_steps=cfg.episodes)
+    out = generate_dataset(cfg.task, cfg.episodes, cfg.out, seed=cfg.seed, image_size=cfg.image_size,
+                           progress=progress, on_episode=on_episode, overwrite=cfg.overwrite,
+                           action_noise=cfg.action_noise, targets_per_layout=cfg.targets_per_layout,
+                           plan_horizon=cfg.plan_horizon)
+    run.log(f"wrote {cfg.episodes} episodes of '{cfg.task}' to {out}")
     return {"dataset": str(out)}
 
 
 JOBS = {"train": train_job, "eval": eval_job, "datagen": datagen_job}
 
 
-def run_job(run_path: str | Path, progress: bool = True) -> int:
-    """Run the job described by ``run_path/config.yaml``; record the outcome in status.json."""
+def run_job(run_path: str | Path, progress: bool = True, detached: bool = False) -> int:
+    """Run the job described by ``run_path/config.yaml``; record the outcome in status.json.
+
+    ``detached``: this process was started by the JobRunner as the leader of its own process group,
+    so a stop may signal the whole group (its data workers too); a foreground run is signalled alone.
+    """
     run = RunDir(run_path)
     job = run.read_config().get("job", "train")
     if job not in JOBS:
         run.write_status("failed", error=f"unknown job kind {job!r}")
         return 2
-    run.write_status("running", phase=job, error=None)
+    run.write_status("running", phase=job, error=None, own_group=detached)
     try:
         out = JOBS[job](run, progress=progress)
     except KeyboardInterrupt:
         run.write_status("stopped")
         return 130
     except Exception as e:  # the job's own errors are one line; anything else gets its traceback in log.txt
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        msg = first_line(e)
         run.log("".join(traceback.format_exception(e)))
         run.write_status("failed", error=msg)
         print(f"error: {msg}", file=sys.stderr)
         return 1
-    st = run.read_status()
-    if st.get("state") == "running":
+    if run.read_status().state == "running":
         run.write_status("done", phase="done", result=out)
-    return 0 if run.read_status().get("state") in ("done", "stopped") else 1
+    return 0 if run.read_status().state in ("done", "stopped") else 1

@@ -19,13 +19,15 @@ import json
 import math
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-STATES = ("queued", "running", "done", "failed", "stopped")
+from .schema import SCHEMA_VERSION, STATES, RunStatus
+
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -74,6 +76,7 @@ class RunDir:
         self.path = Path(path)
         self._tb = None
         self._metrics_f = None
+        self._purge_step: int | None = None
 
     # -- paths --------------------------------------------------------------------------------
     @property
@@ -111,16 +114,18 @@ class RunDir:
         return yaml.safe_load(self.config_path.read_text()) or {}
 
     # -- status -------------------------------------------------------------------------------
-    def read_status(self) -> dict:
+    def read_status(self) -> RunStatus:
         try:
-            return json.loads(self.status_path.read_text())
+            data = json.loads(self.status_path.read_text())
         except FileNotFoundError:
-            return {"state": "unknown"}
+            return RunStatus()
         except json.JSONDecodeError:
-            return {"state": "unknown", "error": "status.json is unreadable"}
+            return RunStatus(error="status.json is unreadable")
+        return RunStatus.from_dict(data if isinstance(data, dict) else {})
 
-    def write_status(self, state: str | None = None, **fields: Any) -> dict:
-        status = self.read_status() if self.status_path.exists() else {}
+    def write_status(self, state: str | None = None, **fields: Any) -> RunStatus:
+        """Update ``status.json`` (read, change, atomic rename); ``fields`` are RunStatus fields or extras."""
+        status = self.read_status().to_dict() if self.status_path.exists() else {}
         if state is not None:
             if state not in STATES:
                 raise ValueError(f"unknown run state {state!r}")
@@ -132,9 +137,11 @@ class RunDir:
                 status["ended_at"] = time.time()
         status.update({k: _jsonable(v) for k, v in fields.items()})
         status["updated_at"] = time.time()
+        status["version"] = SCHEMA_VERSION
+        status = {k: v for k, v in status.items() if v is not None}
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.status_path, json.dumps(status, indent=1))
-        return status
+        return RunStatus.from_dict(status)
 
     # -- metrics ------------------------------------------------------------------------------
     def log_metrics(self, step: int, metrics: dict[str, Any]) -> None:
@@ -166,8 +173,38 @@ class RunDir:
             except ImportError:  # tensorboard not installed: jsonl only
                 self._tb = False
                 return None
-            self._tb = SummaryWriter(log_dir=str(self.path), flush_secs=5)
+            # purge_step: a resumed run drops the events it logs again (TensorBoard shows each step once)
+            self._tb = SummaryWriter(log_dir=str(self.path), flush_secs=5, purge_step=self._purge_step)
         return self._tb or None
+
+    def truncate_metrics(self, step: int) -> int:
+        """Drop metric rows logged after ``step`` (a resume from the checkpoint of that step logs them
+        again); returns how many rows were dropped. The file is rewritten whole and renamed into place."""
+        if not self.metrics_path.exists():
+            return 0
+        kept, dropped = [], 0
+        for line in self.metrics_path.read_bytes().splitlines(keepends=True):
+            try:
+                row_step = json.loads(line).get("step", 0)
+            except (json.JSONDecodeError, AttributeError):
+                dropped += 1  # a half-written last line of a killed process
+                continue
+            if isinstance(row_step, (int, float)) and row_step > step:
+                dropped += 1
+            else:
+                kept.append(line if line.endswith(b"\n") else line + b"\n")
+        if dropped:
+            self.close()
+            atomic_write_text(self.metrics_path, b"".join(kept).decode())
+        return dropped
+
+    def metrics_truncated(self, offset: int) -> bool:
+        """True when ``metrics.jsonl`` is now shorter than a reader's ``offset`` (a resume truncated it):
+        the reader should drop what it read and start again from 0."""
+        try:
+            return offset > self.metrics_path.stat().st_size
+        except FileNotFoundError:
+            return offset > 0
 
     def read_metrics(self, offset: int = 0) -> tuple[list[dict], int]:
         """Rows appended since byte ``offset`` and the new offset (complete lines only)."""
@@ -226,3 +263,14 @@ class RunDir:
     def last_checkpoint(self) -> Path | None:
         cps = self.checkpoints()
         return cps[-1] if cps else None
+
+    def prepare_resume(self, step: int) -> None:
+        """Before training resumes from the checkpoint of ``step``: remove half-written checkpoint folders
+        (``.tmp-step-*`` of a killed write) and the metric rows logged after that checkpoint."""
+        if self.checkpoints_dir.exists():
+            for p in self.checkpoints_dir.glob(".tmp-step-*"):
+                shutil.rmtree(p, ignore_errors=True)
+        dropped = self.truncate_metrics(step)
+        self._purge_step = step + 1
+        if dropped:
+            self.log(f"dropped {dropped} metric rows logged after step {step} (they are logged again)")

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
+
+from ..config.base import ConfigBase
+from ..config.run_config import EVAL_SEED_START
 
 SCHEMA_VERSION = 1
 STATES = ("queued", "running", "done", "failed", "stopped")
@@ -145,3 +148,71 @@ class RunStatus:
             return self.extra[key]
         value = getattr(self, key, None) if key != "extra" else None
         return default if value is None else value
+
+
+# ------------------------------------------------------------------------------------------------
+# Job configs: what ``config.yaml`` of an eval or datagen run holds (a train run holds a RunConfig).
+# They validate like every config, so a bad value stops before a run folder is made.
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class EvalJobConfig(ConfigBase):
+    """Closed-loop evaluation of a checkpoint (``vla eval``, the Rollouts and Benchmark tabs)."""
+
+    _section: ClassVar[str] = "eval"
+    checkpoint: str = ""  # a checkpoint folder (resolved from a run id, a run folder or shipped:<name>)
+    task: str | None = None  # default: the task of the checkpoint's run
+    episodes: int = 50
+    num_videos: int = 4
+    seed_start: int = EVAL_SEED_START
+    instruction: str | None = None  # free text instead of the task's own instruction
+    max_episode_steps: int | None = None  # default: the task's
+    runs_dir: str = "runs"
+    inference: dict = field(default_factory=dict)  # how the model acts: n_action_steps, ... (model.FIELD)
+    version: int = SCHEMA_VERSION
+
+    def validate(self) -> None:
+        if not self.checkpoint.strip():
+            self._fail("checkpoint", "is empty; give a run id, a run folder or a checkpoint folder")
+        self._check_range("episodes", 1, 100_000)
+        self._check_range("num_videos", 0)
+        self._check_range("seed_start", 0)
+        self._check_range("max_episode_steps", 1)
+        if self.task is not None:
+            from .. import envs  # noqa: F401  (registers the built-in tasks; light import)
+            from ..registry import TASKS
+
+            self._check_choice("task", TASKS)
+
+@dataclass
+class DatagenJobConfig(ConfigBase):
+    """Expert demonstrations of a built-in task written as a LeRobot v3 dataset (``vla datagen``)."""
+
+    _section: ClassVar[str] = "datagen"
+    task: str = "reach"
+    episodes: int = 200
+    out: str = ""
+    seed: int = 0  # episode i uses seed + i
+    image_size: int = 96
+    action_noise: float = 0.3  # DART noise on executed expert actions (recorded actions stay clean)
+    targets_per_layout: int = 1  # episodes per layout, each naming another block
+    plan_horizon: int = 0  # record the expert's noise-free plan of this many steps per frame (0 = none)
+    overwrite: bool = False
+    version: int = SCHEMA_VERSION
+
+    def validate(self) -> None:
+        from .. import envs  # noqa: F401
+        from ..registry import TASKS
+
+        self._check_choice("task", TASKS)
+        if not self.out.strip():
+            self._fail("out", "is empty; give the dataset folder to write, e.g. datasets/push")
+        self._check_range("episodes", 1)
+        self._check_range("seed", 0)
+        if self.seed + self.episodes > EVAL_SEED_START:
+            self._fail("episodes", f"is too many from seed {self.seed}: training seeds must stay below "
+                                   f"{EVAL_SEED_START:,} (evaluation uses the seeds from there); at most "
+                                   f"{max(0, EVAL_SEED_START - self.seed):,} episodes fit")
+        self._check_range("image_size", 16, 1024)
+        self._check_range("action_noise", 0.0, 2.0)
+        self._check_range("targets_per_layout", 1, 3)
+        self._check_range("plan_horizon", 0, 256)

@@ -1,7 +1,8 @@
 """The one shared training loop: every trainer (BC, fine-tuning, ...) runs its updates through it.
 
-It owns what is the same for every method: the device, AdamW, warmup + cosine, gradient
-accumulation and clipping, mixed precision on a GPU, an optional EMA of the weights, seeding,
+It owns what is the same for every method: the device, AdamW, warmup + a decay schedule, gradient
+accumulation and clipping, mixed precision on a GPU, an optional EMA of the weights (torch's
+AveragedModel), seeding,
 atomic checkpoints every N steps, exact resume (model, optimiser, scheduler, RNG, data position),
 metrics to ``metrics.jsonl`` and TensorBoard, tqdm, SIGTERM -> checkpoint + ``stopped``, and a stop
 with a clear error on a NaN/inf loss that keeps the last good checkpoint.
@@ -9,9 +10,7 @@ with a clear error on a NaN/inf loss that keeps the last good checkpoint.
 
 from __future__ import annotations
 
-import copy
 import json
-import math
 import os
 import random
 import shutil
@@ -25,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler, Sampler
 
 from ..config.training_config import TrainingConfig
@@ -101,21 +101,19 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def lr_lambda(config: TrainingConfig, total_steps: int) -> Callable[[int], float]:
-    warm = config.warmup_steps
-    floor = config.min_lr_ratio
+def build_scheduler(opt: torch.optim.Optimizer, config: TrainingConfig, total_steps: int):
+    """Linear warmup over ``warmup_steps``, then ``lr_scheduler`` down to ``min_lr_ratio`` of the peak at
+    ``total_steps``: transformers' schedules (LambdaLR underneath, so checkpoints store only the step)."""
+    from transformers.optimization import (get_constant_schedule_with_warmup,
+                                           get_cosine_with_min_lr_schedule_with_warmup, get_wsd_schedule)
 
-    def f(step: int) -> float:
-        if warm > 0 and step < warm:
-            return (step + 1) / warm
-        if config.lr_scheduler == "constant":
-            return 1.0
-        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
-        if config.lr_scheduler == "linear":
-            return floor + (1 - floor) * (1 - progress)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return f
+    warm = min(config.warmup_steps, max(0, total_steps - 1))
+    if config.lr_scheduler == "constant":
+        return get_constant_schedule_with_warmup(opt, warm)
+    if config.lr_scheduler == "linear":
+        return get_wsd_schedule(opt, warm, num_decay_steps=max(1, total_steps - warm), num_stable_steps=0,
+                                decay_type="linear", min_lr_ratio=config.min_lr_ratio)
+    return get_cosine_with_min_lr_schedule_with_warmup(opt, warm, total_steps, min_lr_rate=config.min_lr_ratio)
 
 
 def _rng_state() -> dict:
@@ -225,7 +223,7 @@ class TrainLoop:
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         if ema is not None:
-            save_weights(ema, tmp)  # inference weights = EMA
+            save_weights(ema.module, tmp)  # inference weights = EMA
             save_weights(self.model, tmp, "train_model.safetensors")
         else:
             save_weights(self.model, tmp)
@@ -252,7 +250,7 @@ class TrainLoop:
             ) from None
         if ema is not None:
             load_weights(self.model, ckpt / "train_model.safetensors")
-            load_weights(ema, ckpt / "model.safetensors")
+            load_weights(ema.module, ckpt / "model.safetensors")
         else:
             load_weights(self.model, ckpt / "model.safetensors")
         try:
@@ -297,21 +295,23 @@ class TrainLoop:
             lr=c.learning_rate, betas=(c.adam_beta1, c.adam_beta2),
             fused=device.type == "cuda",
         )
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(c, total))
+        sched = build_scheduler(opt, c, total)
         use_amp = device.type == "cuda" and c.mixed_precision != "no"
         amp_dtype = torch.bfloat16 if c.mixed_precision == "bf16" else torch.float16
         scaler = torch.amp.GradScaler("cuda") if use_amp and c.mixed_precision == "fp16" else None
-        ema = None
+        ema = None  # an exponential moving average of the weights: the weights that are saved and evaluated
         if c.ema_decay > 0:
-            ema = copy.deepcopy(model).eval()
-            for p in ema.parameters():
-                p.requires_grad_(False)
+            ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay)).eval()
+            ema.requires_grad_(False)
 
         step, epoch, batch_in_epoch = 0, 0, 0
         if resume and self.run is not None and self.run.last_checkpoint() is not None:
             ckpt = self.run.last_checkpoint()
             state = self._load_checkpoint(ckpt, opt, sched, scaler, ema)
             step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+            if ema is not None:
+                ema.n_averaged.fill_(max(1, step))  # go on averaging (0 would copy the weights afresh)
+            self.run.prepare_resume(step)
             self.run.log(f"resumed from {ckpt.name} (step {step}, epoch {epoch}, batch {batch_in_epoch})")
 
         old_handler = None
@@ -381,7 +381,7 @@ class TrainLoop:
                     sched.step()
                     step += 1
                     if ema is not None:
-                        _ema_update(ema, model, c.ema_decay)
+                        ema.update_parameters(model)
                     if bar is not None:
                         bar.update(1)
 
@@ -440,17 +440,8 @@ class TrainLoop:
                 if old_handler is not None:
                     signal.signal(signal.SIGTERM, old_handler)
         if ema is not None:  # hand the caller the weights that were evaluated/saved
-            model.load_state_dict(ema.state_dict())
+            model.load_state_dict(ema.module.state_dict())
         return TrainResult(state_name, step, total, last_loss, first_loss, last_ckpt, history)
-
-
-@torch.no_grad()
-def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    ema_params = [p for p in ema.parameters()]
-    model_params = [p.detach() for p in model.parameters()]
-    torch._foreach_lerp_(ema_params, model_params, 1.0 - decay)
-    for eb, mb in zip(ema.buffers(), model.buffers()):
-        eb.copy_(mb)
 
 
 def _batch_size(batch: Any) -> int:
