@@ -10,7 +10,9 @@
     denoiser network (target: ours <= 1.05x the bare loop, i.e. the head adds no overhead).
 
 Each comparison alternates A and B round by round (so drift in machine load hits both alike) and
-reports the medians and the median of the per-round ratios (the headline: paired rounds cancel drift). The head has random weights: speed does not depend on what it learned.
+reports the medians and the median of the per-round ratios (the headline: paired rounds cancel drift).
+The head has random weights: speed does not depend on what it learned. Measured figures:
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -18,12 +20,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("USE_TF", "0")
+os.environ.setdefault("USE_TF", "0")  # transformers must not import TensorFlow (slow, noisy)
 
 import torch  # noqa: E402
 

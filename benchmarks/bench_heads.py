@@ -6,14 +6,12 @@
 Every row trains the "tiny" VLA on the same generated dataset (made once, reused) with the same
 preset, steps, batch size and learning rate; only the head (and the chunking it uses) differs:
 
-    mlp          MLP regression of one action (the issue #2 baseline)
+    mlp          MLP regression of one action (the baseline every other row is compared with)
     mlp-chunk    MLP regression of an 8-step chunk, 4 executed
     gaussian     Gaussian MLP (NLL), mean at inference
     diffusion    DDPM training (predicting the clean chunk, 8 noise draws per example), DDIM 10-step
                  sampling, 8-step chunks, re-planned every step
     transformer  ACT-style transformer head, 8-step chunks, the first action of each new chunk executed, MSE
-                 (on push at 6000 steps with EMA and plan labels, four training seeds x 500 held-out seeds:
-                 90.6% against the MLP's 87.5%; 76% with recorded labels, 23% with ACT's L1 loss)
     transformer-ens  the same with ACT's temporal ensembling (coeff 0.01)
     flow         flow-matching expert (SmolVLA-style), 8-step chunks, 4 executed
     tokens       OpenVLA-style action tokens (256 bins) through the LM
@@ -24,18 +22,16 @@ actions t+1, t+2, ... of DART data (noise on the executed actions) answer noise 
 at t cannot foresee; --chunk-labels recorded trains on those instead. The mlp row (one action) is
 the same either way.
 
-Success is measured on held-out seeds (>= 1,000,000) with a Wilson 95% interval. Every row plays the
+Success is measured on held-out seeds (from ``EVAL_SEED_START`` up) with a Wilson 95% interval. Every row plays the
 same seeds, so each head is also compared with the MLP row seed by seed (McNemar's exact test): the
 seeds only one of the two solved decide it, which two overlapping Wilson intervals cannot.
 
-Training runs differ more than evaluation seeds do: on push the MLP row scored 72%, 96%, 92% and 90%
-with training seeds 0-3 (500 held-out seeds each), the transformer 87%, 92%, 90% and 93%. Compare heads
-over several training seeds: train each head once per seed in its own --workdir (--set training.seed=S,
-the data symlinked from the first), then play them all on the same seeds with bench_inference.py, whose
-row pools one recipe's runs (REF+REF+...) and pairs them run by run with the first row. bench_inference.py
-also sets how a trained chunking head acts (n_action_steps, temporal_ensemble_coeff): on push the
-transformer re-planning every step (91%) beat ACT's temporal ensembling (32% at coeff 0.01, 89% at -2
-weighing newer chunks) and executing 4 actions open loop (73%).
+Training runs differ more than evaluation seeds do, so compare heads over several training seeds:
+train each head once per seed in its own --workdir (--set training.seed=S, the data symlinked from the
+first), then play them all on the same seeds with bench_inference.py, whose row pools one recipe's runs
+(REF+REF+...) and pairs them run by run with the first row. bench_inference.py also sets how a trained
+chunking head acts (n_action_steps, temporal_ensemble_coeff). Measured tables, with their commands:
+docs/benchmarks.md.
 
 Rows can train side by side, one process each, in one --workdir; then --reuse prints the whole table
 from the finished runs without training again:
@@ -48,31 +44,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 CHUNK = ["model.chunk_size=8", "model.n_action_steps=4", "dataset.chunk_size=8"]
 HEADS: dict[str, list[str]] = {
     "mlp": ["model.action_head=mlp"],
     "mlp-chunk": ["model.action_head=mlp", *CHUNK],
     "gaussian": ["model.action_head=gaussian"],
-    # predicting the clean chunk ("sample") rather than the noise: on push at 4000 steps 68% against 5% with
-    # epsilon (FiLM, 8 noise draws per example, 100 seeds); the x0 loss gives the encoder a regression-like gradient
-    # Re-planned every step, as the transformer: on push (6000 steps, EMA, plan labels, 500 seeds) 95.8% against
-    # 86.8% for the same checkpoint executing 4 actions of each chunk (bench_inference.py ...:n_action_steps=4)
+    # predicts the clean chunk ("sample") rather than the noise: the x0 loss gives the encoder a regression-like
+    # gradient, and it trained far better on push than epsilon prediction (docs/benchmarks.md). Re-planned every
+    # step, as the transformer row; bench_inference.py ...:n_action_steps=4 plays the same checkpoint open loop
     "diffusion": ["model.action_head=diffusion", "model.chunk_size=8", "model.n_action_steps=1",
                   "dataset.chunk_size=8", "model.num_inference_steps=10", "model.use_ddim=true",
                   "model.prediction_type=sample", "model.diffusion_noise_samples=8"],
     # 8-step chunks, re-planned every step: the first action of each new chunk is executed. MSE, as the MLP row:
-    # ACT's L1 gave 23% against MSE's 85% on push (6000 steps, EMA, plan labels, 100 seeds; --set
-    # model.action_loss=l1 trains it again). Every transformer result before 2026-12-02 was MSE too: the
-    # trainer then replaced the row's model.action_loss=l1 with training.action_loss's old default, mse
+    # ACT's L1 trained far worse on push (docs/benchmarks.md); --set model.action_loss=l1 trains it again
     "transformer": ["model.action_head=transformer", "model.chunk_size=8", "model.n_action_steps=1",
                     "dataset.chunk_size=8", "model.action_loss=mse"],
     # the same with ACT's temporal ensembling (coeff 0.01) over every chunk predicted so far

@@ -30,8 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from vla_engine.config.run_config import EVAL_SEED_START
 
 
 def parse_row(text: str) -> tuple[str, str, list[str]]:
@@ -46,7 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--task", default="push")
     ap.add_argument("--episodes", type=int, default=100)
-    ap.add_argument("--seed-start", type=int, default=1_000_000)
+    ap.add_argument("--seed-start", type=int, default=EVAL_SEED_START, help="first held-out seed")
     ap.add_argument("--row", action="append", required=True, help="NAME=REF[:FIELD=VALUE,...]")
     ap.add_argument("--out", required=True, help="folder for the rows' per-seed results")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")

@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("USE_TF", "0")
+os.environ.setdefault("USE_TF", "0")  # transformers must not import TensorFlow (slow, noisy)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

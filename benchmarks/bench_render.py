@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _pin(cores: int) -> str:
@@ -66,7 +62,8 @@ def main() -> None:
     ap.add_argument("--tasks", default="reach,push,pick-place")
     args = ap.parse_args()
     where = _pin(args.cores)
-    # After pinning, so GL threads inherit the affinity; tabletop picks MUJOCO_GL=egl headless.
+    # After pinning, so GL threads inherit the affinity; importing vla_engine.envs picks MUJOCO_GL
+    # (egl when headless) before mujoco loads.
     from vla_engine.envs.tabletop import mujoco
 
     print(f"tabletop env throughput, {args.image_size}px, {args.steps} steps, {where}, "

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,6 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="skip the end-to-end task benchmarks")
     args = ap.parse_args()
-    env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"), PYTHONPATH=str(HERE.parent))
     runs = [["bench_render.py"], ["bench_dataloader.py"], ["bench_model.py"], ["bench_loop_overhead.py"],
             ["bench_diffusion.py"], ["bench_ui.py"]]
     if not args.quick:
@@ -27,7 +25,7 @@ def main() -> int:
     failed = 0
     for r in runs:
         print(f"\n=== {' '.join(r)}", flush=True)
-        failed += subprocess.call([sys.executable, str(HERE / r[0]), *r[1:]], env=env) != 0
+        failed += subprocess.call([sys.executable, str(HERE / r[0]), *r[1:]]) != 0
     return 1 if failed else 0
 
 

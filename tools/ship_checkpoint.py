@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import vla_engine
+
+PRETRAINED = Path(vla_engine.__file__).resolve().parent / "pretrained"  # the package's own folder
 
 DEFAULT_SET: list[str] = []  # the quickstart preset as it is
 
@@ -68,7 +68,7 @@ def main() -> None:
     ckpt = run.last_checkpoint()
     ev = st["eval"]
 
-    dest = ROOT / "vla_engine" / "pretrained" / args.name
+    dest = PRETRAINED / args.name
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(ckpt, dest / "checkpoint", ignore=shutil.ignore_patterns("optimizer.pt", "trainer_state.json",

@@ -59,8 +59,8 @@ def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0,
                     target_offset: int = 0, plan_horizon: int = 0) -> dict[str, Any]:
     """Run ``expert`` in ``env`` from ``env.reset(seed=seed)`` until the episode ends.
 
-    ``target_offset`` k > 0 keeps the seed's layout but names the k-th next block colour after the
-    one the seed draws (so one layout yields an episode per block: only the words tell them apart).
+    ``target_offset`` k > 0 keeps the layout that ``seed`` draws but names the k-th next block colour
+    after the drawn one (so one layout yields an episode per block: only the words tell them apart).
 
     ``action_noise`` > 0 injects noise the DART way (Laskey et al. 2017): the env executes
     ``clip(expert + N(0, action_noise^2))`` while the dataset records the expert's clean command, so
@@ -174,7 +174,7 @@ def generate_dataset(
         episodes: how many episodes the dataset gets (successful ones when ``only_successful``).
         out: the dataset folder; must not exist or be empty unless ``overwrite``.
         seed: the first seed; episodes use seed, seed+1, ... (failures are skipped). Training
-            seeds must stay below ``EVAL_SEED_START`` (1_000_000): evaluation uses the seeds from there on.
+            seeds must stay below ``EVAL_SEED_START`` (1_000_000): evaluation uses every seed from there on.
         image_size: camera resolution (square).
         repo_id: the dataset's repo id (default "local/<task>").
         progress: show a tqdm bar.
@@ -190,7 +190,7 @@ def generate_dataset(
         targets_per_layout: episodes per seed's layout, each naming a different block (1-3;
             default 1). With 3, every layout is shown with every colour named, so the instruction is
             the only thing that tells the episodes apart: a cloned policy must ground the words
-            (contrastive demonstrations). The seed count drops accordingly.
+            (contrastive demonstrations). It takes k times fewer seeds.
         plan_horizon: 0 (default) or H > 0 to record the expert's noise-free H-step plan at every
             frame (features ``action.plan`` (H, A) and ``action.plan_valid`` (H,)), the labels that
             chunking heads train on with ``chunk_labels="plan"`` (see :func:`rollout_episode`).
@@ -360,8 +360,7 @@ class _Worker:
     """
 
     def __init__(self) -> None:
-        env = dict(os.environ)
-        env.setdefault("MUJOCO_GL", "egl")
+        env = dict(os.environ)  # MUJOCO_GL as vla_engine.envs set it in this process
         env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "1")
         root = str(Path(__file__).resolve().parents[2])  # so the package imports from a checkout too
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -454,7 +453,6 @@ class _RolloutSource:
         return self.task, self.image_size, self.seed + j // self.k, self.action_noise, j % self.k, self.plan_horizon
 
     def start(self) -> None:
-        os.environ.setdefault("MUJOCO_GL", "egl")
         if self.n_workers == 0:
             return
         self._workers = [_Worker() for _ in range(self.n_workers)]

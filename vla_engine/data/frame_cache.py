@@ -175,14 +175,15 @@ def open_frames(
     h, w = hw
     tmp = path.with_name(f"{key}.{os.getpid()}.tmp.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, h, w, 3))
+    done = False
     try:
         decode(out)
         out.flush()
-    except BaseException:
-        del out
-        tmp.unlink(missing_ok=True)
-        raise
-    del out
+        done = True
+    finally:
+        del out  # closes the memory map before the file is renamed or removed
+        if not done:
+            tmp.unlink(missing_ok=True)
     os.replace(tmp, path)
     return np.load(path, mmap_mode="r")
 

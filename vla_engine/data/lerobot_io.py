@@ -7,7 +7,7 @@ exactly what lerobot itself would record: ``meta/info.json``, ``meta/stats.json`
 ``use_videos=True``, ``videos/<camera>/chunk-000/file-000.mp4``.
 
 Next to lerobot's files the writer keeps a small JSON sidecar, ``meta/vla_engine.json``, naming the
-task, image size, the seeds used to generate the episodes and the expert's success statistics, so an
+task, image size, which seeds generated the episodes and the expert's success statistics, so an
 evaluation can pick held-out seeds.
 
 Frame layout (keys follow LeRobot): ``observation.images.<camera>`` uint8 (H, W, 3),

@@ -26,8 +26,8 @@ def paired_comparison(a: Sequence[bool], b: Sequence[bool]) -> dict[str, float]:
     Seeds where both succeed or both fail say nothing about which is better; ``a_only`` counts the
     seeds only ``a`` solved and ``b_only`` those only ``b`` solved. If the two were equally good each
     disagreement would go either way with probability 1/2, so ``p_value`` is the two-sided binomial
-    tail of ``min(a_only, b_only)`` out of ``a_only + b_only``. Pairing removes the luck of the seed
-    draw, so it separates policies that two Wilson intervals cannot.
+    tail of ``min(a_only, b_only)`` out of ``a_only + b_only``. Pairing removes the luck of which seeds
+    were drawn, so it separates policies that two Wilson intervals cannot.
     """
     if len(a) != len(b):
         raise ValueError(f"paired_comparison needs one result per seed for both policies, got {len(a)} and {len(b)}; "
