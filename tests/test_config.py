@@ -78,7 +78,7 @@ def test_bad_yaml_file_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_preset(str(p))
     p.write_text(yaml.safe_dump({"method": "bc", "training": {"type": "rl"}}))
-    with pytest.raises(ConfigError, match=r"training.type: 'rl' does not fit method 'bc'; use type: il"):
+    with pytest.raises(ConfigError, match=r"training.type: 'rl' does not fit method 'bc' \(it reads the 'il' training config\); remove training.type"):
         load_preset(str(p))
 
 
@@ -89,3 +89,51 @@ def test_planned_method_loads_but_running_says_what_is_missing():
     assert cfg.method == "ppo"
     with pytest.raises(CapabilityMissing, match=r"'ppo' \(PPO reinforcement learning\) is not built .*bc, sft"):
         get_trainer(cfg.method)
+
+
+def test_files_of_the_previous_layout_load_with_one_line_notes(caplog):
+    """Each setting has one owner; a config that names a moved key loads, moved, and says where it went."""
+    old = {"name": "old", "method": "sft",
+           "model": {"action_dim": 2, "chunk_size": 4, "freeze_vision": True, "lora_r": 8, "lora_alpha": 16,
+                     "lora_scope": "policy", "lora_target_modules": ["q_proj", "v_proj"]},
+           "dataset": {"chunk_size": 4, "n_obs_steps": 1, "num_workers": 2},
+           "training": {"type": "finetune", "action_loss": "l1", "max_steps": 10}}
+    with caplog.at_level("WARNING", logger="vla_engine.config"):
+        cfg = RunConfig.from_dict(old)
+    t = cfg.training
+    assert t.freeze_vision and t.use_lora and (t.lora_r, t.lora_alpha, t.lora_scope) == (8, 16, "policy")
+    assert t.lora_target_modules == ["q_proj", "v_proj"] and cfg.model.action_loss == "l1"
+    assert cfg.model.chunk_size == 4
+    saved = cfg.to_dict()
+    assert "type" not in saved["training"] and "action_loss" not in saved["training"]
+    assert not {"chunk_size", "n_obs_steps", "num_workers"} & set(saved["dataset"])
+    assert RunConfig.from_dict(saved).to_dict() == saved  # the new layout round-trips as it is
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    for line in ("'model.freeze_vision' is now 'training.freeze_vision'", "'training.action_loss' is now "
+                 "'model.action_loss'", "'dataset.chunk_size' is gone", "'training.type' is now 'method'"):
+        assert line in said
+    assert all("\n" not in r.getMessage() for r in caplog.records)
+
+
+def test_method_keys_must_agree_with_the_method():
+    with pytest.raises(ConfigError, match=r"training.algorithm: 'dagger' does not fit method 'bc'"):
+        RunConfig.from_dict({"method": "bc", "training": {"algorithm": "dagger"}})
+    assert RunConfig.from_dict({"method": "ppo", "training": {"algorithm": "ppo"}}).method == "ppo"
+
+
+def test_constructor_keywords_owned_elsewhere_are_kept_but_not_saved():
+    """FineTuningConfig(action_loss=...) and RLConfig(algorithm=...) work as documented; the files carry
+    them in their owners (model.action_loss, the run's method)."""
+    ft = FineTuningConfig(action_loss="smooth_l1", learning_rate=1e-4)
+    assert ft.action_loss == "smooth_l1" and ft.replace(max_steps=5).action_loss == "smooth_l1"
+    assert "action_loss" not in ft.to_dict()
+    rl = RLConfig(algorithm="grpo", group_size=4, kl_coef=0.1)
+    assert rl.algorithm == "grpo" and "algorithm" not in rl.to_dict()
+    with pytest.raises(ConfigError, match=r"training.action_loss: 'huber' is not allowed"):
+        FineTuningConfig(action_loss="huber")
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_numbers_are_refused(value):
+    with pytest.raises(ConfigError, match=r"training.learning_rate: .* is not a finite number"):
+        load_preset("il-bc", [f"training.learning_rate={value}"])

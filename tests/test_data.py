@@ -238,8 +238,8 @@ def test_splits(written):
 
 def test_build_datasets_from_config(written, tmp_path):
     root = _fresh_copy(written, tmp_path)
-    cfg = DatasetConfig(repo_id="local/tiny", root=str(root), task=None, chunk_size=2, val_fraction=0.25)
-    train, val = build_datasets(cfg, progress=False)
+    cfg = DatasetConfig(repo_id="local/tiny", root=str(root), task=None, val_fraction=0.25)
+    train, val = build_datasets(cfg, chunk_size=2, progress=False)
     assert train.chunk_size == 2 and val is not None
     assert set(train.episode_indices).isdisjoint(val.episode_indices)
 
@@ -443,8 +443,8 @@ def test_expert_plans_as_chunk_labels(tmp_path):
 
     # the config path: generated in a worker process, then read with the plans as labels
     cfg = DatasetConfig(repo_id="local/push", root=str(tmp_path / "push"), task="push", episodes=2, image_size=32,
-                        action_noise=0.3, plan_horizon=6, chunk_size=6, chunk_labels="plan")
-    built, _ = build_datasets(cfg, progress=False)
+                        action_noise=0.3, plan_horizon=6, chunk_labels="plan")
+    built, _ = build_datasets(cfg, chunk_size=6, progress=False)
     out = built.root
     assert read_sidecar(out)["plan_horizon"] == 6 and built.chunk_labels == "plan"
     theirs = LeRobotDataset("local/push", root=out)[0]

@@ -99,7 +99,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_quickstart(args) -> int:
-    """The seed's Quick Start, offline: expert demos -> BC -> closed-loop evaluation."""
+    """The Quick Start, offline: expert demos -> BC -> closed-loop evaluation."""
     from .config.presets import load_preset
 
     overrides = [f"dataset.task={args.task}", f"eval.task={args.task}",
@@ -292,10 +292,11 @@ def main(argv: list[str] | None = None) -> int:
                                                  FileNotFoundError)
     try:
         from .data import DatasetError
+        from .eval.evaluator import EvalError
         from .train.loop import CheckpointError, TrainingError
         from .train.methods import CapabilityMissing
 
-        expected += (DatasetError, TrainingError, CheckpointError, CapabilityMissing)
+        expected += (DatasetError, EvalError, TrainingError, CheckpointError, CapabilityMissing)
     except ImportError:
         pass
     try:

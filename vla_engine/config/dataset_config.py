@@ -14,8 +14,9 @@ class DatasetConfig(ConfigBase):
 
     ``root`` is a LeRobot v3 dataset folder; when it holds no dataset and ``task`` names a built-in
     task, ``episodes`` expert demonstrations are generated there first (seeds 0, 1, ...).
-    ``n_obs_steps`` frames of history and ``chunk_size`` future actions make one item;
-    ``val_fraction`` of the episodes (the last ones) are held out for validation.
+    One item is ``model.n_obs_steps`` frames of history and ``model.chunk_size`` future actions: the
+    model owns both and the data is cut to fit it. ``val_fraction`` of the episodes (the last ones) are
+    held out for validation.
     """
 
     _section: ClassVar[str] = "dataset"
@@ -25,14 +26,11 @@ class DatasetConfig(ConfigBase):
     task: str | None = "push"  # built-in task that generates the data when root is missing
     episodes: int = 200  # episodes to generate
     image_size: int = 96
-    n_obs_steps: int = 1
-    chunk_size: int = 1
     action_noise: float = 0.3  # DART noise on executed expert actions when generating (0 = none)
     targets_per_layout: int = 1  # generating: episodes per layout, each naming another block (3 = contrastive)
     plan_horizon: int = 0  # generating: record the expert's noise-free plan of this many steps per frame (0 = none)
     chunk_labels: Literal["auto", "recorded", "plan"] = "auto"  # action chunks from the recorded actions, the expert plans, or auto (plans if there)
     val_fraction: float = 0.0
-    num_workers: int = 0
 
     def validate(self) -> None:
         if not self.repo_id or "/" not in self.repo_id:
@@ -46,10 +44,7 @@ class DatasetConfig(ConfigBase):
             self._check_choice("task", TASKS)
         self._check_range("episodes", 1)
         self._check_range("image_size", 16, 1024)
-        self._check_range("n_obs_steps", 1, 64)
-        self._check_range("chunk_size", 1, 1000)
         self._check_range("val_fraction", 0.0, 0.9)
         self._check_range("action_noise", 0.0, 2.0)
         self._check_range("targets_per_layout", 1, 3)
         self._check_range("plan_horizon", 0, 256)
-        self._check_range("num_workers", 0, 64)

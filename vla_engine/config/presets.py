@@ -1,6 +1,6 @@
 """Named presets: YAML run configs shipped in ``vla_engine/presets/``.
 
-``get_training_config(name)`` gives the training part (the seed's API); ``load_preset(name)`` the
+``get_training_config(name)`` gives the training part; ``load_preset(name)`` the
 whole run config. A path to a YAML file works wherever a preset name does.
 """
 

@@ -7,10 +7,12 @@ from typing import ClassVar
 
 from .base import ConfigBase, ConfigError
 from .dataset_config import DatasetConfig
+from .migrate import migrate_run_dict, moved_note, note
 from .model_config import ModelConfig
 from .training_config import TrainingConfig, training_config_from_dict
 
 EVAL_SEED_START = 1_000_000  # evaluation seeds; training data uses seeds below this
+RUN_CONFIG_VERSION = 2  # 2: each setting has one owner (config/migrate.py moves the keys of version 1)
 
 
 @dataclass
@@ -38,6 +40,9 @@ class EvalConfig(ConfigBase):
 
 @dataclass
 class RunConfig(ConfigBase):
+    """A whole run: the ``method`` (which trainer, and so which training config class), the model, the data,
+    the training and the evaluation after it. ``config.yaml`` of a train run; presets are RunConfigs."""
+
     _section: ClassVar[str] = "run"
 
     name: str = "run"
@@ -47,6 +52,7 @@ class RunConfig(ConfigBase):
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    version: int = RUN_CONFIG_VERSION
 
     def validate(self) -> None:
         from ..train.methods import all_methods, method_config_type
@@ -56,21 +62,49 @@ class RunConfig(ConfigBase):
         want = method_config_type(self.method)
         if self.training.type_name != want:
             raise ConfigError(
-                f"training.type: {self.training.type_name!r} does not fit method {self.method!r}; use type: {want}"
+                f"training: a {type(self.training).__name__} does not fit method {self.method!r}, which reads the "
+                f"'{want}' training config"
             )
 
     @classmethod
     def from_dict(cls, data: dict | None, prefix: str | None = None) -> "RunConfig":
-        data = dict(data or {})
+        """A run config from a dict; keys of earlier versions move to their owners with a one-line note."""
+        data = migrate_run_dict(data or {})
+        method = data.get("method", "bc")
         training = data.get("training")
         if isinstance(training, dict):
-            training = dict(training)
-            if "type" not in training:
-                from ..train.methods import method_config_type
+            _check_method_keys(training, method)
+            from ..train.methods import method_config_type
 
-                try:
-                    training["type"] = method_config_type(data.get("method", "bc"))
-                except RuntimeError:
-                    pass  # the method check in validate() names the problem
+            try:
+                training["type"] = method_config_type(method)
+            except RuntimeError:
+                pass  # the method check in validate() names the problem
             data["training"] = training_config_from_dict(training)
+        data["version"] = RUN_CONFIG_VERSION
         return super().from_dict(data, prefix)
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out["training"].pop("type", None)  # the method names the training config's class
+        return out
+
+
+def _check_method_keys(training: dict, method: str) -> None:
+    """``training.type`` / ``algorithm`` / ``stage`` of earlier versions: the run's ``method`` says it now."""
+    from ..train.methods import method_config_type
+
+    for key in ("type", "algorithm", "stage"):
+        if key not in training:
+            continue
+        value = training.pop(key)
+        try:
+            want = method_config_type(method) if key == "type" else method
+        except RuntimeError:
+            continue  # an unknown method: validate() names it
+        if value != want:
+            fix = (f"(it reads the '{want}' training config); remove training.type: the run's method names it"
+                   if key == "type" else f"; remove training.{key} (the run's method names the trainer) or set "
+                                         f"method: {value}")
+            raise ConfigError(f"training.{key}: {value!r} does not fit method {method!r} {fix}".replace(" ;", ";"))
+        note(moved_note(f"training.{key}", "method"))

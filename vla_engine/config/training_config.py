@@ -1,15 +1,28 @@
 """Training configs: one flat dataclass per family of methods, over the shared loop's fields.
 
-The seed's names are kept: ``PretrainingConfig``, ``FineTuningConfig``, ``RLConfig``, ``ILConfig``.
-Each carries a ``type`` key when saved so a YAML file names its own class.
+The public names: ``PretrainingConfig``, ``FineTuningConfig``, ``RLConfig``, ``ILConfig``. Saved on its
+own a config carries a ``type`` key naming its class; inside a run config the run's ``method`` names it.
+
+A few keywords are accepted by the constructors but are not settings of their own, because another
+config owns them: ``action_loss`` (the model's ``model.action_loss``: a trainer given one sets it on the
+model), ``algorithm`` of ``ILConfig`` / ``RLConfig`` (the trainer class, or a run's ``method``) and the
+model parts named in ``PretrainingConfig`` (the model config's). They are kept as plain attributes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from dataclasses import InitVar, dataclass, field
+from typing import Any, ClassVar, Literal
 
 from .base import ConfigBase, ConfigError
+
+ACTION_LOSSES = ("mse", "l1", "smooth_l1")
+
+
+def _choice(section: str, name: str, value: Any, choices: tuple) -> Any:
+    if value is not None and value not in choices:
+        raise ConfigError(f"{section}.{name}: {value!r} is not allowed; choose one of: {', '.join(choices)}")
+    return value
 
 
 @dataclass
@@ -36,11 +49,29 @@ class TrainingConfig(ConfigBase):
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
     save_every: int = 500
     keep_last: int = 3
     log_every: int = 10
-    action_loss: Literal["mse", "l1", "smooth_l1"] | None = None  # None = the model's own (model.action_loss)
+    freeze_vision: bool = False  # the vision encoder does not train
+    freeze_vlm: bool = False  # the vision encoder and the language model do not train (projector, head do)
+    # constructor-only: the model owns its loss (model.action_loss); a trainer given one sets it on the model
+    action_loss: InitVar[str | None] = None
+
+    # keywords kept across replace(): see the module docstring
+    _init_only: ClassVar[tuple[str, ...]] = ("action_loss",)
+
+    def __post_init__(self, action_loss: str | None = None) -> None:
+        self.action_loss = _choice(self._section, "action_loss", action_loss, ACTION_LOSSES)
+        super().__post_init__()
+
+    def replace(self, **changes: Any):
+        keep = {k: getattr(self, k) for k in self._init_only if k not in changes}
+        init_only = {k: changes.pop(k) for k in list(changes) if k in self._init_only}
+        new = super().replace(**changes)
+        for k, v in {**keep, **init_only}.items():
+            setattr(new, k, v)
+        return new
 
     def validate(self) -> None:
         self._check_range("learning_rate", 0, lo_open=True)
@@ -70,7 +101,6 @@ class ILConfig(TrainingConfig):
 
     type_name: ClassVar[str] = "il"
 
-    algorithm: Literal["bc", "dagger", "gail"] = "bc"
     # DAgger
     beta_schedule: Literal["linear", "exponential", "constant"] = "linear"
     num_iterations: int = 10
@@ -78,6 +108,13 @@ class ILConfig(TrainingConfig):
     # GAIL
     discriminator_lr: float = 3e-4
     discriminator_steps: int = 1
+    algorithm: InitVar[str | None] = None  # constructor-only: bc | dagger | gail (the trainer, or the run's method)
+
+    _init_only: ClassVar[tuple[str, ...]] = ("action_loss", "algorithm")
+
+    def __post_init__(self, action_loss: str | None = None, algorithm: str | None = None) -> None:
+        self.algorithm = _choice(self._section, "algorithm", algorithm, ("bc", "dagger", "gail"))
+        super().__post_init__(action_loss)
 
     def validate(self) -> None:
         super().validate()
@@ -93,8 +130,6 @@ class FineTuningConfig(TrainingConfig):
 
     type_name: ClassVar[str] = "finetune"
 
-    freeze_vision: bool = False
-    freeze_vlm: bool = False
     use_lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
@@ -116,13 +151,20 @@ class PretrainingConfig(TrainingConfig):
 
     type_name: ClassVar[str] = "pretrain"
 
-    stage: Literal["align", "instruct"] = "align"
-    vision_encoder: str = "siglip"
-    llm_model: str = "qwen2"
-    projector_type: str = "mlp"
     freeze_vision: bool = True
-    freeze_llm: bool = True
+    freeze_llm: bool = True  # the language model alone does not train (stage 1 trains the projector only)
     max_text_tokens: int = 64
+    # constructor-only: the model's parts (model.vision_encoder / llm / projector own them in a run config)
+    vision_encoder: InitVar[str | None] = None
+    llm_model: InitVar[str | None] = None
+    projector_type: InitVar[str | None] = None
+
+    _init_only: ClassVar[tuple[str, ...]] = ("action_loss", "vision_encoder", "llm_model", "projector_type")
+
+    def __post_init__(self, action_loss: str | None = None, vision_encoder: str | None = None,
+                      llm_model: str | None = None, projector_type: str | None = None) -> None:
+        self.vision_encoder, self.llm_model, self.projector_type = vision_encoder, llm_model, projector_type
+        super().__post_init__(action_loss)
 
     def validate(self) -> None:
         super().validate()
@@ -135,7 +177,6 @@ class RLConfig(TrainingConfig):
 
     type_name: ClassVar[str] = "rl"
 
-    algorithm: Literal["ppo", "sac", "grpo"] = "ppo"
     total_timesteps: int = 100_000
     gamma: float = 0.99
     gae_lambda: float = 0.95
@@ -154,6 +195,13 @@ class RLConfig(TrainingConfig):
     # GRPO
     group_size: int = 4
     kl_coef: float = 0.1
+    algorithm: InitVar[str | None] = None  # constructor-only: ppo | sac | grpo (the trainer, or the run's method)
+
+    _init_only: ClassVar[tuple[str, ...]] = ("action_loss", "algorithm")
+
+    def __post_init__(self, action_loss: str | None = None, algorithm: str | None = None) -> None:
+        self.algorithm = _choice(self._section, "algorithm", algorithm, ("ppo", "sac", "grpo"))
+        super().__post_init__(action_loss)
 
     def validate(self) -> None:
         super().validate()

@@ -81,9 +81,12 @@ def create_lerobot_dataloader(
 
 
 def build_datasets(
-    cfg: "DatasetConfig", progress: bool = True, on_episode: Callable[[int, int], None] | None = None
+    cfg: "DatasetConfig", n_obs_steps: int = 1, chunk_size: int = 1, progress: bool = True,
+    on_episode: Callable[[int, int], None] | None = None,
 ) -> tuple[LeRobotVLADataset, LeRobotVLADataset | None]:
-    """Train (and validation, when ``cfg.val_fraction > 0``) datasets from a DatasetConfig.
+    """Train (and validation, when ``cfg.val_fraction > 0``) datasets from a DatasetConfig, with items of
+    ``n_obs_steps`` frames and ``chunk_size`` actions (the model's: a run passes ``model.n_obs_steps`` /
+    ``model.chunk_size``).
 
     When ``cfg.root`` holds no dataset and ``cfg.task`` names a built-in task, the data is
     generated first with the task's scripted expert (``cfg.episodes`` episodes, seeds 0, 1, ...).
@@ -98,7 +101,7 @@ def build_datasets(
             on_episode=on_episode, action_noise=cfg.action_noise, targets_per_layout=cfg.targets_per_layout,
             plan_horizon=cfg.plan_horizon,
         )
-    kw = dict(n_obs_steps=cfg.n_obs_steps, chunk_size=cfg.chunk_size, chunk_labels=cfg.chunk_labels)
+    kw = dict(n_obs_steps=n_obs_steps, chunk_size=chunk_size, chunk_labels=cfg.chunk_labels)
     if cfg.val_fraction <= 0:
         return LeRobotVLADataset(cfg.repo_id, root=root, **kw), None
     pct = 100.0 * (1.0 - cfg.val_fraction)

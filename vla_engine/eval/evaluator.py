@@ -70,6 +70,10 @@ def evaluate_policy(policy: torch.nn.Module, task: str, episodes: int = 50, seed
     """
     from ..envs import make_env
 
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise EvalError(f"episodes is {episodes!r}; evaluate at least 1 episode (e.g. 50)")
+    if num_videos < 0:
+        raise EvalError(f"num_videos is {num_videos}; give 0 (no videos) or more")
     cfg = getattr(policy, "config", None)
     size = image_size or getattr(cfg, "image_size", 96)
     env = make_env(task, image_size=size, max_episode_steps=max_episode_steps)

@@ -25,11 +25,11 @@ log = logging.getLogger("vla_engine")
 def prepare_datasets(cfg, run: RunDir | None = None, progress: bool = True):
     """Train (and validation) datasets of a run config, generated with the task's expert when missing.
 
-    Observation history and chunk length come from the model section, so data and model agree.
+    Observation history and chunk length are the model's, so data and model agree.
     """
     from ..data import build_datasets
 
-    ds_cfg = cfg.dataset.replace(chunk_size=cfg.model.chunk_size, n_obs_steps=cfg.model.n_obs_steps)
+    ds_cfg = cfg.dataset
 
     def on_episode(i: int, n: int) -> None:
         if run is not None and (i % 10 == 0 or i + 1 == n):
@@ -37,7 +37,8 @@ def prepare_datasets(cfg, run: RunDir | None = None, progress: bool = True):
 
     if run is not None and ds_cfg.root and not (Path(ds_cfg.root) / "meta" / "info.json").exists():
         run.log(f"dataset {ds_cfg.root} not found: generating {ds_cfg.episodes} episodes of '{ds_cfg.task}'")
-    return build_datasets(ds_cfg, progress=progress, on_episode=on_episode)
+    return build_datasets(ds_cfg, n_obs_steps=cfg.model.n_obs_steps, chunk_size=cfg.model.chunk_size,
+                          progress=progress, on_episode=on_episode)
 
 
 def build_model_for(model_cfg, dataset):

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning of a VLA on demonstrations (the seed's ``VLAFineTuner``).
+"""Supervised fine-tuning of a VLA on demonstrations (``VLAFineTuner``).
 
 Before the loop builds its optimiser the trainer shapes the model as the config says:
 
@@ -13,7 +13,7 @@ Before the loop builds its optimiser the trainer shapes the model as the config 
 then trains with the action loss over the shared loop. Checkpoints of a LoRA run record the adapters
 in ``config.json`` so ``VLAModel.from_pretrained`` rebuilds them; ``model.merge_lora()`` folds them in.
 
-Call shapes (the seed's): ``VLAFineTuner(model, config).train(dataloader)``.
+Call shapes: ``VLAFineTuner(model, config).train(dataloader)``.
 """
 
 from __future__ import annotations
@@ -31,15 +31,8 @@ class VLAFineTuner(SupervisedTrainer):
     config_class = FineTuningConfig
 
     def prepare_model(self) -> None:
-        super().prepare_model()
+        super().prepare_model()  # the loss and the freeze flags
         c, m = self.config, self.model
-        if c.freeze_vision:
-            if hasattr(m, "freeze_vision"):
-                m.freeze_vision(True)
-            elif hasattr(m, "vision_encoder"):
-                m.vision_encoder.requires_grad_(False)
-        if c.freeze_vlm and hasattr(m, "freeze_vlm"):
-            m.freeze_vlm(True)
         if c.use_lora:
             self._add_lora()
         if c.gradient_checkpointing and hasattr(m, "gradient_checkpointing_enable"):

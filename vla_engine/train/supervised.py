@@ -60,22 +60,26 @@ class SupervisedTrainer:
         if isinstance(config_or_data, TrainingConfig):
             config = config_or_data
         elif config_or_data is not None:
-            self.dataset = config_or_data  # the seed's BehavioralCloning(model, dataset) form
+            self.dataset = config_or_data  # the BehavioralCloning(model, dataset) form
         self.config = config if config is not None else self.config_class()
         self.run_dir = run_dir
         self.progress = progress
         self.loop: TrainLoop | None = None
 
     def prepare_model(self) -> None:
-        """Hook for subclasses: freezing, adapters. Runs before the optimiser is built."""
-        # training.action_loss, when set, replaces the head's own loss (model.action_loss); None keeps it, so a
-        # model configured with action_loss=l1 (ACT's choice for the transformer head) trains with L1
-        head = getattr(self.model, "action_head", None)
-        if self.config.action_loss is not None and head is not None and hasattr(head, "action_loss"):
-            head.action_loss = self.config.action_loss
-            cfg = getattr(self.model, "config", None)
-            if cfg is not None and hasattr(cfg, "action_loss"):
-                cfg.action_loss = self.config.action_loss  # saved checkpoints say what was trained
+        """Shape the model as the training config says, before the optimiser is built: the loss a
+        config was constructed with (``FineTuningConfig(action_loss=...)``) becomes the model's own, and
+        the freeze flags freeze their parts. Subclasses add adapters."""
+        c, m = self.config, self.model
+        if c.action_loss is not None and hasattr(m, "set_action_loss"):
+            m.set_action_loss(c.action_loss)  # the model config records it, so checkpoints say what was trained
+        if c.freeze_vision:
+            if hasattr(m, "freeze_vision"):
+                m.freeze_vision(True)
+            elif hasattr(m, "vision_encoder"):
+                m.vision_encoder.requires_grad_(False)
+        if c.freeze_vlm and hasattr(m, "freeze_vlm"):
+            m.freeze_vlm(True)
 
     def compute_loss(self, model: nn.Module, batch: dict):
         return model(batch)

@@ -2,7 +2,7 @@
 
     loss = E_(o, a*) ~ D [ l(pi(o), a*) ]          (l = mse | l1 | smooth_l1, padded chunk steps masked)
 
-Call shapes (the seed's): ``BehavioralCloning(model, config).train(dataloader)`` and
+Call shapes: ``BehavioralCloning(model, config).train(dataloader)`` and
 ``BehavioralCloning(model, dataset).train(num_epochs=100)``.
 """
 
