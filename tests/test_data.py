@@ -308,16 +308,14 @@ def test_pusht_without_files_or_network_names_the_root(tmp_path):
 # -------------------------------------------------------------------------------- config
 def test_dataset_config_validation():
     cfg = DatasetConfig()
-    assert cfg.repo_id == "local/push" and cfg.task == "push" and cfg.chunk_size == 1
+    assert cfg.repo_id == "local/push" and cfg.task == "push"
     assert DatasetConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match=r"dataset.task: 'fly' is not a known task; choose one of: .*push"):
         DatasetConfig(task="fly")
-    with pytest.raises(ConfigError, match="dataset.chunk_size"):
-        DatasetConfig(chunk_size=0)
     with pytest.raises(ConfigError, match="dataset.val_fraction"):
         DatasetConfig(val_fraction=1.0)
-    with pytest.raises(ConfigError, match="dataset.n_obs_steps"):
-        DatasetConfig(n_obs_steps=0)
+    with pytest.raises(ConfigError, match="dataset.action_noise"):
+        DatasetConfig(action_noise=float("nan"))
     assert DatasetConfig(task=None, root=None, repo_id="lerobot/pusht").task is None
 
 

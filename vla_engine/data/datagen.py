@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..config.run_config import EVAL_SEED_START
 from .lerobot_io import (
@@ -261,8 +262,6 @@ def generate_dataset(
             image_writer_threads=1 if n_workers > 0 else 2,
         )
         if progress:
-            from tqdm.auto import tqdm
-
             bar = tqdm(total=episodes, desc=f"datagen {task}", unit="ep")
         for ep in source:
             lengths_all.append(ep["length"])

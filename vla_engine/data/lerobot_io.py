@@ -112,8 +112,8 @@ def check_output_dir(out: str | Path, overwrite: bool = False, remove: bool = Tr
 
 
 @contextlib.contextmanager
-def _quiet_datasets() -> Iterator[None]:
-    """Silence the `datasets` progress bars ("Map: ...") that lerobot's writer triggers per episode."""
+def quiet_datasets() -> Iterator[None]:
+    """Silence the `datasets` progress bars ("Map: ...") that lerobot triggers when it writes or opens a dataset."""
     import datasets
 
     was_enabled = datasets.is_progress_bar_enabled()
@@ -168,7 +168,7 @@ class LeRobotWriter:
         self.camera_keys = [k for k, ft in self.features.items() if ft["dtype"] in ("image", "video")]
         if use_videos:  # the AV1 encoder prints a 20-line banner per episode at its default level
             os.environ.setdefault("SVT_LOG", "1")
-        with _quiet_datasets():
+        with quiet_datasets():
             self._ds = LeRobotDataset.create(
                 repo_id=repo_id,
                 fps=int(fps),
@@ -211,7 +211,7 @@ class LeRobotWriter:
         for k, ft in self.features.items():
             if ft["dtype"] not in ("image", "video", "string"):
                 arrays[k] = arrays[k].astype(ft["dtype"], copy=False).reshape(n, *ft["shape"])
-        with _quiet_datasets():
+        with quiet_datasets():
             for t in range(n):
                 frame = {k: a[t] for k, a in arrays.items()}
                 frame["task"] = tasks[t]

@@ -49,7 +49,7 @@ from .frame_cache import (
     open_frames,
     to_float_chw,
 )
-from .lerobot_io import PLAN_KEY, PLAN_VALID_KEY, DatasetError, read_sidecar, video_backend
+from .lerobot_io import PLAN_KEY, PLAN_VALID_KEY, DatasetError, quiet_datasets, read_sidecar, video_backend
 
 # lerobot's bookkeeping columns: never normalised, never given observation/action deltas
 _INDEX_KEYS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
@@ -215,7 +215,7 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
         try:
-            with _quiet():
+            with quiet_datasets():
                 LeRobotDataset(self.repo_id, root=self.root, video_backend=video_backend())
         except Exception as e:
             if not existed:  # lerobot made <root>/meta before it failed; leave nothing behind
@@ -231,7 +231,7 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
         try:
-            with _quiet():
+            with quiet_datasets():
                 return LeRobotDataset(
                     self.repo_id,
                     root=self.root,
@@ -431,20 +431,6 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
             f"episodes={self.num_episodes}, fps={self.fps}, cameras={self._image_keys}, "
             f"n_obs_steps={self.n_obs_steps}, chunk_size={self.chunk_size}, chunk_labels={self.chunk_labels!r})"
         )
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence the `datasets` progress bars lerobot triggers while opening a dataset."""
-    import datasets
-
-    was = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if was:
-            datasets.enable_progress_bars()
 
 
 class PushTDataset(LeRobotVLADataset):
