@@ -350,6 +350,9 @@ def test_video_dataset_decodes_through_the_cache(tmp_path):
     msg = _one_line(e)
     assert str(mp4) in msg and "missing" in msg and "re-download" in msg
     assert "hub" not in msg and "Connection" not in msg
+    with pytest.raises(DatasetError) as e:  # a hub repo id: lerobot may try to fetch it; the file is still named
+        LeRobotVLADataset("someone/vid", root=broken)
+    assert str(mp4) in _one_line(e) and "Connection" not in str(e.value)
 
 
 # -------------------------------------------------------------------------------- datagen

@@ -206,11 +206,24 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
 
     # ---------------------------------------------------------------------------- opening
     def _ensure_local(self) -> None:
-        """Make sure ``self.root`` holds the dataset: download it from the hub when it is missing."""
-        if (self.root / "meta" / "info.json").is_file():
-            return
+        """Make sure ``self.root`` holds the dataset: download it, or its missing files, from the hub.
+
+        A "local/" dataset is never looked up on the hub: a missing file is reported by name. A hub
+        dataset with files missing (an interrupted download) is completed by lerobot when the hub is
+        reachable; when it is not, the error names the first missing file, not the connection.
+        """
         if self.repo_id.startswith("local/") or self.root.is_file():
-            check_dataset_files(self.root)  # raises the precise error
+            if not (self.root / "meta" / "info.json").is_file():
+                check_dataset_files(self.root)  # raises the precise error
+            return
+        if (self.root / "meta" / "info.json").is_file():
+            try:
+                check_dataset_files(self.root)
+                return
+            except DatasetError as e:
+                incomplete: DatasetError | None = e
+        else:
+            incomplete = None
         existed = self.root.exists()
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
@@ -218,6 +231,8 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
             with quiet_datasets():
                 LeRobotDataset(self.repo_id, root=self.root, video_backend=video_backend())
         except Exception as e:
+            if incomplete is not None:
+                raise incomplete from None
             if not existed:  # lerobot made <root>/meta before it failed; leave nothing behind
                 for d in (self.root / "meta", self.root):
                     with contextlib.suppress(OSError):
