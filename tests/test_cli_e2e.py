@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from vla_engine.config.run_config import EVAL_SEED_START
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def vla(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MUJOCO_GL="egl")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     p = subprocess.run([sys.executable, "-m", "vla_engine.cli", *args], cwd=cwd, env=env,
                        capture_output=True, text=True, timeout=600)
     if check and p.returncode != 0:
@@ -62,7 +64,7 @@ def test_train_in_background_then_eval_with_videos(work):
     evals = [r for r in (work / "runs").iterdir() if "eval-" in r.name]
     data = json.loads((evals[-1] / "eval.json").read_text())
     assert data["summary"]["eval/episodes"] == 2
-    assert all(e["seed"] >= 1_000_000 for e in data["episodes"])  # held-out seeds
+    assert all(e["seed"] >= EVAL_SEED_START for e in data["episodes"])  # held-out seeds
     mp4 = next((evals[-1] / "videos").glob("*.mp4"))
     import imageio.v3 as iio
 
@@ -100,7 +102,12 @@ def test_bad_inputs_are_one_line_errors(work):
         (("train", "rl-ppo"), "not built"),
         (("eval", "no-such-run", "--task", "reach"), "neither a checkpoint folder nor a run"),
         (("eval", "no-such-run", "--set", "model.chunk_size=4"), "the rest is fixed by training"),
-        (("datagen", "--task", "fly", "--episodes", "1", "--out", "x"), "unknown task 'fly'"),
+        (("datagen", "--task", "fly", "--episodes", "1", "--out", "x"), "'fly' is not a known task"),
+        (("datagen", "--task", "reach", "--episodes", "2", "--out", "x", "--action-noise", "nan"),
+         "datagen.action_noise: nan is not a finite number"),
+        (("datagen", "--task", "reach", "--episodes", "2000000", "--out", "x"), "at most 1,000,000 episodes fit"),
+        (("eval", "shipped:reach-tiny", "--task", "reach", "--episodes", "0"), "eval.episodes: 0 is out of range"),
+        (("eval", "shipped:reach-tiny", "--task", "reach", "--episodes", "-5"), "eval.episodes: -5 is out of range"),
     ]:
         p = vla(*args, cwd=work, check=False)
         assert p.returncode != 0, args

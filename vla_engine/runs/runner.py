@@ -41,6 +41,16 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
+def validate_job_config(job: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The job's config, checked by its config class (RunConfig, EvalJobConfig, DatagenJobConfig) and
+    written out whole (defaults filled in, keys of earlier versions moved)."""
+    from ..config.run_config import RunConfig
+    from .schema import DatagenJobConfig, EvalJobConfig
+
+    cls = {"train": RunConfig, "eval": EvalJobConfig, "datagen": DatagenJobConfig}[job]
+    return cls.from_dict({k: v for k, v in config.items() if k != "job"}).to_dict()
+
+
 def refuse_if_running(run: RunDir) -> None:
     """A run folder has one trainer at a time: refuse, naming the pid, while its job is alive."""
     st = run.read_status()
@@ -95,6 +105,7 @@ class JobRunner:
                 raise RunError(
                     f"{len(active)} job(s) already running (limit {self.max_concurrent}); stop one or wait for it to finish"
                 )
+        config = validate_job_config(job, config)  # a bad value stops here, before a run folder is made
         run_id = check_run_id(run_id) if run_id else new_run_id(name or config.get("name") or job)
         run = RunDir.create(self.runs_dir, run_id, {"job": job, **config})
         self._spawn(run)
