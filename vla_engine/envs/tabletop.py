@@ -197,7 +197,7 @@ class TabletopEnv(gym.Env):
     (``info["off_table"]`` names it); it is truncated at ``max_episode_steps``.
 
     Options of ``reset``: ``{"target": "red"|"green"|"blue", "goal": "left"|"right"}`` force the
-    block / zone named by the instruction (the layout is still drawn from the seed).
+    block / zone named by the instruction (the layout still comes from the reset seed).
 
     ``render_images=False`` skips rendering: ``obs["pixels"]`` is all zeros and ``render()``
     returns that zero image. Use it for fast expert rollouts and tests only.
