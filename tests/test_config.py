@@ -137,3 +137,17 @@ def test_constructor_keywords_owned_elsewhere_are_kept_but_not_saved():
 def test_non_finite_numbers_are_refused(value):
     with pytest.raises(ConfigError, match=r"training.learning_rate: .* is not a finite number"):
         load_preset("il-bc", [f"training.learning_rate={value}"])
+
+
+def test_every_training_field_has_help_and_vla_describe_shows_it(capsys):
+    from vla_engine.cli import main
+    from vla_engine.config.dataset_config import DatasetConfig
+    from vla_engine.config.run_config import EvalConfig
+
+    for cls in (ILConfig, FineTuningConfig, PretrainingConfig, RLConfig, DatasetConfig, EvalConfig):
+        assert all(cls.field_help().values()), [k for k, v in cls.field_help().items() if not v]
+    assert main(["describe", "il-bc", "--set", "training.max_steps=7"]) == 0
+    out = capsys.readouterr().out
+    assert "training.max_steps = 7  (default null)" in out
+    assert "training.freeze_vlm = false\n      the vision encoder and the language model do not train" in out
+    assert "model.chunk_size = 1" in out and "dataset.chunk_size" not in out

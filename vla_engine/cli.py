@@ -5,7 +5,7 @@
     vla train il-bc [--set training.max_steps=500] [--background]
     vla eval RUN_OR_CHECKPOINT --task push --episodes 50 [--set model.n_action_steps=4]
     vla runs | status RUN | stop RUN | resume RUN | logs RUN
-    vla presets | tasks
+    vla presets | tasks | describe PRESET    presets, tasks, every field of a preset with its help
     vla ui [--port 7860]                   the browser workbench
 """
 
@@ -172,6 +172,27 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def cmd_describe(args) -> int:
+    """Every field of a preset, section by section: its value (and the default where it differs) and its help."""
+    import dataclasses
+
+    from .config.presets import load_preset
+
+    cfg = load_preset(args.preset, args.set)
+    print(f"{args.preset}: method {cfg.method} -- {cfg.description}")
+    for section in ("model", "dataset", "training", "eval"):
+        part = getattr(cfg, section)
+        helps, defaults = part.field_help(), type(part)()
+        print(f"\n{section} ({type(part).__name__})")
+        for f in dataclasses.fields(part):
+            value, default = getattr(part, f.name), getattr(defaults, f.name)
+            shown = json.dumps(value) + ("" if value == default else f"  (default {json.dumps(default)})")
+            print(f"  {section}.{f.name} = {shown}")
+            if helps.get(f.name):
+                print(f"      {helps[f.name]}")
+    return 0
+
+
 def cmd_tasks(args) -> int:
     from .envs import task_info
     from .registry import TASKS
@@ -276,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("ui", cmd_ui, "open the browser workbench (flags: --host --port --share --datasets-dir)")
     sp.add_argument("ui_args", nargs=argparse.REMAINDER)
     add("presets", cmd_presets, "list presets")
+    sp = add("describe", cmd_describe, "every field of a preset with its value and help")
+    sp.add_argument("preset", help="preset name (vla presets) or a YAML file")
+    sp.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     add("tasks", cmd_tasks, "list built-in tasks")
     sp = add("job", cmd_job, argparse.SUPPRESS)
     sp.add_argument("run_dir")

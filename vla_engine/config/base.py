@@ -8,6 +8,7 @@ one line naming the field, the bad value and what is allowed, e.g.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -141,6 +142,13 @@ class ConfigBase:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
+    def field_help(cls) -> dict[str, str]:
+        """Each field's help: its ``metadata["help"]``, else its own comment or docstring in the class
+        source (the comment above it, on its line, or a string below it: LeRobot's convention, read with
+        draccus), looked up through the base classes. The forms and ``vla describe`` show it."""
+        return _field_help(cls)
+
+    @classmethod
     def from_dict(cls, data: dict | None, prefix: str | None = None):
         data = dict(data or {})
         data.pop("type", None)
@@ -195,6 +203,28 @@ class ConfigBase:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config fields at the top level")
         return cls.from_dict(data)
+
+
+@functools.lru_cache(maxsize=None)
+def _field_help(cls: type) -> dict[str, str]:
+    from draccus.wrappers.docstring import get_attribute_docstring
+
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(cls):
+        text = f.metadata.get("help", "") if f.metadata else ""
+        for klass in cls.__mro__:  # the class that declares the field holds its comment
+            if text or not dataclasses.is_dataclass(klass) or f.name not in getattr(klass, "__annotations__", {}):
+                continue
+            try:
+                doc = get_attribute_docstring(klass, f.name)
+            except (OSError, TypeError, SyntaxError):
+                continue
+            if doc is not None:
+                # the comment on the field's line, else the one above it (which may head a group of fields)
+                parts = (doc.comment_inline or doc.comment_above, doc.docstring_below)
+                text = " ".join(" ".join(parts).split())
+        out[f.name] = text
+    return out
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

@@ -21,16 +21,16 @@ class DatasetConfig(ConfigBase):
 
     _section: ClassVar[str] = "dataset"
 
-    repo_id: str = "local/push"
-    root: str | None = "datasets/push"
+    repo_id: str = "local/push"  # LeRobot repo id, 'owner/name' (local/push for the built-in data)
+    root: str | None = "datasets/push"  # the dataset's folder (null: the hub cache)
     task: str | None = "push"  # built-in task that generates the data when root is missing
     episodes: int = 200  # episodes to generate
-    image_size: int = 96
+    image_size: int = 96  # generating: camera images of image_size x image_size pixels
     action_noise: float = 0.3  # DART noise on executed expert actions when generating (0 = none)
     targets_per_layout: int = 1  # generating: episodes per layout, each naming another block (3 = contrastive)
     plan_horizon: int = 0  # generating: record the expert's noise-free plan of this many steps per frame (0 = none)
     chunk_labels: Literal["auto", "recorded", "plan"] = "auto"  # action chunks from the recorded actions, the expert plans, or auto (plans if there)
-    val_fraction: float = 0.0
+    val_fraction: float = 0.0  # fraction of the episodes (the last ones) held out for validation
 
     def validate(self) -> None:
         if not self.repo_id or "/" not in self.repo_id:

@@ -1,22 +1,24 @@
 """The model config: one flat dataclass describing a VLA (vision encoder, projector, language
 backbone, action head, normalisation). Every choosable part is a registry name; sizes are plain
 numbers. Saved as ``config.json`` next to a checkpoint's ``model.safetensors``.
+
+What the config does not hold: training decisions. Freezing (``training.freeze_vision`` /
+``freeze_vlm``) and LoRA (``training.use_lora``, ``lora_r``, ...) are set by the training config and
+applied to a built model (``model.freeze_vision()``, ``model.add_lora()``). Adapters a model already has
+are its state, ``model.lora_spec`` (a ``LoRASpec``), written into a checkpoint's ``config.json`` under
+``"adapters"`` beside the model fields. Files written before that split (checkpoints with ``freeze_*`` and
+``lora_*`` model fields) still load: ``read_model_dict`` turns them into the new form with a one-line note.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
+from .. import models  # noqa: F401  (registers the built-in parts; a light import: no torch)
+from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODERS
 from .base import ConfigBase, ConfigError
-
-
-def _registries():
-    """The model registries, with the built-in parts registered (a light import: no torch)."""
-    from .. import models  # noqa: F401  (registers the built-in parts lazily)
-    from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODERS
-
-    return VISION_ENCODERS, PROJECTORS, LANGUAGE_MODELS, ACTION_HEADS
+from .migrate import moved_note, note
 
 
 # the transformers vision towers (vision_feature_layer applies to them)
@@ -45,7 +47,6 @@ class ModelConfig(ConfigBase):
     # transformers towers: 0 = their final output; -k = the output of the k-th block from the end, before the
     # final norm (OpenVLA reads -2, the second-to-last block)
     vision_feature_layer: int = 0
-    freeze_vision: bool = False
     # projector
     projector: str = "mlp"  # mlp | fused-gelu-mlp | attention | perceiver
     projector_num_tokens: int = 16  # attention / perceiver: visual tokens out per image
@@ -59,7 +60,6 @@ class ModelConfig(ConfigBase):
     llm_num_heads: int = 4
     llm_intermediate_size: int = 256
     llm_layers: int = 0  # 0 = all; K = keep the first K decoder layers (SmolVLA does this with SmolVLM)
-    freeze_vlm: bool = False  # freeze vision encoder + language model (projector, tokens, head train)
     max_text_tokens: int = 48
     # "plain": [instruction, observation tokens, learned action query]; "openvla": OpenVLA's prompt
     # [BOS, observation tokens, "In: What action should the robot take to {task}?\nOut:", empty token] with
@@ -108,23 +108,20 @@ class ModelConfig(ConfigBase):
     image_keys: list[str] = field(default_factory=lambda: ["observation.images.front"])
     normalization: Literal["mean_std", "min_max", "none"] = "mean_std"
     use_gradient_checkpointing: bool = False
-    # LoRA adapters on the language model (peft); a checkpoint of a LoRA model records them so
-    # from_pretrained rebuilds the same wrapped structure before loading its weights
-    lora_r: int = 0  # adapter rank; 0 = no LoRA
-    lora_alpha: int = 32  # scaling = lora_alpha / lora_r
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    # "lm": adapters on the LM only, the projector / FiLM / action head train in full; "policy": adapters on
-    # their linear layers too (where an adapter is smaller than the layer), as OpenVLA's all-linear LoRA;
-    # "all": the vision encoder's conv / linear layers as well
-    lora_scope: Literal["lm", "policy", "all"] = "lm"
+
+    @classmethod
+    def from_dict(cls, data: dict | None, prefix: str | None = None, *, where: str = "") -> "ModelConfig":
+        """The config from its fields. Keys an older version wrote into a model config (``freeze_*``,
+        ``lora_*``) and a checkpoint's ``adapters`` record are not model fields: they are left out with a
+        one-line note (use ``read_model_dict`` to keep the adapters). ``where`` names the file in notes."""
+        fields, _ = _split_legacy(data, where)
+        return super().from_dict(fields, prefix)
 
     def validate(self) -> None:
-        vision, projectors, llms, heads = _registries()
-        self._check_choice("vision_encoder", vision)
-        self._check_choice("projector", projectors)
-        self._check_choice("llm", llms)
-        self._check_choice("action_head", heads)
+        self._check_choice("vision_encoder", VISION_ENCODERS)
+        self._check_choice("projector", PROJECTORS)
+        self._check_choice("llm", LANGUAGE_MODELS)
+        self._check_choice("action_head", ACTION_HEADS)
         self._check_range("image_size", 16, 1024)
         self._check_range("vision_dim", 1)
         self._check_range("vision_pool", 0, 64)
@@ -185,17 +182,6 @@ class ModelConfig(ConfigBase):
             self._fail("n_obs_steps", "must be 1 with prompt_format: smolvla (SmolVLA reads the latest observation)")
         self._check_range("dropout", 0.0, 1.0)
         self._check_range("random_shift", 0, 32)
-        self._check_range("lora_r", 0, 4096)
-        self._check_range("lora_alpha", 1)
-        self._check_range("lora_dropout", 0.0)
-        if self.lora_dropout >= 1.0:
-            self._fail("lora_dropout", "is out of range; must be < 1 (e.g. 0.05)")
-        if self.lora_r > 0:
-            if not self.lora_target_modules:
-                self._fail("lora_target_modules", "is empty; name the LM's linear layers, e.g. [q_proj, k_proj, v_proj, o_proj]")
-            for i, name in enumerate(self.lora_target_modules):
-                if not name.strip():
-                    self._fail("lora_target_modules", f"has an empty name at position {i}")
         if self.llm_pretrained is None:
             if self.llm_hidden_size % self.llm_num_heads:
                 self._fail("llm_hidden_size", f"must be divisible by llm_num_heads ({self.llm_num_heads})")
@@ -215,6 +201,107 @@ class ModelConfig(ConfigBase):
                 self._fail("image_keys", f"has an empty name at position {i}")
         if len(set(self.image_keys)) != len(self.image_keys):
             self._fail("image_keys", "names a camera twice; list each image key once")
+
+
+# ------------------------------------------------------------------------------------------------
+# Adapters: model state recorded beside the model fields of a checkpoint
+# ------------------------------------------------------------------------------------------------
+LORA_SCOPES: tuple[str, ...] = ("lm", "policy", "all")
+DEFAULT_LORA_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass(frozen=True)
+class LoRASpec:
+    """The LoRA adapters a model has (``model.lora_spec``; None without adapters): rank ``r``, scaling
+    ``alpha / r``, ``dropout``, the language model's ``target_modules`` and the ``scope`` ("lm": the language
+    model only; "policy": the projector, FiLM, state projection and action head as well; "all": the vision
+    encoder too). A checkpoint's config.json holds it as ``"adapters": {"type": "lora", ...}``, so
+    ``from_pretrained`` rebuilds the same peft structure before it loads the weights."""
+
+    r: int
+    alpha: float = 32.0
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    scope: str = "lm"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target_modules", tuple(str(t) for t in self.target_modules))
+        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
+            raise ConfigError(f"adapters.r: {self.r!r} is out of range; must be an integer >= 1 (e.g. 8 or 16)")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
+            raise ConfigError(f"adapters.alpha: {self.alpha!r} is out of range; must be > 0 (e.g. 2 * r)")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ConfigError(f"adapters.dropout: {self.dropout!r} is out of range; must be in [0, 1) (e.g. 0.05)")
+        if not self.target_modules or any(not t.strip() for t in self.target_modules):
+            raise ConfigError(f"adapters.target_modules: {list(self.target_modules)!r} is empty or has an empty "
+                              f"name; name the LM's linear layers, e.g. [q_proj, k_proj, v_proj, o_proj]")
+        if self.scope not in LORA_SCOPES:
+            raise ConfigError(f"adapters.scope: {self.scope!r} is not allowed; choose one of: {', '.join(LORA_SCOPES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "lora", "r": self.r, "alpha": self.alpha, "dropout": self.dropout,
+                "target_modules": list(self.target_modules), "scope": self.scope}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "") -> "LoRASpec":
+        src = f" in {where}" if where else ""
+        if not isinstance(data, dict):
+            raise ConfigError(f"adapters{src}: expected a mapping (type, r, alpha, dropout, target_modules, scope), "
+                              f"got {data!r}")
+        data = dict(data)
+        kind = data.pop("type", "lora")
+        if kind != "lora":
+            raise ConfigError(f"adapters.type{src}: {kind!r} is not a known adapter type; this version reads 'lora'")
+        names = ("r", "alpha", "dropout", "target_modules", "scope")
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ConfigError(f"adapters{src}: unknown field '{unknown[0]}'; allowed fields: {', '.join(names)}")
+        targets = data.get("target_modules", DEFAULT_LORA_TARGETS)
+        if not isinstance(targets, (list, tuple)):
+            raise ConfigError(f"adapters.target_modules{src}: {targets!r} has the wrong type; expected a list of names")
+        if "r" not in data:
+            raise ConfigError(f"adapters{src}: no 'r' (the adapter rank); the record is incomplete")
+        r = data["r"]
+        return cls(r=int(r) if isinstance(r, float) and r.is_integer() else r, alpha=data.get("alpha", 32.0),
+                   dropout=data.get("dropout", 0.0), target_modules=tuple(targets), scope=data.get("scope", "lm"))
+
+
+# keys an earlier version wrote into a model config: freezing went to the training config, the LoRA fields
+# became the adapter record (``lora_r`` 0 meant no adapters)
+_LEGACY_FREEZE = ("freeze_vision", "freeze_vlm")
+_LEGACY_LORA = {"lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "lora_target_modules": "target_modules",
+                "lora_scope": "scope"}
+
+
+def _split_legacy(data: dict | None, where: str) -> tuple[dict[str, Any], LoRASpec | None]:
+    """``data`` without the keys that are not model fields, and the adapter record they describe."""
+    fields = dict(data or {})
+    record = fields.pop("adapters", None)
+    for key in _LEGACY_FREEZE:
+        if key in fields:
+            fields.pop(key)
+            note(moved_note(f"model.{key}", None, where) + f"; freezing is set by training.{key}")
+    old = {new: fields.pop(key) for key, new in _LEGACY_LORA.items() if key in fields}
+    if record is not None:
+        spec = LoRASpec.from_dict(record, where)
+        if old:
+            note(moved_note("model.lora_*", None, where) + "; the 'adapters' record says which adapters there are")
+        return fields, spec
+    if old.get("r"):
+        note(moved_note("model.lora_*", "adapters", where))
+        return fields, LoRASpec.from_dict(old, where)
+    if old:
+        note(moved_note("model.lora_*", None, where) + "; LoRA is asked for by training.use_lora")
+    return fields, None
+
+
+def read_model_dict(data: dict | None, where: str = "") -> tuple[ModelConfig, LoRASpec | None]:
+    """A checkpoint's ``config.json`` (or any model-config mapping) -> ``(ModelConfig, adapters or None)``.
+
+    Reads the ``adapters`` record, and the ``lora_*`` / ``freeze_*`` model fields of files written by earlier
+    versions (one note each; ``lora_r`` 0 is no adapters). ``where`` names the file in notes and errors."""
+    fields, spec = _split_legacy(data, where)
+    return ModelConfig.from_dict(fields), spec
 
 
 # The ModelConfig fields that only change how a trained model acts, not what it learned: they can be set on a

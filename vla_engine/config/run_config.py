@@ -20,10 +20,10 @@ class EvalConfig(ConfigBase):
     _section: ClassVar[str] = "eval"
 
     task: str | None = None  # default: the dataset's task
-    episodes: int = 50
-    seed_start: int = EVAL_SEED_START
-    num_videos: int = 4
-    max_episode_steps: int | None = None
+    episodes: int = 50  # held-out episodes to evaluate
+    seed_start: int = EVAL_SEED_START  # first evaluation seed (training data uses the seeds below 1,000,000)
+    num_videos: int = 4  # episodes recorded as mp4 (the first ones)
+    max_episode_steps: int | None = None  # step limit per episode (empty: the task's)
     after_training: bool = True  # run the evaluation at the end of a training job
 
     def validate(self) -> None:
@@ -45,14 +45,14 @@ class RunConfig(ConfigBase):
 
     _section: ClassVar[str] = "run"
 
-    name: str = "run"
-    method: str = "bc"
-    description: str = ""
+    name: str = "run"  # the run's name (the run folder is named from it)
+    method: str = "bc"  # the training method: names the trainer and its training config (vla presets lists them)
+    description: str = ""  # one line shown next to the preset
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    version: int = RUN_CONFIG_VERSION
+    version: int = RUN_CONFIG_VERSION  # the layout of this file (older layouts load, moved)
 
     def validate(self) -> None:
         from ..train.methods import all_methods, method_config_type

@@ -32,27 +32,28 @@ class TrainingConfig(ConfigBase):
     _section: ClassVar[str] = "training"
     type_name: ClassVar[str] = "base"
 
-    learning_rate: float = 1e-4
-    weight_decay: float = 1e-4
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    warmup_steps: int = 100
+    learning_rate: float = 1e-4  # peak learning rate of AdamW (after warmup)
+    weight_decay: float = 1e-4  # AdamW weight decay on matrices (biases and norms get none)
+    adam_beta1: float = 0.9  # AdamW beta1 (momentum of the gradient mean)
+    adam_beta2: float = 0.999  # AdamW beta2 (momentum of the squared gradient)
+    warmup_steps: int = 100  # steps of linear warmup from 0 to learning_rate
+    # decay after warmup, down to min_lr_ratio of the peak at the last step
     lr_scheduler: Literal["cosine", "constant", "linear"] = "cosine"
-    min_lr_ratio: float = 0.0
-    batch_size: int = 64
-    num_epochs: int = 1
+    min_lr_ratio: float = 0.0  # the learning rate at the last step, as a fraction of the peak (0 = decay to zero)
+    batch_size: int = 64  # samples per micro-batch (the optimiser sees batch_size x gradient_accumulation_steps)
+    num_epochs: int = 1  # passes over the data (when max_steps is not set)
     max_steps: int | None = None  # overrides num_epochs when set
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float = 1.0
+    gradient_accumulation_steps: int = 1  # micro-batches summed before each optimiser step
+    max_grad_norm: float = 1.0  # clip the gradient's global norm to this (0 = no clipping)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # applies on a GPU only
     ema_decay: float = 0.0  # 0 = off; e.g. 0.999
-    seed: int = 0
+    seed: int = 0  # seed of the weights, the data order and dropout
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
     num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
-    save_every: int = 500
-    keep_last: int = 3
-    log_every: int = 10
+    save_every: int = 500  # save a checkpoint every this many optimiser steps (and at the end)
+    keep_last: int = 3  # checkpoints kept in the run folder (older ones are deleted)
+    log_every: int = 10  # log metrics every this many optimiser steps
     freeze_vision: bool = False  # the vision encoder does not train
     freeze_vlm: bool = False  # the vision encoder and the language model do not train (projector, head do)
     # constructor-only: the model owns its loss (model.action_loss); a trainer given one sets it on the model
@@ -103,11 +104,11 @@ class ILConfig(TrainingConfig):
 
     # DAgger
     beta_schedule: Literal["linear", "exponential", "constant"] = "linear"
-    num_iterations: int = 10
-    rollouts_per_iteration: int = 20
+    num_iterations: int = 10  # DAgger iterations (roll out, label by the expert, aggregate, retrain)
+    rollouts_per_iteration: int = 20  # DAgger episodes rolled out per iteration
     # GAIL
     discriminator_lr: float = 3e-4
-    discriminator_steps: int = 1
+    discriminator_steps: int = 1  # GAIL discriminator updates per policy update
     algorithm: InitVar[str | None] = None  # constructor-only: bc | dagger | gail (the trainer, or the run's method)
 
     _init_only: ClassVar[tuple[str, ...]] = ("action_loss", "algorithm")
@@ -130,12 +131,14 @@ class FineTuningConfig(TrainingConfig):
 
     type_name: ClassVar[str] = "finetune"
 
-    use_lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    use_lora: bool = False  # add LoRA adapters (peft) and train them instead of the adapted layers' weights
+    lora_r: int = 16  # adapter rank
+    lora_alpha: int = 32  # adapter scaling numerator: the update is scaled by lora_alpha / lora_r
+    lora_dropout: float = 0.05  # dropout on the adapters' input
+    # names of the language model's linear layers that get adapters
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     lora_scope: Literal["lm", "policy", "all"] = "lm"  # policy: projector, FiLM and head too; all: vision too
+    # recompute the language model's activations in the backward pass (less memory, slower)
     gradient_checkpointing: bool = False
 
     def validate(self) -> None:
@@ -153,7 +156,7 @@ class PretrainingConfig(TrainingConfig):
 
     freeze_vision: bool = True
     freeze_llm: bool = True  # the language model alone does not train (stage 1 trains the projector only)
-    max_text_tokens: int = 64
+    max_text_tokens: int = 64  # caption / instruction tokens kept per example
     # constructor-only: the model's parts (model.vision_encoder / llm / projector own them in a run config)
     vision_encoder: InitVar[str | None] = None
     llm_model: InitVar[str | None] = None
@@ -177,24 +180,24 @@ class RLConfig(TrainingConfig):
 
     type_name: ClassVar[str] = "rl"
 
-    total_timesteps: int = 100_000
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    entropy_coef: float = 0.01
-    value_coef: float = 0.5
-    num_envs: int = 8
-    steps_per_update: int = 2048
-    num_minibatches: int = 32
-    update_epochs: int = 10
+    total_timesteps: int = 100_000  # environment steps in all
+    gamma: float = 0.99  # discount factor
+    gae_lambda: float = 0.95  # PPO: GAE lambda (bias-variance of the advantage)
+    clip_range: float = 0.2  # PPO / GRPO: clip of the policy ratio
+    entropy_coef: float = 0.01  # weight of the entropy bonus
+    value_coef: float = 0.5  # PPO: weight of the value loss
+    num_envs: int = 8  # environments stepped together
+    steps_per_update: int = 2048  # PPO: environment steps per env between updates
+    num_minibatches: int = 32  # PPO: minibatches per update epoch
+    update_epochs: int = 10  # PPO: passes over each rollout
     # SAC
     buffer_size: int = 1_000_000
-    tau: float = 0.005
-    learning_starts: int = 5_000
-    auto_entropy: bool = True
+    tau: float = 0.005  # SAC: Polyak factor of the target networks
+    learning_starts: int = 5_000  # SAC: environment steps of random actions before the first update
+    auto_entropy: bool = True  # SAC: tune the entropy temperature to a target entropy
     # GRPO
     group_size: int = 4
-    kl_coef: float = 0.1
+    kl_coef: float = 0.1  # GRPO: weight of the KL to the reference policy
     algorithm: InitVar[str | None] = None  # constructor-only: ppo | sac | grpo (the trainer, or the run's method)
 
     _init_only: ClassVar[tuple[str, ...]] = ("action_loss", "algorithm")

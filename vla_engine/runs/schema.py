@@ -110,7 +110,7 @@ class RunStatus:
     eta_s: float | None = None
     eval: dict[str, Any] | None = None  # the ``eval/...`` metrics of the run's evaluation, if it ran one
     result: dict[str, Any] | None = None  # what the job returned (final loss, checkpoint, dataset path, ...)
-    version: int = SCHEMA_VERSION
+    version: int = SCHEMA_VERSION  # the layout of this file
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -161,14 +161,14 @@ class EvalJobConfig(ConfigBase):
     _section: ClassVar[str] = "eval"
     checkpoint: str = ""  # a checkpoint folder (resolved from a run id, a run folder or shipped:<name>)
     task: str | None = None  # default: the task of the checkpoint's run
-    episodes: int = 50
-    num_videos: int = 4
-    seed_start: int = EVAL_SEED_START
+    episodes: int = 50  # held-out episodes to evaluate
+    num_videos: int = 4  # episodes recorded as mp4 (the first ones)
+    seed_start: int = EVAL_SEED_START  # first evaluation seed (training data uses the seeds below it)
     instruction: str | None = None  # free text instead of the task's own instruction
     max_episode_steps: int | None = None  # default: the task's
-    runs_dir: str = "runs"
+    runs_dir: str = "runs"  # where run ids are looked up
     inference: dict = field(default_factory=dict)  # how the model acts: n_action_steps, ... (model.FIELD)
-    version: int = SCHEMA_VERSION
+    version: int = SCHEMA_VERSION  # the layout of this file
 
     def validate(self) -> None:
         if not self.checkpoint.strip():
@@ -188,16 +188,16 @@ class DatagenJobConfig(ConfigBase):
     """Expert demonstrations of a built-in task written as a LeRobot v3 dataset (``vla datagen``)."""
 
     _section: ClassVar[str] = "datagen"
-    task: str = "reach"
-    episodes: int = 200
-    out: str = ""
+    task: str = "reach"  # the built-in task whose scripted expert makes the demonstrations
+    episodes: int = 200  # held-out episodes to evaluate
+    out: str = ""  # the dataset folder to write (LeRobot v3)
     seed: int = 0  # episode i uses seed + i
-    image_size: int = 96
+    image_size: int = 96  # camera images of image_size x image_size pixels
     action_noise: float = 0.3  # DART noise on executed expert actions (recorded actions stay clean)
     targets_per_layout: int = 1  # episodes per layout, each naming another block
     plan_horizon: int = 0  # record the expert's noise-free plan of this many steps per frame (0 = none)
-    overwrite: bool = False
-    version: int = SCHEMA_VERSION
+    overwrite: bool = False  # replace a dataset already in out
+    version: int = SCHEMA_VERSION  # the layout of this file
 
     def validate(self) -> None:
         from .. import envs  # noqa: F401
