@@ -83,7 +83,7 @@ def test_lora_trains_a_small_fraction_of_an_lm_heavy_model():
     for r in (4, 8):
         torch.manual_seed(0)
         model = VLAModel(dict(SMALL, llm_hidden_size=128, llm_num_heads=4, llm_intermediate_size=1024,
-                              head_hidden_dim=16, head_num_layers=1, freeze_vision=True))
+                              head_hidden_dim=16, head_num_layers=1), freeze_vision=True)
         total_before = model.num_parameters()
         outside_trainable = sum(p.numel() for n, p in model.named_parameters()
                                 if p.requires_grad and not n.startswith("backbone."))
@@ -96,7 +96,7 @@ def test_lora_trains_a_small_fraction_of_an_lm_heavy_model():
         assert not any(p.requires_grad for p in model.vision_encoder.parameters())
         assert trainable / total == pytest.approx((outside_trainable + adapters) / (total_before + adapters))
         assert trainable / total <= 0.05, f"r={r}: {trainable / total:.3%}"
-        assert model.config.lora_r == r and model.config.lora_alpha == 2 * r
+        assert model.lora_spec.r == r and model.lora_spec.alpha == 2 * r
 
 
 def test_lora_lowers_loss_base_lm_frozen_adapters_change(trained):
@@ -128,7 +128,7 @@ def test_peft_adapter_round_trip_into_a_fresh_model(trained, tmp_path):
     fresh = VLAModel.from_pretrained(trained["base_dir"])  # the base, before fine-tuning
     assert not torch.allclose(_predict(fresh, batch), want)
     load_adapter(fresh, tmp_path / "adapter")
-    assert fresh.config.lora_r == 8
+    assert fresh.lora_spec.r == 8
     torch.testing.assert_close(_predict(fresh, batch), want, rtol=0, atol=1e-6)
 
     # peft's own reader accepts the folder on the bare base LM and gives the tuned LM's hidden states
@@ -144,7 +144,7 @@ def test_merge_gives_same_outputs_and_plain_weight_names(trained, tmp_path):
     batch = _batch(ds)
     want = _predict(model, batch)
     model.merge_lora()
-    assert model.config.lora_r == 0
+    assert model.lora_spec is None
     keys = list(model.state_dict())
     assert not any("lora_" in k or "base_layer" in k or "base_model" in k for k in keys)
     plain = set(VLAModel(SMALL).state_dict())
@@ -160,7 +160,9 @@ def test_lora_checkpoint_from_pretrained_identical(trained, tmp_path):
     batch = _batch(ds)
     model.save_pretrained(tmp_path / "ckpt")
     saved = json.loads((tmp_path / "ckpt" / "config.json").read_text())
-    assert saved["lora_r"] == 8 and saved["lora_alpha"] == 16 and saved["lora_target_modules"] == TARGETS
+    assert saved["adapters"] == {"type": "lora", "r": 8, "alpha": 16, "dropout": 0.0, "target_modules": TARGETS,
+                                 "scope": "lm"}
+    assert not any(k.startswith(("lora_", "freeze_")) for k in saved)  # adapters are state, freezing is training's
     loaded = VLAModel.from_pretrained(tmp_path / "ckpt")  # strict load into the rebuilt LoRA structure
     assert torch.equal(_predict(loaded, batch), _predict(model, batch))
     assert all(("lora_" in n) == p.requires_grad for n, p in loaded.backbone.named_parameters())
@@ -171,12 +173,12 @@ def _assert_scope_round_trips(model: VLAModel, batch: dict, tmp_path, scope: str
     loaded into a fresh base, and the merged model all give the tuned model's predictions."""
     want = _predict(model, batch)
     model.save_pretrained(tmp_path / "ckpt")
-    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["lora_scope"] == scope
+    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["adapters"]["scope"] == scope
     torch.testing.assert_close(_predict(VLAModel.from_pretrained(tmp_path / "ckpt"), batch), want, rtol=0, atol=0)
     save_adapter(model, tmp_path / "adapter")
     fresh = VLAModel.from_pretrained(tmp_path / "base")
     load_adapter(fresh, tmp_path / "adapter")
-    assert fresh.config.lora_scope == scope
+    assert fresh.lora_spec.scope == scope
     torch.testing.assert_close(_predict(fresh, batch), want, rtol=0, atol=1e-6)
     model.merge_lora()
     assert not any("lora_" in k or "base_layer" in k for k in model.state_dict())
@@ -195,7 +197,7 @@ def test_policy_scope_adapts_projector_film_and_head_too(tmp_path):
     lm_only = copy.deepcopy(model).add_lora(r=4, alpha=8)
     res = VLAFineTuner(model, _ft_config(lora_r=4, lora_alpha=8, lora_scope="policy", freeze_vision=True),
                        progress=False).train(ds)
-    assert model.config.lora_scope == "policy"
+    assert model.lora_spec.scope == "policy"
     losses = [h["train/loss"] for h in res.history]
     assert sum(losses[-5:]) < 0.7 * sum(losses[:5]), losses
     trainable, total = lora_parameter_stats(model)
@@ -223,7 +225,7 @@ def test_all_scope_adapts_the_vision_encoder_convs_too(tmp_path):
     model.save_pretrained(tmp_path / "base")
     policy = copy.deepcopy(model).add_lora(r=4, alpha=8, scope="policy")  # vision encoder trains in full
     res = VLAFineTuner(model, _ft_config(lora_r=4, lora_alpha=8, lora_scope="all"), progress=False).train(ds)
-    assert model.config.lora_scope == "all"
+    assert model.lora_spec.scope == "all"
     losses = [h["train/loss"] for h in res.history]
     assert sum(losses[-5:]) < 0.7 * sum(losses[:5]), losses
     assert lora_parameter_stats(model)[0] < lora_parameter_stats(policy)[0]
@@ -252,7 +254,7 @@ def test_gradient_checkpointing_with_lora_same_gradients(monkeypatch):
     torch.manual_seed(0)
     ds = Demos(8)
     batch = {**_batch(ds, 8), "action": ds.actions[:8].unsqueeze(1)}
-    model = VLAModel(dict(SMALL, freeze_vlm=True))  # the memory-efficient preset's shape: VLM frozen + LoRA
+    model = VLAModel(SMALL, freeze_vlm=True)  # the memory-efficient preset's shape: VLM frozen + LoRA
     model.set_normalization(ds.stats)
     model.add_lora(r=4, alpha=8, dropout=0.0)
     with torch.no_grad():
@@ -295,7 +297,7 @@ def test_finetuner_lora_gradient_checkpointing_runs_and_checkpoints(tmp_path):
                      lora_dropout=0.05, save_every=3)
     res = VLAFineTuner(model, cfg, run_dir=tmp_path / "run", progress=False).train(ds)
     assert res.state == "done" and res.step == 3 and res.checkpoint is not None
-    assert model.config.lora_r == 4 and model.config.use_gradient_checkpointing
+    assert model.lora_spec.r == 4 and model.config.use_gradient_checkpointing
     assert model.backbone.lm.is_gradient_checkpointing
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "LoRA r=4" in log and "parameters trainable" in log
@@ -316,19 +318,24 @@ def test_unknown_target_module_is_a_one_line_error():
         VLAFineTuner(model, _ft_config(lora_target_modules=["q_proj", "qkv"]), progress=False).train(Demos(8))
     msg = str(e.value)
     assert "\n" not in msg and "'qkv'" in msg and "q_proj" in msg and "down_proj" in msg
-    assert model.config.lora_r == 0  # nothing was half-applied
+    assert model.lora_spec is None  # nothing was half-applied
     with pytest.raises(LoRAError, match="no LoRA adapters to merge"):
         model.merge_lora()
 
 
-def test_lora_config_fields_validate():
+def test_adapter_record_validates():
+    """The adapters are model state (``LoRASpec``), not model-config fields; a bad record is a one-line error."""
     from vla_engine.config.base import ConfigError
     from vla_engine.config.model_config import ModelConfig
+    from vla_engine.models import LoRASpec
 
-    with pytest.raises(ConfigError, match="model.lora_r"):
-        ModelConfig(lora_r=-1)
-    with pytest.raises(ConfigError, match="model.lora_dropout"):
-        ModelConfig(lora_r=8, lora_dropout=1.0)
-    with pytest.raises(ConfigError, match="model.lora_target_modules"):
-        ModelConfig(lora_r=8, lora_target_modules=[])
-    assert ModelConfig().lora_r == 0 and ModelConfig().lora_target_modules == TARGETS
+    with pytest.raises(ConfigError, match="adapters.r"):
+        LoRASpec(r=-1)
+    with pytest.raises(ConfigError, match="adapters.dropout"):
+        LoRASpec(r=8, dropout=1.0)
+    with pytest.raises(ConfigError, match="adapters.target_modules"):
+        LoRASpec(r=8, target_modules=())
+    with pytest.raises(ConfigError, match="adapters.scope"):
+        LoRASpec.from_dict({"r": 8, "scope": "everything"})
+    assert list(LoRASpec(r=8).target_modules) == TARGETS
+    assert not any(f.startswith(("lora_", "freeze_")) for f in ModelConfig.field_names())

@@ -94,7 +94,7 @@ def test_gradient_checkpointing_and_freeze_vision():
     assert not any(p.requires_grad for p in frozen.vision_encoder.parameters())
     assert all(p.requires_grad for p in frozen.backbone.parameters())
     frozen.freeze_vlm()
-    assert frozen.config.freeze_vlm and not any(p.requires_grad for p in frozen.backbone.parameters())
+    assert frozen.vlm_frozen and not any(p.requires_grad for p in frozen.backbone.parameters())
 
 
 def test_save_load_round_trip_identical(tmp_path):

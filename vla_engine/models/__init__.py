@@ -73,8 +73,9 @@ ACTION_HEADS.register("smolvla-expert", "vla_engine.models.smolvla_expert:SmolVL
                       description="SmolVLA's action expert: LM-layer copy cross-attending to the VLM's keys/values, flow matching")
 
 _LAZY = {
-    "VLAModel": ".vla", "create_vla_model": ".vla", "CheckpointError": ".vla", "ModelInputError": ".vla",
-    "VLM_PRESETS": ".vla", "list_vlm_presets": ".vla",
+    "VLAModel": ".vla", "create_vla_model": ".vla", "CheckpointError": ".checkpoint", "ModelInputError": ".inputs",
+    "VLM_PRESETS": ".vlm_presets", "list_vlm_presets": ".vlm_presets", "resolve_vlm": ".vlm_presets",
+    "LoRASpec": ".lora", "CHECKPOINT_FORMATS": ".formats",
     "ActionHead": ".heads", "MLPActionHead": ".heads", "masked_action_loss": ".heads",
     "VisionEncoder": ".vision", "CNNEncoder": ".vision", "ResNet18Encoder": ".vision", "SiglipEncoder": ".vision",
     "GaussianMLPActionHead": ".gaussian_head", "DiffusionActionHead": ".diffusion_head",

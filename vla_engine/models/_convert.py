@@ -11,8 +11,9 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from ..config.model_config import ModelConfig
 from ..errors import CheckpointError
-from ._util import _first_line
+from ._util import _first_line, _import_transformers
 
 
 def read_json(f: Path) -> Any:
@@ -74,9 +75,6 @@ def build_empty(fields: dict[str, Any], cls: type | None, default_cls: type, fol
                 **build_kw: Any) -> nn.Module:
     """A ``default_cls`` (or ``cls``, a subclass) built from ModelConfig ``fields`` without random initialisation,
     for a converter to fill; ``build_kw`` go to ``VLAModel._build`` (tokenizer, HF configs)."""
-    from ..config.model_config import ModelConfig
-    from ._util import _first_line as first
-
     try:
         cfg = ModelConfig.from_dict(fields)
     except ValueError as e:
@@ -88,17 +86,15 @@ def build_empty(fields: dict[str, Any], cls: type | None, default_cls: type, fol
         with _no_init():
             model._build(cfg, rebuild=True, **build_kw)
     except (ValueError, RuntimeError) as e:  # HeadError / ConfigError: sizes that do not fit together
-        raise CheckpointError(f"the {source} folder {folder} builds no model ({first(e)})") from None
+        raise CheckpointError(f"the {source} folder {folder} builds no model ({_first_line(e)})") from None
     return model
 
 
 def read_tokenizer(folder: Path, what: str, fix: str) -> Any:
     """The tokenizer saved in ``folder`` (no remote code); ``what`` names the folder ("OpenVLA folder"), ``fix``
     the remedy for a missing or broken one."""
-    from ._util import _first_line as first, _import_transformers
-
     tf = _import_transformers()
     try:
         return tf.AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     except Exception as e:  # noqa: BLE001 - missing / broken tokenizer files: one user message
-        raise CheckpointError(f"{what} {folder} has no readable tokenizer ({first(e)}); {fix}") from None
+        raise CheckpointError(f"{what} {folder} has no readable tokenizer ({_first_line(e)}); {fix}") from None

@@ -41,9 +41,12 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..registry import LANGUAGE_MODELS
 from ._convert import build_empty, load_mapped_strict, read_folder_config, read_tokenizer
 from ._util import _first_line, _import_transformers
+from .formats import is_openvla_config
 from .vision import IMAGENET_MEAN, IMAGENET_STD
+from .wrappers import OpenVLAWrapper
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +71,6 @@ _OWN_WEIGHTS = ("action_query", "action_head.", "action_normalizer.", "state_nor
 # ------------------------------------------------------------------------------------------------
 # Reading the folder
 # ------------------------------------------------------------------------------------------------
-def is_openvla_config(data: Any) -> bool:
-    """Whether a parsed config.json is an OpenVLA (``OpenVLAForActionPrediction``) config."""
-    return isinstance(data, dict) and (data.get("model_type") == "openvla"
-                                       or "OpenVLAForActionPrediction" in (data.get("architectures") or []))
-
-
 def read_openvla_config(folder: str | Path) -> dict[str, Any]:
     """The folder's config.json, checked to be an OpenVLA config with what this loader needs."""
     f, data = read_folder_config(folder, "OpenVLA", FIX)
@@ -346,8 +343,6 @@ def _activation(data: Mapping[str, Any], i: int) -> str:
 
 
 def _llm_config(data: Mapping[str, Any]) -> tuple[str, Any]:
-    from ..registry import LANGUAGE_MODELS
-
     tf = _import_transformers()
     text = dict(data["text_config"])
     mt = text.pop("model_type", "llama")
@@ -365,8 +360,6 @@ def _llm_config(data: Mapping[str, Any]) -> tuple[str, Any]:
 def load_openvla(folder: str | Path, unnorm_key: str | None = None, cls: type | None = None,
                  map_location: str | torch.device = "cpu") -> nn.Module:
     """Build an ``OpenVLAWrapper`` (or ``cls``, a subclass) from an OpenVLA folder; see the module docstring."""
-    from .wrappers import OpenVLAWrapper
-
     d = Path(folder).expanduser()
     data = read_openvla_config(d)
     name, action = norm_stats_for(data, unnorm_key)

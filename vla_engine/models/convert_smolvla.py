@@ -40,6 +40,8 @@ from torch import nn
 from ..errors import CheckpointError
 from ._convert import build_empty, load_mapped_strict, read_folder_config, read_json, read_tokenizer
 from ._util import _first_line, _import_transformers
+from .formats import is_smolvla_config
+from .wrappers import SmolVLAWrapper
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +68,6 @@ _MODES = {"MEAN_STD": "mean_std", "MIN_MAX": "min_max", "IDENTITY": "none"}
 # ------------------------------------------------------------------------------------------------
 # Reading the folder
 # ------------------------------------------------------------------------------------------------
-def is_smolvla_config(data: Any) -> bool:
-    """Whether a parsed config.json is a LeRobot SmolVLA policy config."""
-    return isinstance(data, dict) and data.get("type") == "smolvla"
-
-
 def read_smolvla_config(folder: str | Path) -> dict[str, Any]:
     """The folder's config.json, checked to be a SmolVLA policy config this loader can reproduce."""
     f, data = read_folder_config(folder, "SmolVLA", FIX)
@@ -231,9 +228,8 @@ def _features(data: Mapping[str, Any]) -> tuple[list[str], int, int]:
 # ------------------------------------------------------------------------------------------------
 def load_smolvla(folder: str | Path, vlm: str | Path | None = None, cls: type | None = None,
                  map_location: str | torch.device = "cpu") -> nn.Module:
-    """Build a ``SmolVLAWrapper`` (or ``cls``, a subclass) from a LeRobot SmolVLA folder; see the module docstring."""
-    from .wrappers import SmolVLAWrapper
-
+    """Build a ``SmolVLAWrapper`` (or ``cls``, a subclass) from a LeRobot SmolVLA folder; see the module docstring.
+    LeRobot's ``freeze_vision_encoder`` / ``train_expert_only`` become the model's frozen parts."""
     d = Path(folder).expanduser()
     data = read_smolvla_config(d)
     state = read_smolvla_weights(d)
@@ -279,7 +275,6 @@ def load_smolvla(folder: str | Path, vlm: str | Path | None = None, cls: type | 
         flow_min_period=float(data.get("min_period", 4e-3)), flow_max_period=float(data.get("max_period", 4.0)),
         action_dim=action_dim, state_dim=state_dim, chunk_size=int(data["chunk_size"]),
         n_action_steps=int(data.get("n_action_steps", data["chunk_size"])), image_keys=cams,
-        freeze_vision=bool(data.get("freeze_vision_encoder", True)), freeze_vlm=bool(data.get("train_expert_only", True)),
         normalization=mode, random_shift=0, dropout=0.0)
     model = build_empty(fields, cls, SmolVLAWrapper, d, "SmolVLA", tokenizer=tokenizer, llm_hf_config=text_conf,
                         vision_hf_config=vlm_conf)
@@ -300,6 +295,8 @@ def load_smolvla(folder: str | Path, vlm: str | Path | None = None, cls: type | 
                                   f"config.json does not describe these weights")
         mapped["state_proj.weight"] = w[:, :state_dim].contiguous()  # the zero-padded entries never count
     _load_strict(model, mapped)
+    model.freeze_vision(bool(data.get("freeze_vision_encoder", True)))
+    model.freeze_vlm(bool(data.get("train_expert_only", True)))
     _set_stats(model, stats, mode, d)
     model.lerobot_vlm = str(vlm_dir)
     return model.to(map_location).eval()

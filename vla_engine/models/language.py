@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-
+from ..config.base import ConfigError
 from ._util import _first_line, _import_transformers, pretrained_load_error  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -185,8 +185,6 @@ class LanguageBackbone(nn.Module):
 def keep_first_layers(lm: nn.Module, k: int) -> None:
     """Cut a causal LM to its first ``k`` decoder layers (model.llm_layers; SmolVLA keeps half of
     SmolVLM's), in place; its config says so, so a checkpoint rebuilds the cut structure."""
-    from ..config.base import ConfigError
-
     decoder = lm.get_decoder()
     n = len(decoder.layers)
     if k > n:

@@ -3,17 +3,18 @@
 ``apply_lora`` wraps ``model.backbone.lm`` (a transformers causal LM) with ``peft.get_peft_model``:
 the LM's base weights freeze, low-rank adapters ``W x + (alpha / r) * B(A(x))`` are added to the
 target linear layers, and the parts outside the LM (projector, state/query tokens, action head,
-the vision encoder unless the config freezes it) keep training in full.
+the vision encoder unless it is frozen) keep training in full.
 
 Why ``get_peft_model`` (a ``PeftModelForCausalLM`` in place of the LM) and not ``inject_adapter_in_model``:
 the wrapper forwards every attribute to the LM, so ``LanguageBackbone.forward`` / ``embed`` /
 ``gradient_checkpointing_enable`` work unchanged, and peft's own ``merge_and_unload`` and
 ``save_pretrained`` / ``PeftModel.from_pretrained`` do merging and the adapter files. The VLA's
 state-dict keys under ``backbone.lm.`` become peft's (``base_model.model.<name>.base_layer.weight``,
-``...lora_A.default.weight``); they are a function of the config alone, and ``ModelConfig`` records
-the adapters (``lora_r`` > 0, ``lora_alpha``, ``lora_dropout``, ``lora_target_modules``, ``lora_scope``), so a
-checkpoint of a LoRA model is rebuilt with the same structure by ``VLAModel.from_pretrained`` and
-loaded strictly. After ``merge_lora`` the keys are the plain ones again and ``lora_r`` is 0.
+``...lora_A.default.weight``); they are a function of the adapter settings alone, which the model records
+as its state, ``model.lora_spec`` (a ``LoRASpec``: ``r``, ``alpha``, ``dropout``, ``target_modules``,
+``scope``), and a checkpoint's config.json keeps under ``"adapters"``, so a checkpoint of a LoRA model is
+rebuilt with the same structure by ``VLAModel.from_pretrained`` and loaded strictly. After ``merge_lora``
+the keys are the plain ones again and ``lora_spec`` is None.
 
 ``lora_scope="policy"`` adapts the rest of the policy as well, as OpenVLA's all-linear LoRA and LeRobot's
 peft fine-tuning of an action expert do: every ``nn.Linear`` of the projector, the FiLM generator, the state
@@ -21,8 +22,9 @@ projection and the action head gets an adapter (``peft.inject_adapter_in_model``
 their own classes and methods) where ``r * (in + out) < in * out``; smaller layers train in full, as they
 would as peft's ``modules_to_save``. ``lora_scope="all"`` adds the vision encoder: its ``nn.Linear`` and
 ``nn.Conv2d`` layers get adapters (peft's conv LoRA: a ``k x k`` conv to ``r`` channels, then a 1x1 conv)
-where that is smaller, and its norms and position embedding train in full (unless ``freeze_vision``). Attention blocks that read their output projection's weight directly
-(``nn.MultiheadAttention``) are left to train in full too.
+where that is smaller, and its norms and position embedding train in full (unless the vision encoder is
+frozen). Attention blocks that read their output projection's weight directly (``nn.MultiheadAttention``)
+are left to train in full too.
 
 Adapter folders (``save_adapter`` / ``load_adapter``) hold peft's files, ``adapter_config.json`` +
 ``adapter_model.safetensors`` (readable by ``peft.PeftModel.from_pretrained`` on the bare LM), plus
@@ -42,16 +44,17 @@ import torch
 from torch import nn
 
 from ..config.base import ConfigError
+from ..config.model_config import DEFAULT_LORA_TARGETS, LORA_SCOPES, LoRASpec
 from ..errors import CheckpointError
 from ._util import _first_line, _import_transformers
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LoRAError", "DEFAULT_TARGET_MODULES", "LORA_SCOPES", "apply_lora", "has_policy_lora", "apply_lora_from_config", "merge_lora",
-           "save_adapter", "load_adapter", "lora_parameter_stats", "lm_linear_names", "has_lora"]
+__all__ = ["LoRAError", "LoRASpec", "DEFAULT_TARGET_MODULES", "LORA_SCOPES", "apply_lora", "apply_lora_spec",
+           "has_policy_lora", "merge_lora", "save_adapter", "load_adapter", "lora_parameter_stats", "lm_linear_names",
+           "has_lora"]
 
-DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
-LORA_SCOPES = ("lm", "policy", "all")
+DEFAULT_TARGET_MODULES = list(DEFAULT_LORA_TARGETS)
 POLICY_PARTS = ("projector", "film", "state_proj", "action_head")  # what lora_scope="policy" adapts beyond the LM
 VISION_PARTS = ("vision_encoder",)  # what lora_scope="all" adapts beyond "policy"
 
@@ -212,7 +215,7 @@ def _merge_policy(model: nn.Module) -> None:
 
 def _refreeze(model: nn.Module) -> None:
     if hasattr(model, "_apply_freezing"):
-        model._apply_freezing()  # VLAModel: LM base frozen, adapters + non-LM parts by the config
+        model._apply_freezing()  # VLAModel: LM base frozen, adapters + non-LM parts by its freeze flags
     else:
         for name, p in _backbone(model).named_parameters():
             p.requires_grad_("lora_" in name)
@@ -230,18 +233,16 @@ def apply_lora(model: nn.Module, r: int = 16, alpha: float = 32, dropout: float 
     """Add LoRA adapters to the VLA's language model (in place; returns ``model``).
 
     The LM's base weights freeze. With ``scope="lm"`` the adapters, the projector, the state/query tokens,
-    the action head and the vision encoder (unless ``freeze_vision`` / ``freeze_vlm``) train; with
-    ``scope="policy"`` the projector, FiLM, state projection and head get adapters as well and only their
-    small layers train in full; ``scope="all"`` adapts the vision encoder's conv and linear layers too. ``model.config`` records the adapters, so ``save_pretrained`` checkpoints
-    rebuild them in ``from_pretrained``.
+    the action head and the vision encoder (unless frozen) train; with ``scope="policy"`` the projector, FiLM,
+    state projection and head get adapters as well and only their small layers train in full; ``scope="all"``
+    adapts the vision encoder's conv and linear layers too. ``model.lora_spec`` records the adapters, so
+    ``save_pretrained`` checkpoints rebuild them in ``from_pretrained``.
     """
     _check_scope(scope)
     targets = _wrap(model, r, alpha, dropout, list(target_modules or DEFAULT_TARGET_MODULES))
     extra = _wrap_policy(model, r, alpha, dropout, scope) if scope != "lm" else []
-    cfg = getattr(model, "config", None)
-    if cfg is not None and hasattr(cfg, "lora_r"):
-        model.config = cfg.replace(lora_r=int(r), lora_alpha=int(alpha), lora_dropout=float(dropout),
-                                   lora_target_modules=list(targets), lora_scope=scope)
+    model.lora_spec = LoRASpec(r=int(r), alpha=alpha, dropout=float(dropout), target_modules=tuple(targets),
+                               scope=scope)
     _refreeze(model)
     trainable, total = lora_parameter_stats(model)
     log.info("LoRA r=%d alpha=%s on %s%s: %s of %s parameters trainable (%.2f%%)", r, alpha, ",".join(targets),
@@ -250,26 +251,21 @@ def apply_lora(model: nn.Module, r: int = 16, alpha: float = 32, dropout: float 
     return model
 
 
-def apply_lora_from_config(model: nn.Module) -> None:
-    """The construction hook: wrap the LM as ``model.config`` says (``lora_r`` > 0). Freezing is left to the
-    caller (``VLAModel._build`` applies it right after)."""
-    c = model.config
-    _wrap(model, c.lora_r, c.lora_alpha, c.lora_dropout, c.lora_target_modules)
-    if getattr(c, "lora_scope", "lm") != "lm":
-        _wrap_policy(model, c.lora_r, c.lora_alpha, c.lora_dropout, c.lora_scope)
+def apply_lora_spec(model: nn.Module, spec: LoRASpec) -> nn.Module:
+    """Add the adapters ``spec`` describes (a checkpoint's record): the same structure ``apply_lora`` built, so
+    the checkpoint's weights load by name."""
+    return apply_lora(model, spec.r, spec.alpha, spec.dropout, list(spec.target_modules), scope=spec.scope)
 
 
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold the adapters into the LM's weights (peft ``merge_and_unload``): plain weights and state-dict
-    names again, ``config.lora_r`` = 0, the same outputs."""
+    names again, ``model.lora_spec`` None, the same outputs."""
     if not has_lora(model):
         raise LoRAError("the model has no LoRA adapters to merge; add them with add_lora() / training.use_lora")
     bb = _backbone(model)
     bb.lm = bb.lm.merge_and_unload(safe_merge=True)
     _merge_policy(model)
-    cfg = getattr(model, "config", None)
-    if cfg is not None and hasattr(cfg, "lora_r"):
-        model.config = cfg.replace(lora_r=0, lora_scope="lm")
+    model.lora_spec = None
     if hasattr(model, "_apply_freezing"):
         model._apply_freezing()
     return model
@@ -320,7 +316,8 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
     lm = _backbone(model).lm
     lm.save_pretrained(str(d))
     tmp = d / f".{VLA_MODULES}.tmp-{os.getpid()}"
-    scope = getattr(getattr(model, "config", None), "lora_scope", "lm")
+    spec = getattr(model, "lora_spec", None)
+    scope = spec.scope if spec is not None else "lm"
     save_file(_vla_module_tensors(model), str(tmp),
               metadata={"format": "pt", "producer": "vla_engine", "lora_scope": scope})
     os.replace(tmp, d / VLA_MODULES)
@@ -376,11 +373,8 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike, is_trainable: b
             raise CheckpointError(f"{d}/{VLA_MODULES} is corrupt ({_first_line(e)})") from None
         if _check_scope(scope) != "lm":
             _wrap_policy(model, int(acfg.r), acfg.lora_alpha, float(acfg.lora_dropout), scope)
-    cfg = getattr(model, "config", None)
-    if cfg is not None and hasattr(cfg, "lora_r"):
-        model.config = cfg.replace(lora_r=int(acfg.r), lora_alpha=int(acfg.lora_alpha),
-                                   lora_dropout=float(acfg.lora_dropout), lora_target_modules=list(targets),
-                                   lora_scope=_check_scope(scope))
+    model.lora_spec = LoRASpec(r=int(acfg.r), alpha=acfg.lora_alpha, dropout=float(acfg.lora_dropout),
+                               target_modules=tuple(targets), scope=_check_scope(scope))
     if (d / VLA_MODULES).exists():
         try:
             tensors = load_file(str(d / VLA_MODULES))

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from ..config.base import ConfigError
+from ..config.model_config import ModelConfig
+from ..registry import PROJECTORS
 
 
 class _ProjectorFactory(type):
@@ -45,9 +47,6 @@ class VisionProjector(nn.Module, metaclass=_ProjectorFactory):
     @classmethod
     def create(cls, in_dim: int, out_dim: int, projector_type: str = "mlp", num_tokens: int = 16,
                num_heads: int = 4, num_layers: int = 2, dropout: float = 0.0) -> "VisionProjector":
-        from ..config.model_config import ModelConfig
-        from ..registry import PROJECTORS
-
         cfg = ModelConfig(projector=projector_type, projector_num_tokens=num_tokens, projector_num_heads=num_heads,
                           projector_num_layers=num_layers, dropout=dropout)
         return PROJECTORS.get(projector_type).from_config(cfg, in_dim, out_dim)

@@ -26,8 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config.base import ConfigError
+from ..config.model_config import ModelConfig
+from ..registry import VISION_ENCODERS
 
-from ._util import _first_line, _import_transformers, pretrained_load_error  # noqa: F401
+from ._util import _first_line, _import_transformers, cached_hub_config, pretrained_load_error  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +67,6 @@ class VisionEncoder(nn.Module):
         short forms ``dim``, ``num_layers``, ``num_heads``, ``patch_size``, ``pool`` work too) and, for clip /
         dinov2, ``keep_cls``. ``freeze=True``: no gradients for the encoder (a fixed feature extractor).
         """
-        from ..config.model_config import ModelConfig
-        from ..registry import VISION_ENCODERS
-
         if name not in VISION_ENCODERS:
             if pretrained is not None:
                 raise ConfigError(f"unknown vision encoder {name!r}; choose one of: "
@@ -535,9 +534,7 @@ def _family_of(ref: str, names: list[str]) -> str:
             raise ConfigError(f"vision encoder folder {ref!r} has no readable config.json ({_first_line(e)}); "
                               f"give a folder saved with save_pretrained") from None
     else:
-        from .vla import _cached_hub_config
-
-        data = _cached_hub_config(ref)
+        data = cached_hub_config(ref)
     if data is not None:
         family = _MODEL_TYPES.get(data.get("model_type"))
         if family is None:

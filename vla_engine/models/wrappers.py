@@ -47,15 +47,18 @@ import torch
 from torch import nn
 
 from ..config.base import ConfigError
-from .vla import ModelInputError, VLAModel, resolve_vlm
+from .formats import CHECKPOINT_FORMATS
+from .inputs import ModelInputError
+from .vla import VLAModel
+from .vlm_presets import resolve_vlm
 
 log = logging.getLogger(__name__)
 
 SMOLVLA_DEFAULTS: dict[str, Any] = dict(
     vision_encoder="smolvlm", llm="smolvlm", vision_dim=64, vision_num_layers=2, vision_num_heads=4,
     vision_patch_size=16, llm_hidden_size=128, llm_num_layers=2, llm_num_heads=4, llm_intermediate_size=256,
-    freeze_vision=True, action_head="flow", chunk_size=8, n_action_steps=8, head_hidden_dim=128,
-    head_num_layers=2, num_inference_steps=10,
+    action_head="flow", chunk_size=8, n_action_steps=8, head_hidden_dim=128, head_num_layers=2,
+    num_inference_steps=10,
 )
 
 OPENVLA_DEFAULTS: dict[str, Any] = dict(
@@ -85,13 +88,14 @@ class SmolVLAWrapper(VLAModel):
             (or a hub name that is not available offline) builds the small offline SmolVLM.
         action_head: "flow" (default), "diffusion", or a head module.
         num_vlm_layers: decoder layers kept (default: half of the LM's, as SmolVLA does; 0 keeps all).
-        freeze_vision: keep the SigLIP tower frozen (SmolVLA does).
+        freeze_vision: freeze the vision tower once built (SmolVLA trains with it frozen; a training config's
+            ``freeze_vision`` decides it for a run).
         **overrides: any ModelConfig field (``action_dim``, ``chunk_size``, ``state_dim``, ...).
     """
 
     def __init__(self, vlm_name_or_path: str | None = None, action_head: nn.Module | str | None = None, *,
                  num_vlm_layers: int | None = None, freeze_vision: bool = True, **overrides: Any):
-        fields = dict(SMOLVLA_DEFAULTS, freeze_vision=freeze_vision)
+        fields = dict(SMOLVLA_DEFAULTS)
         if vlm_name_or_path is not None:
             resolved = resolve_vlm(str(vlm_name_or_path))
             if resolved.get("llm") != "smolvlm":
@@ -114,16 +118,14 @@ class SmolVLAWrapper(VLAModel):
             fields["llm_layers"] = int(num_vlm_layers)
         elif num_vlm_layers:
             fields["llm_num_layers"] = int(num_vlm_layers)  # from scratch: build only the kept layers
-        super().__init__(fields, action_head=action_head)
+        super().__init__(fields, action_head=action_head, freeze_vision=freeze_vision)
 
     @classmethod
     def from_lerobot(cls, folder: str, vlm: str | None = None, map_location: str = "cpu") -> "SmolVLAWrapper":
         """A LeRobot SmolVLA policy folder (``lerobot/smolvla_base`` format) as this wrapper, acting like LeRobot's
         ``SmolVLAPolicy``; ``vlm``: the folder of the SmolVLM it was built on (default: its ``vlm_model_name``,
         local or in the HF cache), for the VLM config and tokenizer. Errors are one-line ``CheckpointError``s."""
-        from .convert_smolvla import load_smolvla
-
-        return load_smolvla(folder, vlm=vlm, cls=cls, map_location=map_location)
+        return CHECKPOINT_FORMATS.get("smolvla").load(folder, vlm=vlm, cls=cls, map_location=map_location)
 
     @torch.no_grad()
     def predict_action_chunk(self, obs: Any, noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -181,6 +183,5 @@ class OpenVLAWrapper(VLAModel):
         """A published OpenVLA checkpoint folder (``openvla/openvla-7b`` format) as this wrapper, acting like
         OpenVLA; ``unnorm_key`` names the dataset whose action statistics un-normalise the predictions (needed
         when ``norm_stats`` has several). Errors are one-line ``CheckpointError``s."""
-        from .convert_openvla import load_openvla
-
-        return load_openvla(folder, unnorm_key=unnorm_key, cls=cls, map_location=map_location)
+        return CHECKPOINT_FORMATS.get("openvla").load(folder, unnorm_key=unnorm_key, cls=cls,
+                                                      map_location=map_location)
