@@ -152,7 +152,7 @@ class ConfigBase:
     def from_dict(cls, data: dict | None, prefix: str | None = None):
         data = dict(data or {})
         data.pop("type", None)
-        names = cls.field_names()
+        names = cls.field_names() + list(getattr(cls, "_init_only", ()))  # constructor-only keywords too
         where = prefix or cls._section
         for key in data:
             if key not in names:

@@ -80,6 +80,8 @@ class RunConfig(ConfigBase):
                 training["type"] = method_config_type(method)
             except RuntimeError:
                 pass  # the method check in validate() names the problem
+            if training.get("type") in ("il", "rl"):
+                training["algorithm"] = method  # ILConfig / RLConfig(algorithm=...) say which one, as constructed
             data["training"] = training_config_from_dict(training)
         data["version"] = RUN_CONFIG_VERSION
         return super().from_dict(data, prefix)
