@@ -79,7 +79,7 @@ def make_policy(vlm_dir, out, **layout):
     pre.save_pretrained(out)
     post.save_pretrained(out)
     # SmolVLM's patch positions are 0..P-1 (as trained; transformers <= 4.54). transformers 4.55+ in float32
-    # buckets a full grid one row/column low (huggingface/transformers#41190); vla_engine keeps the trained
+    # buckets a full grid one row/column low (a transformers bug); vla_engine keeps the trained
     # positions, so the reference does too.
     emb = policy.model.vlm_with_expert.vlm.model.vision_model.embeddings.position_embedding
     emb.register_forward_hook(lambda mod, args, o: mod.weight[None, : o.shape[1]].expand_as(o))

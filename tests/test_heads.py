@@ -323,7 +323,17 @@ def test_training_keeps_the_heads_own_loss_unless_the_training_config_names_one(
 
     assert ILConfig().action_loss is None
     assert fitted_loss(ILConfig()) == ("l1", "l1")
-    assert fitted_loss(ILConfig(action_loss="mse")) == ("mse", "mse")  # the seed's FineTuningConfig(action_loss=...)
+    assert fitted_loss(ILConfig(action_loss="mse")) == ("mse", "mse")  # a training config given a loss sets it
+
+
+def test_set_action_loss_sets_the_head_and_the_config(tmp_path):
+    model = create_vla_model("tiny", action_head="transformer", action_dim=2, state_dim=2, chunk_size=4, **TINY)
+    model.set_action_loss("smooth_l1")
+    assert model.action_head.action_loss == model.config.action_loss == "smooth_l1"
+    model.save_pretrained(tmp_path / "ckpt")
+    assert VLAModel.from_pretrained(tmp_path / "ckpt").action_head.action_loss == "smooth_l1"
+    with pytest.raises(ConfigError, match="action_loss 'huber' is not known; choose one of: mse, l1, smooth_l1"):
+        model.set_action_loss("huber")
 
 
 def test_chunk_loss_decay_weighs_the_first_steps_and_round_trips(tmp_path):

@@ -61,7 +61,7 @@ def test_every_registry_combination_trains(vision, llm):
     assert chunk.shape == (4, 2, 2)
 
 
-def test_seed_call_shape_works_offline(caplog):
+def test_hub_name_call_shape_works_offline(caplog):
     with caplog.at_level(logging.WARNING):
         model = VLAModel(vlm_name_or_path="HuggingFaceTB/SmolVLM-Instruct",
                          action_head=MLPActionHead(hidden_dim=64, action_dim=7, num_layers=3), freeze_vlm=True,

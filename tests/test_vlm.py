@@ -92,7 +92,7 @@ def test_smolvlm_parts_compute_what_the_vlm_computes(vlm_dirs, monkeypatch):
         pixels = model.vision_encoder.pixel_values(x)  # (B, 3, 32, 32)
         torch.testing.assert_close(pixels, ref_pixels[:, 0], atol=1e-5, rtol=0)
         # SmolVLM's patch positions are 0..P-1 (transformers <= 4.54); 4.55+ in float32 buckets them one
-        # row/column low (huggingface/transformers#41190): the reference gets the trained positions back
+        # row/column low (a transformers bug): the reference gets the trained positions back
         seen = []
 
         def trained_positions(mod, args, out):  # forward hook on the tower's position embedding

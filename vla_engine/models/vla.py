@@ -51,7 +51,7 @@ from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODER
 from . import checkpoint, lora
 from .augment import pad_resize, random_shift
 from .ensemble import TemporalEnsembler
-from .heads import ActionHead
+from .heads import ACTION_LOSSES, ActionHead
 from .inputs import ModelInputError, action_targets, fit_time, image_batch, image_tensor
 from .language import TextTokenCache, load_tokenizer
 from .normalize import NormalizationError, Normalizer
@@ -211,6 +211,15 @@ class VLAModel(nn.Module):
         action-query tokens and the action head stay trainable."""
         self._freeze_vlm = bool(frozen)
         self._apply_freezing()
+
+    def set_action_loss(self, kind: str) -> None:
+        """Train the action head with ``kind`` ("mse", "l1", "smooth_l1"); the config records it, so checkpoints
+        say what was trained (a training config given ``action_loss`` calls this)."""
+        if kind not in ACTION_LOSSES:
+            raise ConfigError(f"action_loss {kind!r} is not known; choose one of: {', '.join(ACTION_LOSSES)}")
+        if hasattr(self.action_head, "action_loss"):
+            self.action_head.action_loss = kind
+        self.config = self.config.replace(action_loss=kind)
 
     def gradient_checkpointing_enable(self) -> None:
         """Recompute the language model's activations in the backward pass (saves memory)."""

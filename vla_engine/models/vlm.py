@@ -242,7 +242,7 @@ class SmolVLMVision(_VLMVision):
         # every image fills the model's grid, so the patch positions are 0..P-1, as SmolVLM was trained
         # (transformers <= 4.54, and bf16 runs). The tower's own forward gets there with a per-image bucketing
         # loop and an all-ones padding mask; in float32 transformers 4.55+ buckets a full grid one row/column
-        # low (huggingface/transformers#41190), so its own forward is not used here.
+        # low (a transformers bug), so its own forward is not used here.
         h = h + emb.position_embedding.weight[None, : h.shape[1]]  # (B, P, Dv)
         h = vm.post_layernorm(vm.encoder(inputs_embeds=h).last_hidden_state)  # (B, P, Dv)
         return self.connector(h)  # (B, P / scale^2, H_text)

@@ -1,4 +1,4 @@
-"""Two well-known VLA recipes as ``VLAModel`` configurations, by name and with the seed's call shapes.
+"""Two well-known VLA recipes as ``VLAModel`` configurations, built by name with keywords for their parts.
 
 ``SmolVLAWrapper`` (Shukor et al. 2025, SmolVLA): a SmolVLM backbone (Idefics3: SigLIP + pixel-shuffle
 connector + SmolLM2) cut to its first layers (SmolVLA keeps half), the vision encoder frozen, and an
@@ -8,7 +8,7 @@ states (``FlowMatchingActionHead``); the diffusion head can stand in for it.
 ``OpenVLAWrapper`` (Kim et al. 2024, OpenVLA): fused DINOv2 + SigLIP patch features
 (``DinoSiglipEncoder``), an MLP projector, a Llama-family LM and discrete action tokens (256 bins
 per dimension) predicted through the LM's vocabulary (``ActionTokenHead``); any head can replace the
-tokens (the seed's Recipe 2 uses ``DiffusionActionHead``).
+tokens (e.g. ``DiffusionActionHead``).
 
 Both build small and offline by default, and load real parts from local folders when given (a SmolVLM
 folder; DINOv2, SigLIP and Llama folders). They are VLAModels: ``save_pretrained`` / ``from_pretrained``,
