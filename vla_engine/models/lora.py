@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -160,8 +161,6 @@ def _policy_targets(part: nn.Module, r: int) -> list[str]:
 
 def _wrap_policy(model: nn.Module, r: int, alpha: float, dropout: float, scope: str = "policy") -> list[str]:
     """Inject adapters into the non-LM parts of ``scope`` ("policy" or "all"); returns the qualified layer names."""
-    import re
-
     peft = _peft()
     done = []
     for part_name in scope_parts(scope):
