@@ -432,6 +432,15 @@ def test_configure_inference_changes_how_a_trained_chunking_model_acts(tmp_path)
         model.configure_inference(num_inference_steps=5)
 
 
+def test_configure_inference_sets_flow_steps_and_refuses_ddim():
+    model = create_vla_model("tiny", action_head="flow", action_dim=2, state_dim=2, chunk_size=4, **TINY).eval()
+    assert model.action_head.sampling_settings == ("num_inference_steps",)
+    model.configure_inference(num_inference_steps=3)
+    assert model.action_head.num_steps == 3 and model.config.num_inference_steps == 3
+    with pytest.raises(ValueError, match="use_ddim applies to sampling heads"):
+        model.configure_inference(use_ddim=False)
+
+
 def test_configure_inference_sets_diffusion_sampling():
     model = create_vla_model("tiny", action_head="diffusion", action_dim=2, state_dim=2, chunk_size=4,
                              num_diffusion_steps=20, num_inference_steps=10, **TINY).eval()

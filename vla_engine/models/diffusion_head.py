@@ -107,6 +107,7 @@ class DiffusionActionHead(ActionHead):
     """
 
     name = "diffusion"
+    sampling_settings = ("num_inference_steps", "use_ddim")
 
     def __init__(self, action_dim: int = 7, num_diffusion_steps: int = 100, hidden_dim: int = 512,
                  input_dim: int | None = None, chunk_size: int = 1, num_layers: int = 3,
@@ -148,6 +149,14 @@ class DiffusionActionHead(ActionHead):
         self.ddpm_scheduler = DDPMScheduler(variance_type="fixed_small", **common)  # DDPM sampling
         self.ddim_scheduler = DDIMScheduler(set_alpha_to_one=True, **common)  # DDIM sampling (eta = 0)
         super().__init__(action_dim, chunk_size, input_dim, action_loss)
+
+    def configure_sampling(self, num_inference_steps: int | None = None, use_ddim: bool | None = None) -> None:
+        """DDPM / DDIM sampling settings for ``predict`` (training is unchanged)."""
+        if num_inference_steps is not None:
+            self._check_steps(int(num_inference_steps), self.num_diffusion_steps)
+            self.num_inference_steps = int(num_inference_steps)
+        if use_ddim is not None:
+            self.use_ddim = bool(use_ddim)
 
     @staticmethod
     def _check_steps(num_inference_steps: int, num_diffusion_steps: int) -> None:

@@ -40,6 +40,7 @@ class FlowMatchingActionHead(ActionHead):
 
     name = "flow"
     uses_context = True
+    sampling_settings = ("num_inference_steps",)
 
     def __init__(self, action_dim: int = 7, chunk_size: int = 16, hidden_dim: int = 256, num_layers: int = 2,
                  num_heads: int = 4, num_steps: int = 10, dropout: float = 0.0, input_dim: int | None = None):
@@ -52,6 +53,13 @@ class FlowMatchingActionHead(ActionHead):
         self.hidden_dim, self.num_layers, self.num_heads = hidden_dim, num_layers, num_heads
         self.num_steps, self.dropout = num_steps, dropout
         super().__init__(action_dim, chunk_size, input_dim)
+
+    def configure_sampling(self, num_inference_steps: int | None = None) -> None:
+        """Euler steps of ``predict`` (training is unchanged)."""
+        if num_inference_steps is not None:
+            if int(num_inference_steps) < 1:
+                raise HeadError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+            self.num_steps = int(num_inference_steps)
 
     def _build(self, input_dim: int) -> None:
         h = self.hidden_dim

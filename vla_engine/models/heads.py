@@ -58,6 +58,7 @@ class ActionHead(nn.Module, abc.ABC):
 
     name: str = "head"
     uses_context: bool = False  # True: compute_loss/predict also take context=(B, N, D), context_mask=(B, N)
+    sampling_settings: tuple[str, ...] = ()  # what configure_sampling changes (the diffusion / flow heads)
 
     def __init__(self, action_dim: int, chunk_size: int = 1, input_dim: int | None = None,
                  action_loss: str = "mse", chunk_loss_decay: float = 1.0):
@@ -115,6 +116,11 @@ class ActionHead(nn.Module, abc.ABC):
     def config_fields(self) -> dict[str, Any]:
         return {"action_head": self.name, "action_dim": self.action_dim, "chunk_size": self.chunk_size,
                 "action_loss": self.action_loss}
+
+    def configure_sampling(self, **settings: Any) -> None:
+        """Change how ``predict`` samples (names in ``sampling_settings``, e.g. ``num_inference_steps``)."""
+        raise HeadError(f"{', '.join(settings)} applies to sampling heads (diffusion, flow), not {self.name!r}; "
+                        f"leave it out")
 
 
 class MLPActionHead(ActionHead):

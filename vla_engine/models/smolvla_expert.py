@@ -164,6 +164,7 @@ class SmolVLAExpertHead(ActionHead):
 
     name = "smolvla-expert"
     uses_lm = True
+    sampling_settings = ("num_inference_steps",)
     takes_noise = True  # predict_lm(..., noise=(B, C, max_action_dim)) reproduces a given sampling run
 
     def __init__(self, action_dim: int = 7, chunk_size: int = 50, hidden_dim: int = 720, num_layers: int = 16,
@@ -191,6 +192,13 @@ class SmolVLAExpertHead(ActionHead):
                    num_layers=cfg.head_num_layers, num_steps=cfg.num_inference_steps, max_action_dim=cfg.max_action_dim,
                    self_attn_every=cfg.expert_self_attn_every, min_period=cfg.flow_min_period,
                    max_period=cfg.flow_max_period, input_dim=input_dim)
+
+    def configure_sampling(self, num_inference_steps: int | None = None) -> None:
+        """Euler steps of ``predict_lm`` (training is unchanged)."""
+        if num_inference_steps is not None:
+            if int(num_inference_steps) < 1:
+                raise HeadError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+            self.num_steps = int(num_inference_steps)
 
     def config_fields(self) -> dict[str, Any]:
         fields = super().config_fields()

@@ -461,18 +461,11 @@ class VLAModel(nn.Module):
         cfg = self.config.replace(**changes)  # validates (e.g. n_action_steps <= chunk_size)
         head = self.action_head
         sampling = {k: changes[k] for k in ("num_inference_steps", "use_ddim") if k in changes}
-        if sampling:
-            if hasattr(head, "num_inference_steps"):  # diffusion: DDPM / DDIM sampling settings
-                if "num_inference_steps" in sampling:
-                    head._check_steps(int(sampling["num_inference_steps"]), head.num_diffusion_steps)
-                    head.num_inference_steps = int(sampling["num_inference_steps"])
-                if "use_ddim" in sampling:
-                    head.use_ddim = bool(sampling["use_ddim"])
-            elif hasattr(head, "num_steps") and set(sampling) == {"num_inference_steps"}:  # flow: Euler steps
-                head.num_steps = int(sampling["num_inference_steps"])
-            else:
+        if sampling:  # the head declares which sampling settings it has (diffusion: steps and DDIM; flow: steps)
+            if not set(sampling) <= set(getattr(head, "sampling_settings", ())):
                 raise ModelInputError(f"{', '.join(sampling)} applies to sampling heads (diffusion, flow), not "
                                       f"{cfg.action_head!r}; leave it out")
+            head.configure_sampling(**sampling)
         self.config = cfg
         self._ensembler = None  # rebuilt with the new coefficient on the next select_action
         self.reset()
