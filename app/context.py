@@ -75,8 +75,8 @@ class AppContext:
     runner: Any  # vla_engine.runs.runner.JobRunner
     cpu_only: bool = False
     shared: bool = False  # a public demo (Space): no pretrained weights from arbitrary server folders
-    extras: dict[str, Any] = field(default_factory=dict)  # per-process services (e.g. the benchmark queue)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    extras: dict[str, Any] = field(default_factory=dict)  # per-process services (benchmark queue, watches)
+    lock: Any = field(default_factory=threading.RLock)
 
     @classmethod
     def create(cls, runs_dir: str | Path = "runs", datasets_dir: str | Path = "datasets",
@@ -126,9 +126,29 @@ class AppContext:
         inside(self.runs_dir / rid, self.runs_dir)
         return self.runner.get(rid)
 
-    def list_runs(self, job: str | None = None) -> list[dict]:
-        rows = self.runner.list_runs()
-        return [r for r in rows if job is None or r.get("job") == job]
+    def list_runs(self, job: str | None = None) -> list:
+        """RunInfo of every run (oldest first), or of one job kind."""
+        return self.runner.list_runs(job)
+
+    def start_job(self, job: str, config: dict, name: str) -> str:
+        """Start a background job (train, eval, datagen) through the job runner; its run id."""
+        return self.runner.start(job, config, name=name)
+
+    def watch(self, run_id: str):
+        """The shared :class:`~app.watch.RunWatch` of a run (validated name, existing run in runs_dir)."""
+        from .watch import WatchCache
+
+        rid = check_name(run_id, "run")
+        inside(self.runs_dir / rid, self.runs_dir)
+        return self._service("watches", lambda: WatchCache(self.runner)).get(rid)
+
+    def _service(self, key: str, make: Any) -> Any:
+        """A per-process object in ``extras``, made on first use."""
+        with self.lock:
+            obj = self.extras.get(key)
+            if obj is None:
+                obj = self.extras[key] = make()
+            return obj
 
     @property
     def user_presets_dir(self) -> Path:
@@ -136,8 +156,19 @@ class AppContext:
         return self.runs_dir / "_presets"
 
     @property
-    def leaderboard_path(self) -> Path:
-        return self.runs_dir / "leaderboard.jsonl"
+    def leaderboard(self):
+        """The runs folder's :class:`~vla_engine.eval.leaderboard.Leaderboard`."""
+        from vla_engine.eval.leaderboard import Leaderboard
+
+        return self._service("leaderboard", lambda: Leaderboard.of(self.runs_dir))
+
+    @property
+    def benchmark_queue(self):
+        """The process's :class:`~vla_engine.eval.benchmark_queue.BenchmarkQueue` (eval jobs one at a time)."""
+        from vla_engine.eval.benchmark_queue import BenchmarkQueue
+
+        return self._service("benchmark_queue", lambda: BenchmarkQueue(self.runner, self.leaderboard,
+                                                                       on_error=user_message))
 
     # -- checkpoints ------------------------------------------------------------------------
     def checkpoint_choices(self) -> list[tuple[str, str]]:
@@ -145,15 +176,15 @@ class AppContext:
         out: list[tuple[str, str]] = []
         for r in reversed(self.list_runs("train")):
             try:
-                run = self.run(r["run_id"])
+                run = self.run(r.run_id)
             except ValueError:
                 continue
             cps = run.checkpoints()
             if not cps:
                 continue
-            out.append((f"{r['run_id']} (latest: {cps[-1].name}, {r.get('state')})", r["run_id"]))
+            out.append((f"{r.run_id} (latest: {cps[-1].name}, {r.status.state})", r.run_id))
             for cp in reversed(cps[:-1]):
-                out.append((f"{r['run_id']} / {cp.name}", f"{r['run_id']}/{cp.name}"))
+                out.append((f"{r.run_id} / {cp.name}", f"{r.run_id}/{cp.name}"))
         from vla_engine.pretrained import PREFIX, list_shipped
 
         for s in list_shipped():  # bundled with the package: usable on a fresh start
@@ -230,16 +261,16 @@ class AppContext:
         """The active job (run id) that is writing dataset folder ``root``, if any."""
         root = Path(root).resolve()
         for r in self.list_runs():
-            if r.get("state") not in ("queued", "running"):
+            if not r.status.active:
                 continue
             try:
-                cfg = self.runner.get(r["run_id"]).read_config()
+                cfg = self.runner.get(r.run_id).read_config()
             except ValueError:
                 continue
-            target = cfg.get("out") if r.get("job") == "datagen" else (cfg.get("dataset") or {}).get("root")
+            target = cfg.get("out") if r.job == "datagen" else (cfg.get("dataset") or {}).get("root")
             if target and Path(str(target)).resolve() == root and (
-                    r.get("job") == "datagen" or not (root / "meta" / "info.json").exists()):
-                return r["run_id"]
+                    r.job == "datagen" or not (root / "meta" / "info.json").exists()):
+                return r.run_id
         return None
 
     def dataset_entry(self, name: str) -> dict | None:
@@ -282,8 +313,11 @@ class AppContext:
         return out
 
     def preset_dict(self, preset: str) -> dict:
-        """The run-config dict of a built-in preset or a saved user preset (``user/<name>``)."""
-        from vla_engine.config.presets import load_preset_dict
+        """The run-config dict of a built-in preset (by name) or a saved user preset (``user/<name>``).
+
+        Nothing else is read: a file name or path (``other.yaml``, ``../x.yaml``) is refused, so the preset
+        box never reads a file outside the preset folders."""
+        from vla_engine.config.presets import PRESETS_DIR, list_presets, load_preset_dict
 
         preset = (preset or "").strip()
         if preset.startswith(USER_PRESET_PREFIX):
@@ -292,5 +326,8 @@ class AppContext:
             if not path.exists():
                 raise AppError(f"no saved preset {name!r}; save one in the Model builder tab")
             return load_preset_dict(path)
-        check_name(preset, "preset")
-        return load_preset_dict(preset)
+        names = list_presets()
+        if preset not in names:
+            raise AppError(f"{preset!r} is not a preset; choose one of: {', '.join(names)}, or a saved "
+                           f"{USER_PRESET_PREFIX}<name>")
+        return load_preset_dict(inside(PRESETS_DIR / f"{preset}.yaml", PRESETS_DIR))

@@ -1,4 +1,4 @@
-"""Forms derived from config dataclasses, and the error guard every event handler wears.
+"""Forms derived from config dataclasses.
 
 A :class:`Form` lays out one widget per dataclass field, chosen from the field's type:
 
@@ -25,11 +25,10 @@ import functools
 import inspect
 import re
 import types
-from typing import Any, Callable, Literal, Sequence, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Sequence, Union, get_args, get_origin, get_type_hints
 
 import gradio as gr
 
-from .context import user_message
 
 NONE_CHOICE = ""  # dropdown value standing for None in an optional registry field
 
@@ -241,6 +240,14 @@ class Form:
     def inputs(self) -> list[gr.components.Component]:
         return list(self.components.values())
 
+    def component(self, name: str) -> gr.components.Component:
+        """The widget of field ``name`` (of the first class that has it)."""
+        for cls in self.classes:
+            key = self.class_keys[cls].get(name)
+            if key is not None:
+                return self.components[key]
+        raise KeyError(f"form {self.section!r} has no field {name!r}")
+
     @property
     def param_names(self) -> list[str]:
         """``section__field`` per widget (``section__field__<class>`` where two classes type a field differently)."""
@@ -279,47 +286,8 @@ class Form:
 
 
 # ------------------------------------------------------------------------------------------------
-# Handlers: named parameters for the API, errors as messages.
+# Small widgets.
 # ------------------------------------------------------------------------------------------------
-def named(fn: Callable, names: Sequence[str]) -> Callable:
-    """``fn(*values)`` with a signature of keyword parameters ``names`` (all optional), so that
-    ``gradio_client`` callers can pass fields by name and leave the rest at the widgets' values."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any) -> Any:
-        return fn(*args)
-
-    wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in names])
-    wrapper.__annotations__ = {}
-    return wrapper
-
-
-def guarded(n_outputs: int, status_index: int | None = 0, warn: bool = True,
-            prefix: str = "**Error:** ") -> Callable:
-    """Decorator: an exception in the handler becomes a one-line message in output ``status_index``
-    (None: no status output) and a toast when ``warn``; the other outputs are left as they are.
-    The message is also logged on the server. The app keeps serving."""
-
-    def deco(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except Exception as e:  # noqa: BLE001 - the whole point: nothing escapes to the user raw
-                msg = user_message(e)
-                if warn:
-                    gr.Warning(msg)
-                out = [gr.skip()] * n_outputs
-                if status_index is not None:
-                    out[status_index] = f"{prefix}{msg}"
-                return tuple(out) if n_outputs > 1 else out[0]
-
-        return wrapper
-
-    return deco
-
-
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -340,5 +308,4 @@ def progress_html(done: float | None, total: float | None, text: str = "") -> st
             f"<div class='vla-progress-text'>{text}</div>")
 
 
-__all__ = ["Form", "FieldSpec", "field_specs", "named", "guarded", "fmt_duration", "progress_html",
-           "to_widget", "from_widget"]
+__all__ = ["Form", "FieldSpec", "field_specs", "fmt_duration", "progress_html", "to_widget", "from_widget"]

@@ -1,25 +1,20 @@
 """Hugging Face Space entry (``app_file: app/space.py``): CPU only, one background job at a time.
 
 Settings come from the environment: ``VLA_RUNS_DIR`` (default ``runs``), ``VLA_DATASETS_DIR``
-(``datasets``), ``VLA_MAX_JOBS`` (1), ``PORT`` (7860).
+(``datasets``), ``VLA_MAX_JOBS`` (1), ``PORT`` (7860). The ``app`` package is imported as installed
+(``pip install .`` or ``-e .`` installs ``vla_engine`` and ``app`` together), so ``python app/space.py``
+works from any folder.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python app/space.py` puts app/ first on the path, not the repo
-    sys.path.insert(0, str(ROOT))
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU only, also for the job processes this app starts
 
-from app.context import AppContext  # noqa: E402
+from app.context import AppContext  # noqa: E402  (after the environment above)
 from app.main import build_app, launch  # noqa: E402
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import gradio as gr
 
 from ..context import AppContext, AppError
-from ..forms import guarded, progress_html
+from ..events import POLL, handler
+from ..forms import progress_html
 from ..plots import empty_figure, timeseries_figure
 
 EMPTY_GEN = {"run_id": None, "announced": True}
@@ -161,17 +162,18 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         tick = gr.Timer(1.5)
 
     # -- lists ---------------------------------------------------------------------------------
-    @guarded(2, status_index=None)
+    @handler(outputs={"table": local_df, "pick": ds_pick})
     def refresh():
-        n = local_names(ctx)
-        return local_table(ctx), gr.update(choices=n)
+        return {"table": local_table(ctx), "pick": gr.update(choices=local_names(ctx))}
 
-    refresh_btn.click(refresh, None, [local_df, ds_pick], api_name="datasets_refresh")
-    tab.select(refresh, None, [local_df, ds_pick], api_name=False)
+    refresh.listen(refresh_btn.click, api_name="datasets_refresh")
+    refresh.listen(tab.select, api_name=False)
 
     # -- generation ----------------------------------------------------------------------------
-    @guarded(2)
-    def generate(task: str, name: str, episodes: Any, seed: Any, size: Any, overwrite: bool, plan: Any = 0):
+    @handler(inputs={"task": gen_task, "name": gen_name, "episodes": gen_episodes, "seed": gen_seed,
+                     "size": gen_size, "overwrite": gen_overwrite, "plan": gen_plan},
+             outputs={"status": gen_status, "gen": gen_state}, status="status")
+    def generate(task: str, name: str, episodes: Any, seed: Any, size: Any, overwrite: bool, plan: Any):
         name = (name or "").strip() or task
         root = ctx.dataset_root(name)
         # the dataset section's own validation: task, episode count, image size
@@ -186,76 +188,84 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             raise AppError(f"dataset {name!r} already exists; tick Overwrite or choose another name")
         cfg = {"task": task, "episodes": int(episodes), "out": str(root), "seed": int(seed),
                "image_size": int(size), "overwrite": bool(overwrite), "plan_horizon": int(plan or 0)}
-        run_id = ctx.runner.start("datagen", cfg, name=f"datagen-{name}")
-        return (f"Generating **{int(episodes)}** episodes of **{task}** into `{name}` (job `{run_id}`)…",
-                {"run_id": run_id, "announced": False, "name": name})
+        run_id = ctx.start_job("datagen", cfg, name=f"datagen-{name}")
+        return {"status": f"Generating **{int(episodes)}** episodes of **{task}** into `{name}` (job `{run_id}`)…",
+                "gen": {"run_id": run_id, "announced": False, "name": name}}
 
-    gen_btn.click(generate, [gen_task, gen_name, gen_episodes, gen_seed, gen_size, gen_overwrite, gen_plan],
-                  [gen_status, gen_state], api_name="dataset_generate", concurrency_limit=1)
+    generate.listen(gen_btn.click, api_name="dataset_generate", concurrency_limit=1)
 
-    @guarded(5, status_index=0, warn=False)
-    def poll(state: dict):
-        state = dict(state or EMPTY_GEN)
-        rid = state.get("run_id")
-        if not rid:
-            return (gr.skip(),) * 5
+    @handler(inputs={"gen": gen_state},
+             outputs={"status": gen_status, "progress": gen_progress, "table": local_df, "pick": ds_pick,
+                      "gen": gen_state}, status="status", warn=False)
+    def poll(gen: dict):
+        gen = dict(gen or EMPTY_GEN)
+        rid = gen.get("run_id")
+        if not rid or gen.get("announced"):
+            return {}
         st = ctx.runner.status(rid)
-        s = st.get("state")
-        done, total = st.get("step") or 0, st.get("total_steps")
-        if s in ("queued", "running"):
-            return (f"Generating into `{state.get('name')}` (job `{rid}`): {s}",
-                    progress_html(done, total, f"{done}/{total or '?'} episodes"),
-                    gr.skip(), gr.skip(), state)
-        if state.get("announced"):
-            return (gr.skip(),) * 5
-        state["announced"] = True
-        msg = (f"Dataset **{state.get('name')}** is ready ({total} episodes)." if s == "done"
-               else f"**Generation {s}:** {st.get('error') or 'see the job log'}")
+        done, total = st.step, st.total_steps
+        if st.active:
+            key = (st.state, done, total)
+            if gen.get("seen") == key:
+                return {}
+            return {"status": f"Generating into `{gen.get('name')}` (job `{rid}`): {st.state}",
+                    "progress": progress_html(done, total, f"{done}/{total or '?'} episodes"),
+                    "gen": {**gen, "seen": key}}
+        gen["announced"] = True
+        msg = (f"Dataset **{gen.get('name')}** is ready ({total} episodes)." if st.state == "done"
+               else f"**Generation {st.state}:** {st.error or 'see the job log'}")
         n = local_names(ctx)
-        pick = gr.update(choices=n, value=state["name"]) if s == "done" and state.get("name") in n \
+        pick = gr.update(choices=n, value=gen["name"]) if st.state == "done" and gen.get("name") in n \
             else gr.update(choices=n)
-        return (msg, progress_html(total if s == "done" else done, total or 1, s), local_table(ctx), pick, state)
+        return {"status": msg, "progress": progress_html(total if st.state == "done" else done, total or 1, st.state),
+                "table": local_table(ctx), "pick": pick, "gen": gen}
 
-    tick.tick(poll, [gen_state], [gen_status, gen_progress, local_df, ds_pick, gen_state],
-              api_name="dataset_poll", show_progress="hidden")
+    poll.listen(tick.tick, api_name="dataset_poll", **POLL)
 
+    @handler(outputs={"gen": gen_state}, warn=False)
     def attach():
-        rows = [r for r in ctx.list_runs("datagen") if r.get("state") in ("queued", "running")]
+        rows = [r for r in ctx.list_runs("datagen") if r.status.active]
         if not rows:
-            return dict(EMPTY_GEN)
-        out = ctx.run(rows[-1]["run_id"]).read_config().get("out", "")
-        return {"run_id": rows[-1]["run_id"], "announced": False, "name": str(out).rstrip("/").split("/")[-1]}
+            return {"gen": dict(EMPTY_GEN)}
+        out = ctx.run(rows[-1].run_id).read_config().get("out", "")
+        return {"gen": {"run_id": rows[-1].run_id, "announced": False, "name": str(out).rstrip("/").split("/")[-1]}}
 
-    demo.load(guarded(1, status_index=None, warn=False)(attach), None, [gen_state], api_name=False)
+    attach.listen(demo.load, api_name=False)
 
     # -- inspection ----------------------------------------------------------------------------
-    view_outputs = [image, instruction, state_plot, action_plot]
+    view = {"image": image, "instruction": instruction, "state_plot": state_plot, "action_plot": action_plot}
 
-    @guarded(8, status_index=0)
+    def frame_view(name: str, episode: Any, frame: Any) -> tuple[dict, int]:
+        img, instr, sfig, afig, n_frames = episode_view(ctx, name, episode, frame)
+        return {"image": img, "instruction": instr, "state_plot": sfig, "action_plot": afig}, n_frames
+
+    @handler(inputs={"name": ds_pick},
+             outputs={"info": info_md, "stats": stats_df, "episode": episode, "frame": frame, **view},
+             status="info")
     def load(name: str):
         if not name:
             raise AppError("no dataset chosen; generate one above or pick one from the list")
         md, stats = dataset_summary(ctx, name)
         eps = ctx.open_dataset(name).episode_indices
-        img, instr, sfig, afig, n_frames = episode_view(ctx, name, eps[0] if eps else 0, 0)
-        return (md, stats, gr.update(minimum=0, maximum=max(1, max(eps or [0])), value=eps[0] if eps else 0),
-                gr.update(maximum=max(1, n_frames - 1), value=0), img, instr, sfig, afig)
+        shown, n_frames = frame_view(name, eps[0] if eps else 0, 0)
+        return {"info": md, "stats": stats, **shown,
+                "episode": gr.update(minimum=0, maximum=max(1, max(eps or [0])), value=eps[0] if eps else 0),
+                "frame": gr.update(maximum=max(1, n_frames - 1), value=0)}
 
-    load_outputs = [info_md, stats_df, episode, frame, *view_outputs]
-    load_btn.click(load, [ds_pick], load_outputs, api_name="dataset_info")
-    ds_pick.input(load, [ds_pick], load_outputs, api_name=False)
+    load.listen(load_btn.click, api_name="dataset_info")
+    load.listen(ds_pick.input, api_name=False)
 
-    @guarded(6, status_index=5)
+    @handler(inputs={"name": ds_pick, "ep": episode}, outputs={**view, "frame": frame, "note": browse_note},
+             status="note")
     def on_episode(name: str, ep: Any):
-        img, instr, sfig, afig, n_frames = episode_view(ctx, name, ep, 0)
-        return img, instr, sfig, afig, gr.update(maximum=max(1, n_frames - 1), value=0), ""
+        shown, n_frames = frame_view(name, ep, 0)
+        return {**shown, "frame": gr.update(maximum=max(1, n_frames - 1), value=0), "note": ""}
 
-    episode.release(on_episode, [ds_pick, episode], [*view_outputs, frame, browse_note], api_name="dataset_episode")
+    on_episode.listen(episode.release, api_name="dataset_episode")
 
-    @guarded(5, status_index=4)
+    @handler(inputs={"name": ds_pick, "ep": episode, "fr": frame}, outputs={**view, "note": browse_note},
+             status="note")
     def on_frame(name: str, ep: Any, fr: Any):
-        img, instr, sfig, afig, _ = episode_view(ctx, name, ep, fr)
-        return img, instr, sfig, afig, ""
+        return {**frame_view(name, ep, fr)[0], "note": ""}
 
-    frame.input(on_frame, [ds_pick, episode, frame], [*view_outputs, browse_note], api_name="dataset_frame",
-                trigger_mode="always_last", show_progress="hidden")
+    on_frame.listen(frame.input, api_name="dataset_frame", trigger_mode="always_last", show_progress="hidden")

@@ -10,8 +10,13 @@ from typing import Any
 
 import gradio as gr
 
+from vla_engine.config.run_config import EVAL_SEED_START
+from vla_engine.eval.job_config import eval_job_config
+from vla_engine.runs.schema import format_eval
+
 from ..context import AppContext, AppError, inside
-from ..forms import guarded, progress_html
+from ..events import POLL, handler
+from ..forms import progress_html
 from ..plots import empty_figure, timeseries_figure
 
 OWN_INSTRUCTION = ""  # dropdown value: the task's own instruction (drawn per episode)
@@ -42,19 +47,9 @@ def checkpoint_task(ctx: AppContext, ref: str) -> str | None:
     return run_task_of(ctx.resolve_checkpoint(ref))
 
 
-def checkpoint_model_config(ckpt: Path) -> dict:
-    try:
-        return json.loads((ckpt / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        raise AppError(f"checkpoint {ckpt.name} has no readable config.json; it is incomplete") from None
-
-
-def inference_settings(ckpt: Path, action_steps: Any = None, ensemble: Any = "") -> dict:
-    """How the checkpoint acts in these episodes (``VLAModel.configure_inference``), checked against its config:
-    ``action_steps`` empty = the checkpoint's; ``ensemble`` empty = the checkpoint's, "off", or a coefficient."""
-    from vla_engine.config.base import ConfigError
-    from vla_engine.config.model_config import ModelConfig
-
+def inference_settings(action_steps: Any = None, ensemble: Any = "") -> dict:
+    """The form's inference fields as ``VLAModel.configure_inference`` settings: ``action_steps`` empty =
+    the checkpoint's; ``ensemble`` empty = the checkpoint's, "off", or a coefficient."""
     out: dict[str, Any] = {}
     if action_steps not in (None, ""):
         out["n_action_steps"] = int(action_steps)
@@ -67,37 +62,20 @@ def inference_settings(ckpt: Path, action_steps: Any = None, ensemble: Any = "")
         except ValueError:
             raise AppError(f"temporal ensembling {ensemble!r} is not a number; leave it empty, type off, or a "
                            f"coefficient such as -1 (newer chunks weigh more) or 0.01 (ACT)") from None
-    if out:
-        try:
-            ModelConfig.from_dict(checkpoint_model_config(ckpt)).replace(**out)
-        except ConfigError as e:
-            raise AppError(str(e)) from None
     return out
 
 
 def eval_config(ctx: AppContext, ref: str, task: str, episodes: Any, videos: Any, seed_start: Any,
                 max_steps: Any, instruction: str | None, action_steps: Any = None, ensemble: Any = "") -> dict:
-    """The eval job config (validated with EvalConfig; action sizes checked against the task)."""
-    from vla_engine.config.run_config import EvalConfig
-    from vla_engine.envs import task_info
-
+    """The eval job config of the form (checked by the engine; the task defaults to the checkpoint's)."""
     ckpt = ctx.resolve_checkpoint(ref)
     if not task:
         task = checkpoint_task(ctx, ref)
         if not task:
             raise AppError("no task chosen and the checkpoint's run names none; pick a task")
-    ev = EvalConfig.from_dict({"task": task, "episodes": episodes, "num_videos": videos, "seed_start": seed_start,
-                               "max_episode_steps": max_steps, "after_training": False})
-    a = checkpoint_model_config(ckpt).get("action_dim")
-    want = task_info(task)["action_dim"]
-    if a is not None and a != want:
-        raise AppError(f"this policy predicts {a}-D actions but task '{task}' takes {want}-D actions; "
-                       f"evaluate it on the task it was trained for")
-    instruction = (instruction or "").strip() or None
-    return {"checkpoint": str(ckpt), "task": ev.task, "episodes": ev.episodes, "num_videos": ev.num_videos,
-            "instruction": instruction, "seed_start": ev.seed_start, "runs_dir": str(ctx.runs_dir),
-            "max_episode_steps": ev.max_episode_steps, "checkpoint_ref": ref,
-            "inference": inference_settings(ckpt, action_steps, ensemble)}
+    return eval_job_config(ckpt, task, episodes=episodes, num_videos=videos, seed_start=seed_start,
+                           max_episode_steps=max_steps, instruction=instruction,
+                           inference=inference_settings(action_steps, ensemble), runs_dir=ctx.runs_dir)
 
 
 def results_of(ctx: AppContext, run_id: str) -> dict:
@@ -107,8 +85,7 @@ def results_of(ctx: AppContext, run_id: str) -> dict:
     if not p.exists():
         found = sorted(run.videos_dir.glob("*-results.json")) if run.videos_dir.exists() else []
         if not found:
-            st = run.read_status()
-            raise AppError(f"run {run_id} has no evaluation results yet (state: {st.get('state')})")
+            raise AppError(f"run {run_id} has no evaluation results yet (state: {run.read_status().state})")
         p = found[-1]
     try:
         return json.loads(p.read_text())
@@ -124,17 +101,14 @@ def video_path(ctx: AppContext, run_id: str, name: str | None) -> str | None:
     return str(p) if p.exists() else None
 
 
-def results_view(ctx: AppContext, run_id: str) -> tuple:
-    """(summary markdown, table, gallery items, episode dropdown update, first video, first action figure)."""
+def results_view(ctx: AppContext, run_id: str) -> dict:
+    """The results outputs of an evaluation: summary, table, gallery, episode list, first video and actions."""
     import pandas as pd
 
     data = results_of(ctx, run_id)
     s = data.get("summary", {})
     eps = data.get("episodes", [])
-    md = (f"**{data.get('task')}** · `{run_id}` · success **{s.get('eval/success_rate', 0):.0%}** "
-          f"[95% CI {s.get('eval/success_ci_low', 0):.0%}–{s.get('eval/success_ci_high', 1):.0%}] over "
-          f"{s.get('eval/episodes', len(eps))} episodes · mean return {s.get('eval/mean_return', 0):.2f} · "
-          f"mean length {s.get('eval/mean_length', 0):.1f}"
+    md = (f"`{run_id}` · **{format_eval(s, data.get('task'))}**"
           + (f" · {s['eval/ms_per_step']:.1f} ms per action" if "eval/ms_per_step" in s else "")
           + "".join(f" · `{k}: {v}`" for k, v in (data.get("inference") or {}).items()))
     rows = [[e.get("episode"), e.get("seed"), e.get("instruction"), "✅" if e.get("success") else "❌",
@@ -151,7 +125,8 @@ def results_view(ctx: AppContext, run_id: str) -> tuple:
     choices = [(f"episode {e.get('episode', i)} · seed {e.get('seed')} · "
                 f"{'success' if e.get('success') else 'fail'}", i) for i, e in enumerate(eps)]
     video, fig = episode_view(ctx, run_id, 0, data) if eps else (None, empty_figure("actions"))
-    return md, df, gallery, gr.update(choices=choices, value=0 if choices else None), video, fig
+    return {"summary": md, "results": df, "gallery": gallery,
+            "episode": gr.update(choices=choices, value=0 if choices else None), "video": video, "actions": fig}
 
 
 def episode_view(ctx: AppContext, run_id: str, index: Any, data: dict | None = None) -> tuple:
@@ -178,10 +153,10 @@ def episode_view(ctx: AppContext, run_id: str, index: Any, data: dict | None = N
 def eval_run_choices(ctx: AppContext) -> list[tuple[str, str]]:
     out = []
     for r in reversed(ctx.list_runs()):
-        if r.get("job") == "eval" or (r.get("job") == "train" and r.get("eval")):
-            ev = r.get("eval") or (r.get("result") or {}).get("eval") or {}
-            sr = f" · success {ev['eval/success_rate']:.0%}" if "eval/success_rate" in ev else ""
-            out.append((f"{r['run_id']} ({r.get('job')}, {r.get('state')}){sr}", r["run_id"]))
+        summary = r.status.eval_summary
+        if r.job == "eval" or (r.job == "train" and summary is not None):
+            sr = f" · success {summary.success_rate:.0%}" if summary is not None else ""
+            out.append((f"{r.run_id} ({r.job}, {r.status.state}){sr}", r.run_id))
     return out
 
 
@@ -199,7 +174,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         with gr.Row():
             episodes = gr.Number(4, precision=0, label="Episodes")
             videos = gr.Number(4, precision=0, label="Videos")
-            seed_start = gr.Number(1_000_000, precision=0, label="First seed (held-out: >= 1,000,000)")
+            seed_start = gr.Number(EVAL_SEED_START, precision=0,
+                                   label=f"First seed (held-out: >= {EVAL_SEED_START:,})")
             max_steps = gr.Number(None, precision=0, label="Max steps per episode (empty: the task's)")
         with gr.Row():  # how a chunking policy turns its chunks into actions (set after training)
             action_steps = gr.Number(None, precision=0, minimum=1,
@@ -224,92 +200,100 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         shown_run = gr.State(None)
         tick = gr.Timer(1.5)
 
-    @guarded(3, status_index=None)
+    view = {"summary": summary, "results": results, "gallery": gallery, "episode": ep_pick, "video": video,
+            "actions": action_plot}
+
+    @handler(inputs={"current": ckpt}, outputs={"checkpoint": ckpt, "evaluations": past, "task": task})
     def refresh(current: str | None):
         """Fresh checkpoint and evaluation lists; the newest checkpoint is chosen when none is."""
         choices = ctx.checkpoint_choices()
         value = current or (choices[0][1] if choices else None)
         t = checkpoint_task(ctx, value) if value and not current else None
-        return (gr.update(choices=choices, value=value), gr.update(choices=eval_run_choices(ctx)),
-                gr.update(value=t) if t in tasks else gr.skip())
+        out = {"checkpoint": gr.update(choices=choices, value=value),
+               "evaluations": gr.update(choices=eval_run_choices(ctx))}
+        if t in tasks:
+            out["task"] = gr.update(value=t)
+        return out
 
-    refresh_btn.click(refresh, [ckpt], [ckpt, past, task], api_name="rollout_refresh")
-    tab.select(refresh, [ckpt], [ckpt, past, task], api_name=False)
+    refresh.listen(refresh_btn.click, api_name="rollout_refresh")
+    refresh.listen(tab.select, api_name=False)
 
-    @guarded(3, status_index=2)
+    @handler(inputs={"ref": ckpt}, outputs={"task": task, "instruction": instruction, "status": status},
+             status="status")
     def on_ckpt(ref: str):
         t = checkpoint_task(ctx, ref)
         if t and t in tasks:
-            return gr.update(value=t), gr.update(choices=instruction_choices(t), value=OWN_INSTRUCTION), \
-                f"Checkpoint `{ref}` (trained on **{t}**)."
-        return gr.skip(), gr.skip(), ""
+            return {"task": gr.update(value=t), "instruction": gr.update(choices=instruction_choices(t),
+                                                                         value=OWN_INSTRUCTION),
+                    "status": f"Checkpoint `{ref}` (trained on **{t}**)."}
+        return {"status": ""}
 
-    ckpt.input(on_ckpt, [ckpt], [task, instruction, status], api_name="rollout_checkpoint")
+    on_ckpt.listen(ckpt.input, api_name="rollout_checkpoint")
 
+    @handler(inputs={"t": task}, outputs={"instruction": instruction})
     def on_task(t: str):
-        return gr.update(choices=instruction_choices(t), value=OWN_INSTRUCTION)
+        return {"instruction": gr.update(choices=instruction_choices(t), value=OWN_INSTRUCTION)}
 
-    task.input(guarded(1, status_index=None)(on_task), [task], [instruction], api_name=False)
+    on_task.listen(task.input, api_name=False)
 
-    @guarded(2)
-    def start(ref, t, instr, n, nv, seed, steps, act_steps=None, ens=""):
+    @handler(inputs={"ref": ckpt, "t": task, "instr": instruction, "n": episodes, "nv": videos, "seed": seed_start,
+                     "steps": max_steps, "act_steps": action_steps, "ens": ensemble},
+             outputs={"status": status, "state": state}, status="status")
+    def start(ref, t, instr, n, nv, seed, steps, act_steps, ens):
         cfg = eval_config(ctx, ref, t, n, nv, seed, steps, instr, act_steps, ens)
-        run_id = ctx.runner.start("eval", cfg, name=f"eval-{cfg['task']}")
+        run_id = ctx.start_job("eval", cfg, name=f"eval-{cfg['task']}")
         what = f"“{cfg['instruction']}”" if cfg["instruction"] else "the task's own instructions"
-        return (f"Started **{run_id}**: {cfg['episodes']} episodes of **{cfg['task']}** with {what}.",
-                {"run_id": run_id, "shown": False})
+        return {"status": f"Started **{run_id}**: {cfg['episodes']} episodes of **{cfg['task']}** with {what}.",
+                "state": {"run_id": run_id, "shown": False}}
 
-    run_btn.click(start, [ckpt, task, instruction, episodes, videos, seed_start, max_steps, action_steps, ensemble],
-                  [status, state],
-                  api_name="rollout_start", concurrency_limit=1)
+    start.listen(run_btn.click, api_name="rollout_start", concurrency_limit=1)
 
-    view_outputs = [summary, results, gallery, ep_pick, video, action_plot]
-
-    @guarded(3 + len(view_outputs) + 1, status_index=0, warn=False)
+    @handler(inputs={"st_state": state},
+             outputs={"status": status, "progress": progress, **view, "shown_run": shown_run, "state": state},
+             status="status", warn=False)
     def poll(st_state: dict):
         s = dict(st_state or EMPTY)
         rid = s.get("run_id")
-        skip = (gr.skip(),) * (3 + len(view_outputs) + 1)
-        if not rid:
-            return skip
+        if not rid or s.get("shown"):
+            return {}
         st = ctx.runner.status(rid)
-        state_name = st.get("state")
-        if state_name in ("queued", "running"):
-            done, total = st.get("step") or 0, st.get("total_steps")
-            return (f"Evaluating `{rid}`: {state_name}", progress_html(done, total, f"episode {done}/{total or '?'}"),
-                    *([gr.skip()] * (len(view_outputs) + 1)), s)
-        if s.get("shown"):
-            return skip
+        if st.active:
+            done, total = st.step, st.total_steps
+            key = (st.state, done, total)
+            if s.get("seen") == key:
+                return {}
+            return {"status": f"Evaluating `{rid}`: {st.state}", "state": {**s, "seen": key},
+                    "progress": progress_html(done, total, f"episode {done}/{total or '?'}")}
         s["shown"] = True
-        if state_name != "done":
-            return (f"**Evaluation {state_name}:** {st.get('error') or 'see its log'}", progress_html(0, 1, ""),
-                    *([gr.skip()] * (len(view_outputs) + 1)), s)
-        view = results_view(ctx, rid)
-        return (f"Evaluation `{rid}` done.", progress_html(1, 1, "done"), *view, rid, s)
+        if st.state != "done":
+            return {"status": f"**Evaluation {st.state}:** {st.error or 'see its log'}",
+                    "progress": progress_html(0, 1, ""), "state": s}
+        return {"status": f"Evaluation `{rid}` done.", "progress": progress_html(1, 1, "done"),
+                **results_view(ctx, rid), "shown_run": rid, "state": s}
 
-    tick.tick(poll, [state], [status, progress, *view_outputs, shown_run, state], api_name="rollout_poll",
-              show_progress="hidden")
+    poll.listen(tick.tick, api_name="rollout_poll", **POLL)
 
-    @guarded(len(view_outputs) + 2, status_index=0)
+    @handler(inputs={"rid": past}, outputs={"status": status, **view, "shown_run": shown_run}, status="status")
     def show(rid: str):
         if not rid:
             raise AppError("no evaluation chosen; run one above or pick one from the list")
-        view = results_view(ctx, rid)
-        return ("", *view, rid)
+        return {"status": "", **results_view(ctx, rid), "shown_run": rid}
 
-    show_btn.click(show, [past], [status, *view_outputs, shown_run], api_name="rollout_show")
+    show.listen(show_btn.click, api_name="rollout_show")
 
-    @guarded(3, status_index=2)
+    @handler(inputs={"rid": shown_run, "index": ep_pick},
+             outputs={"video": video, "actions": action_plot, "status": status}, status="status")
     def on_episode(rid: str, index: Any):
         if not rid:
             raise AppError("no evaluation shown yet")
         v, fig = episode_view(ctx, rid, index)
-        return v, fig, ""
+        return {"video": v, "actions": fig, "status": ""}
 
-    ep_pick.input(on_episode, [shown_run, ep_pick], [video, action_plot, status], api_name="rollout_episode")
+    on_episode.listen(ep_pick.input, api_name="rollout_episode")
 
+    @handler(outputs={"state": state}, warn=False)
     def attach():
-        rows = [r for r in ctx.list_runs("eval") if r.get("state") in ("queued", "running")]
-        return {"run_id": rows[-1]["run_id"], "shown": False} if rows else dict(EMPTY)
+        rows = [r for r in ctx.list_runs("eval") if r.status.active]
+        return {"state": {"run_id": rows[-1].run_id, "shown": False} if rows else dict(EMPTY)}
 
-    demo.load(guarded(1, status_index=None, warn=False)(attach), None, [state], api_name=False)
+    attach.listen(demo.load, api_name=False)

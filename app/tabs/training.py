@@ -9,9 +9,12 @@ from typing import Any
 
 import gradio as gr
 
+from vla_engine.runs.schema import format_eval
+
 from ..context import AppContext, AppError, inside
-from ..forms import Form, fmt_duration, guarded, named, progress_html
-from ..plots import empty_figure, metric_figure, overlay_figure
+from ..events import POLL, handler
+from ..forms import Form, fmt_duration, progress_html
+from ..plots import curve_plot, empty_figure, overlay_figure
 
 DEFAULT_PRESET = "quickstart"
 CURVES = (("train/loss", "loss", True), ("train/lr", "learning rate", False),
@@ -19,14 +22,13 @@ CURVES = (("train/loss", "loss", True), ("train/lr", "learning rate", False),
 OVERLAY_METRICS = ["train/loss", "train/lr", "perf/samples_per_s", "train/grad_norm", "eval/success_rate"]
 MODEL_PRIMARY = ["vision_encoder", "projector", "llm", "action_head", "llm_hidden_size", "llm_num_layers",
                  "chunk_size", "n_action_steps"]
-TRAIN_PRIMARY = ["algorithm", "learning_rate", "batch_size", "max_steps", "num_epochs", "warmup_steps",
-                 "lr_scheduler", "save_every", "log_every", "device", "mixed_precision", "use_lora", "stage"]
-EMPTY_WATCH = {"run_id": None, "offset": 0, "rows": [], "dirty": False}
+TRAIN_PRIMARY = ["learning_rate", "batch_size", "max_steps", "num_epochs", "warmup_steps",
+                 "lr_scheduler", "save_every", "log_every", "device", "mixed_precision", "use_lora"]
 POLL_SECONDS = 0.5  # the curve timer: new metrics reach the page within this plus one request
 
 
 # ------------------------------------------------------------------------------------------------
-# Helpers (no widgets): usable from tests and other tabs.
+# Helpers (no widgets).
 # ------------------------------------------------------------------------------------------------
 def dataset_choices(ctx: AppContext) -> list[tuple[str, str]]:
     """Local datasets first, then built-in tasks that have no dataset yet (generated on first run)."""
@@ -83,8 +85,8 @@ def training_class(method: str):
 
 
 def newest_active_train_run(ctx: AppContext) -> str | None:
-    rows = [r for r in ctx.list_runs("train") if r.get("state") in ("queued", "running")]
-    return rows[-1]["run_id"] if rows else None
+    rows = [r for r in ctx.list_runs("train") if r.status.active]
+    return rows[-1].run_id if rows else None
 
 
 def runs_table(ctx: AppContext):
@@ -93,56 +95,58 @@ def runs_table(ctx: AppContext):
     cols = ["run", "job", "name", "method", "state", "step", "ETA", "result", "error"]
     data = []
     for r in reversed(ctx.list_runs()):
-        ev = r.get("eval") or (r.get("result") or {}).get("eval") or {}
+        st = r.status
+        summary = st.eval_summary
         result = ""
-        if "eval/success_rate" in ev:
-            result = f"success {ev['eval/success_rate']:.0%} ({ev.get('eval/episodes')} ep)"
-        elif r.get("loss") is not None:
-            result = f"loss {r['loss']:.4f}"
-        step = f"{r.get('step', 0)}/{r.get('total_steps', '?')}"
-        eta = fmt_duration(r.get("eta_s")) if r.get("state") == "running" and r.get("eta_s") else ""
-        data.append([r["run_id"], r.get("job"), r.get("name"), r.get("method") or "", r.get("state"), step, eta,
-                     result, r.get("error") or ""])
+        if summary is not None:
+            result = f"success {summary.rate_with_ci()}, {summary.episodes} episodes"
+        elif st.get("loss") is not None:
+            result = f"loss {st.get('loss'):.4f}"
+        eta = fmt_duration(st.eta_s) if st.state == "running" and st.eta_s else ""
+        data.append([r.run_id, r.job, r.name, r.method or "", st.state, f"{st.step}/{st.total_steps or '?'}", eta,
+                     result, st.error or ""])
     return pd.DataFrame(data, columns=cols)
 
 
-def status_markdown(run_id: str | None, st: dict) -> str:
+def status_markdown(run_id: str | None, st: Any) -> str:
+    """The watched run's state, phase, loss, evaluation and error (``st``: its RunStatus)."""
     if not run_id:
         return "No run attached. Pick a preset and press **Start**, or choose a run under *Runs*."
-    state = st.get("state", "?")
-    parts = [f"**Run** `{run_id}` — **{state}**"]
-    if st.get("phase") and state in ("queued", "running"):
-        parts.append(f"phase: {st['phase']}")
+    parts = [f"**Run** `{run_id}` — **{st.state}**"]
+    if st.phase and st.active:
+        parts.append(f"phase: {st.phase}")
     if st.get("loss") is not None:
-        parts.append(f"loss {st['loss']:.4f}")
+        parts.append(f"loss {st.get('loss'):.4f}")
     text = " · ".join(parts)
-    ev = st.get("eval") or (st.get("result") or {}).get("eval")
-    if ev and "eval/success_rate" in ev:
-        text += (f"\n\n**Evaluation:** success {ev['eval/success_rate']:.0%} "
-                 f"[95% CI {ev['eval/success_ci_low']:.0%}–{ev['eval/success_ci_high']:.0%}] over "
-                 f"{ev['eval/episodes']} held-out episodes, mean return {ev.get('eval/mean_return', 0):.2f}")
-    if st.get("error"):
-        text += f"\n\n**Error:** {st['error']}"
+    if st.eval_summary is not None:
+        text += f"\n\n**Evaluation on held-out seeds:** {format_eval(st.eval_summary)}"
+    if st.error:
+        text += f"\n\n**Error:** {st.error}"
     return text
 
 
-def progress_of(st: dict) -> str:
-    state = st.get("state")
-    if st.get("phase") == "datagen" and state == "running":
+def progress_of(st: Any) -> str:
+    running = st.state == "running"
+    if st.phase == "datagen" and running:
         d, n = st.get("datagen_done", 0), st.get("datagen_total")
         return progress_html(d, n, f"generating demonstrations: {d}/{n or '?'} episodes")
-    if st.get("phase") == "eval" and state == "running":
+    if st.phase == "eval" and running:
         return progress_html(1, 1, "training done · evaluating the policy on held-out seeds…")
-    step, total = st.get("step") or 0, st.get("total_steps")
+    step, total = st.step or 0, st.total_steps
     if not total:
-        return progress_html(0, 1, state or "")
-    pct = 100 * step / total if total else 0
-    eta = f" · ETA {fmt_duration(st.get('eta_s'))}" if state == "running" and st.get("eta_s") is not None else ""
-    return progress_html(step, total, f"step {step}/{total} ({pct:.0f}%){eta} · {state}")
+        return progress_html(0, 1, st.state or "")
+    eta = f" · ETA {fmt_duration(st.eta_s)}" if running and st.eta_s is not None else ""
+    return progress_html(step, total, f"step {step}/{total} ({100 * step / total:.0f}%){eta} · {st.state}")
 
 
-def curve_figures(rows: list[dict]) -> list:
-    return [metric_figure(rows, m, title, log_y=log) for m, title, log in CURVES]
+def curve_plots(curves: Any) -> list:
+    """The Training tab's live curves from a watched run's points (see ``app.watch.Curves``)."""
+    return [curve_plot(*curves.of(m), title, log_y=log) for m, title, log in CURVES]
+
+
+def watch_state(run_id: str | None) -> dict:
+    """A page's watch: the run and what of it the page has shown (nothing yet)."""
+    return {"run_id": run_id, "seen": {}}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -215,77 +219,72 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 overlay_btn = gr.Button("Plot", scale=1)
             overlay_plot = gr.Plot(empty_figure("overlay", "pick runs to compare"), show_label=False)
             overlay_note = gr.Markdown("")
-        watch_state = gr.State(dict(EMPTY_WATCH))
+        watching = gr.State(watch_state(None))
         runs_seen = gr.State(None)
         tick = gr.Timer(POLL_SECONDS)
         runs_tick = gr.Timer(5.0)
 
-    form_inputs = model_form.inputs + data_form.inputs + train_form.inputs + eval_form.inputs
-    n_m, n_d, n_t = len(model_form.inputs), len(data_form.inputs), len(train_form.inputs)
-
-    def split(values: tuple) -> tuple:
-        v = list(values)
-        return v[:n_m], v[n_m:n_m + n_d], v[n_m + n_d:n_m + n_d + n_t], v[n_m + n_d + n_t:]
+    forms = {"model": model_form, "data": data_form, "training": train_form, "eval": eval_form}
 
     # -- preset / method / dataset --------------------------------------------------------------
-    n_form = len(form_inputs)
-
-    @guarded(4 + n_form + 1, status_index=4 + n_form)
+    @handler(inputs={"p": preset},
+             outputs={"method": method, "dataset": dataset, "run_name": run_name, "overrides": overrides, **forms,
+                      "status": status}, status="status")
     def on_preset(p: str):
         cfg = RunConfig.from_dict(ctx.preset_dict(p)).to_dict()
         cls = training_class(cfg["method"])
-        return (gr.update(value=cfg["method"]), gr.update(value=dataset_name_of(cfg)),
-                gr.update(value=cfg["name"]), gr.update(),
-                *model_form.updates(cfg["model"]), *data_form.updates(cfg["dataset"]),
-                *train_form.updates(cfg["training"], cls), *eval_form.updates(cfg["eval"]),
-                f"Loaded preset **{p}**: {cfg.get('description') or ''}")
+        return {"method": gr.update(value=cfg["method"]), "dataset": gr.update(value=dataset_name_of(cfg)),
+                "run_name": gr.update(value=cfg["name"]), "model": model_form.updates(cfg["model"]),
+                "data": data_form.updates(cfg["dataset"]), "training": train_form.updates(cfg["training"], cls),
+                "eval": eval_form.updates(cfg["eval"]),
+                "status": f"Loaded preset **{p}**: {cfg.get('description') or ''}"}
 
-    preset.input(on_preset, [preset], [method, dataset, run_name, overrides, *form_inputs, status],
-                 api_name="train_preset")
+    on_preset.listen(preset.input, api_name="train_preset")
 
-    @guarded(n_t + 1, status_index=n_t)
-    def on_method(m: str, *tvals):
+    @handler(inputs={"m": method, "training": train_form}, outputs={"training": train_form, "status": status},
+             status="status")
+    def on_method(m: str, training: tuple):
         cls = training_class(m)
-        vals = train_form.values(tvals, cls)
+        vals = train_form.values(training, cls)
         algo = next((s for k, s in train_form.specs.items() if train_form.class_keys[cls].get("algorithm") == k),
                     None)
         if algo is not None and m in (algo.choices or []):
             vals["algorithm"] = m
         note = (f"Method **{m}** is not built in this version yet; its preset validates but Start will say so."
                 if m in PLANNED_METHODS else f"Method **{m}** uses the *{cls.type_name}* training config.")
-        return (*train_form.updates(vals, cls), note)
+        return {"training": train_form.updates(vals, cls), "status": note}
 
-    method.input(on_method, [method, *train_form.inputs], [*train_form.inputs, status], api_name="train_method")
+    on_method.listen(method.input, api_name="train_method")
 
-    action_dim_box = next(c for k, c in model_form.components.items() if k[0] == "action_dim")
-    state_dim_box = next(c for k, c in model_form.components.items() if k[0] == "state_dim")
+    action_dim_box = model_form.component("action_dim")
+    state_dim_box = model_form.component("state_dim")
 
-    @guarded(3, status_index=2)
+    @handler(inputs={"name": dataset, "state_dim_now": state_dim_box},
+             outputs={"action_dim": action_dim_box, "state_dim": state_dim_box, "status": status}, status="status")
     def on_dataset(name: str, state_dim_now: Any):
         a, s = dims_of(ctx, name)
         if a is None:
-            return gr.update(), gr.update(), f"Dataset {name!r} not found; Start will say what to do."
+            return {"status": f"Dataset {name!r} not found; Start will say what to do."}
         # state_dim 0 = "take it from the data"; keep that choice
-        return (gr.update(value=a), gr.update(value=0 if not state_dim_now else s),
-                f"Dataset **{name}**: {a}-D actions, {s}-D state (model sizes follow it).")
+        return {"action_dim": gr.update(value=a), "state_dim": gr.update(value=0 if not state_dim_now else s),
+                "status": f"Dataset **{name}**: {a}-D actions, {s}-D state (model sizes follow it)."}
 
-    dataset.input(on_dataset, [dataset, state_dim_box], [action_dim_box, state_dim_box, status],
-                  api_name="train_dataset")
+    on_dataset.listen(dataset.input, api_name="train_dataset")
 
     # -- start / stop / resume -------------------------------------------------------------------
-    def build_config(p: str, m: str, ds_name: str, name: str, ov: str, values: tuple) -> Any:
-        mv, dv, tv, ev = split(values)
-        cfg = ctx.preset_dict(p)
-        cls = training_class(m)
-        cfg["method"] = m
-        cfg["name"] = (name or "").strip() or cfg.get("name") or "run"
-        cfg["model"] = model_form.values(mv)
-        cfg["dataset"] = {**data_form.values(dv), **dataset_fields(ctx, ds_name)}
-        cfg["training"] = {"type": cls.type_name, **train_form.values(tv, cls)}
-        cfg["eval"] = eval_form.values(ev)
+    def build_config(preset: str, method: str, dataset: str, run_name: str, overrides: str, model: tuple,
+                     data: tuple, training: tuple, eval: tuple) -> Any:
+        cfg = ctx.preset_dict(preset)
+        cls = training_class(method)
+        cfg["method"] = method
+        cfg["name"] = (run_name or "").strip() or cfg.get("name") or "run"
+        cfg["model"] = model_form.values(model)
+        cfg["dataset"] = {**data_form.values(data), **dataset_fields(ctx, dataset)}
+        cfg["training"] = {"type": cls.type_name, **train_form.values(training, cls)}
+        cfg["eval"] = eval_form.values(eval)
         if ctx.cpu_only:
             cfg["training"]["device"] = "cpu"
-        lines = [ln.strip() for ln in (ov or "").splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        lines = [ln.strip() for ln in (overrides or "").splitlines() if ln.strip() and not ln.strip().startswith("#")]
         cfg = apply_overrides(cfg, lines)
         if ctx.cpu_only:
             cfg["training"]["device"] = "cpu"
@@ -304,116 +303,128 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                            f"start training when it is done")
         return run_cfg
 
-    start_names = ["preset", "method", "dataset", "run_name", "overrides"] + model_form.param_names + \
-        data_form.param_names + train_form.param_names + eval_form.param_names
+    @handler(inputs={"preset": preset, "method": method, "dataset": dataset, "run_name": run_name,
+                     "overrides": overrides, **forms}, outputs={"status": status, "watch": watching}, status="status")
+    def on_start(**fields: Any):
+        run_cfg = build_config(**fields)
+        run_id = ctx.start_job("train", run_cfg.to_dict(), name=run_cfg.name)
+        return {"status": f"Started **{run_id}** ({run_cfg.method}, {run_cfg.training.max_steps or '?'} steps). "
+                          f"Curves appear as soon as the first steps are logged.",
+                "watch": watch_state(run_id)}
 
-    @guarded(2)
-    def on_start(p, m, ds_name, name, ov, *values):
-        run_cfg = build_config(p, m, ds_name, name, ov, values)
-        run_id = ctx.runner.start("train", run_cfg.to_dict(), name=run_cfg.name)
-        return (f"Started **{run_id}** ({run_cfg.method}, {run_cfg.training.max_steps or '?'} steps). "
-                f"Curves appear as soon as the first steps are logged.",
-                {"run_id": run_id, "offset": 0, "rows": [], "dirty": True})
+    on_start.listen(start_btn.click, api_name="train_start", concurrency_limit=1)
 
-    start_btn.click(named(on_start, start_names), [preset, method, dataset, run_name, overrides, *form_inputs],
-                    [status, watch_state], api_name="train_start", concurrency_limit=1)
-
-    @guarded(1)
-    def on_stop(state: dict):
-        rid = (state or {}).get("run_id")
+    def attached(watch: dict | None) -> str:
+        rid = (watch or {}).get("run_id")
         if not rid:
             raise AppError("no run attached; choose one under Runs")
+        return rid
+
+    @handler(inputs={"watch": watching}, outputs={"status": status}, status="status")
+    def on_stop(watch: dict):
+        rid = attached(watch)
         st = ctx.runner.stop(rid, timeout=20.0)
-        return f"Run `{rid}` is **{st.get('state')}**" + (f" (checkpoint {Path(st['checkpoint']).name})"
-                                                          if st.get("checkpoint") else "")
+        ckpt = st.get("checkpoint")
+        return {"status": f"Run `{rid}` is **{st.state}**" + (f" (checkpoint {Path(ckpt).name})" if ckpt else "")}
 
-    stop_btn.click(on_stop, [watch_state], [status], api_name="train_stop")
+    on_stop.listen(stop_btn.click, api_name="train_stop")
 
-    @guarded(2)
-    def on_resume(state: dict):
-        rid = (state or {}).get("run_id")
-        if not rid:
-            raise AppError("no run attached; choose one under Runs")
+    @handler(inputs={"watch": watching}, outputs={"status": status, "watch": watching}, status="status")
+    def on_resume(watch: dict):
+        rid = attached(watch)
         ctx.run(rid)
         ctx.runner.resume(rid)
-        return (f"Resumed **{rid}** from its last checkpoint.",
-                {"run_id": rid, "offset": 0, "rows": [], "dirty": True})
+        return {"status": f"Resumed **{rid}** from its last checkpoint.", "watch": watch_state(rid)}
 
-    resume_btn.click(on_resume, [watch_state], [status, watch_state], api_name="train_resume")
+    on_resume.listen(resume_btn.click, api_name="train_resume")
 
-    # -- polling ---------------------------------------------------------------------------------
-    n_poll = 3 + len(plots) + 1
+    # -- polling: a tail read of the watched run; only what changed since this page's last look is sent ----
+    plot_outputs = {m: plot for (m, _, _), plot in zip(CURVES, plots)}
 
-    @guarded(n_poll, status_index=0, warn=False)
-    def poll(state: dict):
-        state = dict(state or EMPTY_WATCH)
-        rid = state.get("run_id")
+    @handler(inputs={"watch": watching},
+             outputs={"status": status, "progress": progress, "log": log_box, **plot_outputs, "watch": watching},
+             status="status", warn=False)
+    def poll(watch: dict):
+        watch = watch or watch_state(None)
+        rid = watch.get("run_id")
         if not rid:
-            return (gr.skip(),) * n_poll
-        run = ctx.run(rid)
-        st = ctx.runner.status(rid)
-        rows, off = run.read_metrics(int(state.get("offset") or 0))
-        new = {"run_id": rid, "offset": off, "rows": list(state.get("rows") or []) + rows, "dirty": False}
-        figs = curve_figures(new["rows"]) if rows or state.get("dirty") else [gr.skip()] * len(plots)
-        return (status_markdown(rid, st), progress_of(st), run.tail_log(40), *figs, new)
+            return {}
+        w = ctx.watch(rid)
+        w.update()
+        st, st_sig = w.status()
+        log, log_sig = w.log_tail()
+        curves, version = w.plot("training", curve_plots)
+        seen = watch.get("seen") or {}
+        now = {"status": st_sig, "log": log_sig, "curves": version}
+        out: dict[str, Any] = {}
+        if seen.get("status") != st_sig:
+            out.update(status=status_markdown(rid, st), progress=progress_of(st))
+        if seen.get("log") != log_sig:
+            out["log"] = log
+        if seen.get("curves") != version:
+            out.update(zip(plot_outputs, curves))
+        if out:
+            out["watch"] = {"run_id": rid, "seen": now}
+        return out
 
-    poll_outputs = [status, progress, log_box, *plots, watch_state]
-    tick.tick(poll, [watch_state], poll_outputs, api_name="train_poll", show_progress="hidden")
+    poll.listen(tick.tick, api_name="train_poll", **POLL)
 
     def train_run_choices() -> list[tuple[str, str]]:
-        return [(f"{r['run_id']} ({r.get('state')})", r["run_id"]) for r in reversed(ctx.list_runs("train"))]
+        return [(f"{r.run_id} ({r.status.state})", r.run_id) for r in reversed(ctx.list_runs("train"))]
 
-    @guarded(4, status_index=None, warn=False)
-    def refresh_runs(state: dict, seen: Any):
-        """The runs table and run lists; nothing is sent when no run changed since the last look."""
+    runs_outputs = {"table": runs_df, "watch_pick": watch, "overlay": overlay_runs, "seen": runs_seen}
+
+    def runs_view(watch: dict | None, seen: Any) -> dict:
+        """The runs table and run lists; nothing is sent when no run changed since the page's last look."""
         table = runs_table(ctx)
-        sig = hash((tuple(map(tuple, table.values.tolist())), (state or {}).get("run_id")))
+        rid = (watch or {}).get("run_id")
+        sig = hash((tuple(map(tuple, table.values.tolist())), rid))
         if sig == seen:
-            return gr.skip(), gr.skip(), gr.skip(), seen
+            return {}
         choices = train_run_choices()
-        return table, gr.update(choices=choices, value=(state or {}).get("run_id")), \
-            gr.update(choices=choices), sig
+        return {"table": table, "watch_pick": gr.update(choices=choices, value=rid),
+                "overlay": gr.update(choices=choices), "seen": sig}
 
-    def refresh_now(state: dict):
-        return refresh_runs(state, None)
+    @handler(inputs={"watch": watching, "seen": runs_seen}, outputs=runs_outputs, warn=False)
+    def refresh_runs(watch: dict, seen: Any):
+        return runs_view(watch, seen)
 
-    refresh_outputs = [runs_df, watch, overlay_runs, runs_seen]
-    runs_tick.tick(refresh_runs, [watch_state, runs_seen], refresh_outputs, api_name="train_runs",
-                   show_progress="hidden")
-    refresh_btn.click(refresh_now, [watch_state], refresh_outputs, api_name=False)
+    refresh_runs.listen(runs_tick.tick, api_name="train_runs", **POLL)
 
-    @guarded(2)
+    @handler(inputs={"watch": watching}, outputs=runs_outputs, warn=False)
+    def refresh_now(watch: dict):
+        return runs_view(watch, None)
+
+    refresh_now.listen(refresh_btn.click, api_name=False)
+
+    @handler(inputs={"rid": watch}, outputs={"status": status, "watch": watching}, status="status")
     def on_watch(rid: str):
         if not rid:
-            return gr.skip(), gr.skip()
+            return {}
         ctx.run(rid)
-        return f"Watching **{rid}**.", {"run_id": rid, "offset": 0, "rows": [], "dirty": True}
+        return {"status": f"Watching **{rid}**.", "watch": watch_state(rid)}
 
-    watch.input(on_watch, [watch], [status, watch_state], api_name="train_watch").then(
-        poll, [watch_state], poll_outputs, api_name=False)
+    poll.listen(on_watch.listen(watch.input, api_name="train_watch").then, api_name=False)
 
+    @handler(outputs={"watch": watching, "preset": preset, "dataset": dataset}, warn=False)
     def attach():
         """On page load: re-attach to the newest running training job (if any) and refresh choices."""
-        rid = newest_active_train_run(ctx)
-        state = {"run_id": rid, "offset": 0, "rows": [], "dirty": True} if rid else dict(EMPTY_WATCH)
-        return state, gr.update(choices=ctx.preset_choices()), gr.update(choices=dataset_choices(ctx))
+        return {"watch": watch_state(newest_active_train_run(ctx)),
+                "preset": gr.update(choices=ctx.preset_choices()), "dataset": gr.update(choices=dataset_choices(ctx))}
 
-    demo.load(guarded(3, status_index=None, warn=False)(attach), None, [watch_state, preset, dataset],
-              api_name="train_attach").then(poll, [watch_state], poll_outputs, api_name=False).then(
-        refresh_now, [watch_state], refresh_outputs, api_name=False)
+    loaded = poll.listen(attach.listen(demo.load, api_name="train_attach").then, api_name=False)
+    refresh_now.listen(loaded.then, api_name=False)
 
+    @handler(outputs={"preset": preset, "dataset": dataset}, warn=False)
     def on_tab():
-        return gr.update(choices=ctx.preset_choices()), gr.update(choices=dataset_choices(ctx))
+        return {"preset": gr.update(choices=ctx.preset_choices()), "dataset": gr.update(choices=dataset_choices(ctx))}
 
-    tab.select(guarded(2, status_index=None, warn=False)(on_tab), None, [preset, dataset], api_name=False)
+    on_tab.listen(tab.select, api_name=False)
 
-    @guarded(2, status_index=1)
+    @handler(inputs={"run_ids": overlay_runs, "metric": overlay_metric},
+             outputs={"plot": overlay_plot, "note": overlay_note}, status="note")
     def on_overlay(run_ids: list[str], metric: str):
-        series = {}
-        for rid in run_ids or []:
-            rows, _ = ctx.run(rid).read_metrics(0)
-            series[rid] = rows
-        return overlay_figure(series, metric or "train/loss"), f"{len(series)} run(s)"
+        series = {rid: ctx.run(rid).read_metrics(0)[0] for rid in run_ids or []}
+        return {"plot": overlay_figure(series, metric or "train/loss"), "note": f"{len(series)} run(s)"}
 
-    overlay_btn.click(on_overlay, [overlay_runs, overlay_metric], [overlay_plot, overlay_note],
-                      api_name="train_overlay")
+    on_overlay.listen(overlay_btn.click, api_name="train_overlay")
