@@ -44,14 +44,14 @@ class VLAFineTuner(SupervisedTrainer):
         if not hasattr(m, "add_lora"):
             raise TrainingError(f"training.use_lora needs a VLAModel (a model with add_lora); {type(m).__name__} "
                                 f"has none: set training.use_lora: false")
-        mc = getattr(m, "config", None)
-        if mc is not None and getattr(mc, "lora_r", 0) > 0:  # already wrapped (a LoRA checkpoint, a second train())
-            same = (mc.lora_r == c.lora_r and mc.lora_alpha == c.lora_alpha and mc.lora_scope == c.lora_scope
-                    and sorted(mc.lora_target_modules) == sorted(c.lora_target_modules))
+        have = getattr(m, "lora_spec", None)  # the adapters the model already has (a LoRA checkpoint, a second train())
+        if have is not None:
+            same = (have.r == c.lora_r and have.alpha == c.lora_alpha and have.scope == c.lora_scope
+                    and sorted(have.target_modules) == sorted(c.lora_target_modules))
             if not same:
                 raise TrainingError(
-                    f"the model already has LoRA adapters (r={mc.lora_r}, alpha={mc.lora_alpha} on "
-                    f"{', '.join(mc.lora_target_modules)}, scope {mc.lora_scope}) but training asks for r={c.lora_r}, "
+                    f"the model already has LoRA adapters (r={have.r}, alpha={have.alpha:g} on "
+                    f"{', '.join(have.target_modules)}, scope {have.scope}) but training asks for r={c.lora_r}, "
                     f"alpha={c.lora_alpha} on {', '.join(c.lora_target_modules)}, scope {c.lora_scope}; set the same "
                     f"training.lora_r / lora_alpha / lora_target_modules / lora_scope, or merge the adapters first "
                     f"(model.merge_lora())")
@@ -63,12 +63,10 @@ class VLAFineTuner(SupervisedTrainer):
         from ..models.lora import lora_parameter_stats
 
         trainable, total = lora_parameter_stats(self.model)
-        mc = getattr(self.model, "config", None)
-        lora = getattr(mc, "lora_r", 0) if mc is not None else 0
-        what = (f"LoRA r={lora} alpha={mc.lora_alpha} on {','.join(mc.lora_target_modules)}"
-                + {"policy": " and the projector / FiLM / head", "all": " and the projector / FiLM / head / vision encoder"}
-                .get(mc.lora_scope, "") if lora
-                else "full fine-tuning")
+        spec = getattr(self.model, "lora_spec", None)
+        scope = {"policy": " and the projector / FiLM / head", "all": " and the projector / FiLM / head / vision encoder"}
+        what = (f"LoRA r={spec.r} alpha={spec.alpha:g} on {','.join(spec.target_modules)}{scope.get(spec.scope, '')}"
+                if spec is not None else "full fine-tuning")
         msg = (f"{what}: {trainable:,} of {total:,} parameters trainable "
                f"({100.0 * trainable / max(1, total):.2f}%)")
         log.info(msg)
