@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .watch import WatchCache
+
 log = logging.getLogger("vla_app")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -136,8 +138,6 @@ class AppContext:
 
     def watch(self, run_id: str):
         """The shared :class:`~app.watch.RunWatch` of a run (validated name, existing run in runs_dir)."""
-        from .watch import WatchCache
-
         rid = check_name(run_id, "run")
         inside(self.runs_dir / rid, self.runs_dir)
         return self._service("watches", lambda: WatchCache(self.runner)).get(rid)

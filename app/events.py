@@ -119,9 +119,10 @@ def handler(inputs: Mapping[str, Any] | None = None, outputs: Mapping[str, Any] 
     return deco
 
 
-# The cheap read-only endpoints a page's timers call: their own queue slots, so many watchers are served at
-# once and a slow action (a model build, a forward pass) never holds a poll up.
-POLL = dict(concurrency_id="poll", concurrency_limit=32, show_progress="hidden")
+# The cheap read-only endpoints a page's timers call skip the queue: the browser posts each tick straight to
+# the server (one HTTP request, no event stream), and a slow action in the queue (a model build, a forward pass)
+# never holds a poll up. Their handlers only read files that changed, so many watchers are served at once.
+POLL = dict(queue=False, show_progress="hidden")
 
 
 __all__ = ["ERROR_PREFIX", "Handler", "POLL", "handler"]

@@ -10,6 +10,7 @@ A :class:`Form` lays out one widget per dataclass field, chosen from the field's
 a registry field           ``gr.Dropdown`` of the registry's names (e.g. vision_encoder)
 ``str`` / ``str | None``   ``gr.Textbox`` (empty = None where allowed)
 ``list[str]``              ``gr.Textbox`` of comma-separated items
+a part's settings (Any)    ``gr.Textbox`` of a YAML mapping, e.g. ``{hidden_dim: 256}``
 =========================  ==========================================================
 
 Values go back through ``Cls.from_dict`` so the config's own validation produces the error
@@ -108,6 +109,8 @@ def field_specs(cls: type, registries: dict[str, Any] | None = None,
             kind = "float"
         elif get_origin(tp) in (list, tuple):
             kind = "list"
+        elif tp is Any or tp is dict or get_origin(tp) is dict:
+            kind = "mapping"  # a chosen part's own settings (e.g. model.head), written as a YAML mapping
         elif dataclasses.is_dataclass(tp):
             continue  # nested sections get their own form
         else:
@@ -115,7 +118,9 @@ def field_specs(cls: type, registries: dict[str, Any] | None = None,
         info = comments.get(f.name, "")
         if kind == "str" and f.name in suggestions:
             choices = list(suggestions[f.name])
-        if optional and kind in ("int", "float", "str", "list"):
+        if kind == "mapping":
+            info = (info + "; " if info else "") + "a YAML mapping such as {hidden_dim: 256}; empty = the defaults"
+        elif optional and kind in ("int", "float", "str", "list"):
             info = (info + "; " if info else "") + "empty = none"
         specs.append(FieldSpec(f.name, tp, optional, default, choices, kind, info))
     return specs
@@ -125,6 +130,12 @@ def field_specs(cls: type, registries: dict[str, Any] | None = None,
 # Values <-> widgets.
 # ------------------------------------------------------------------------------------------------
 def to_widget(spec: FieldSpec, value: Any) -> Any:
+    if spec.kind == "mapping":
+        import yaml
+
+        if hasattr(value, "to_dict"):
+            value = value.to_dict()
+        return "" if value is None else yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip()
     if spec.kind == "list":
         return ", ".join(str(v) for v in (value or []))
     if spec.kind == "choice" and value is None:
@@ -136,6 +147,16 @@ def to_widget(spec: FieldSpec, value: Any) -> Any:
 
 def from_widget(spec: FieldSpec, value: Any) -> Any:
     """The widget's value as the config wants it; type and range checks are left to the config."""
+    if spec.kind == "mapping":
+        import yaml
+
+        text = str(value or "").strip()
+        if not text:
+            return None
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text  # the config names the field and says what it expects
     if spec.kind == "list":
         import yaml
 

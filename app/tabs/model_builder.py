@@ -20,8 +20,8 @@ from ..events import handler
 from ..forms import Form
 
 PRIMARY = ["vision_encoder", "image_size", "vision_dim", "vision_pool", "film", "projector", "llm", "llm_hidden_size",
-           "llm_num_layers", "llm_num_heads", "llm_intermediate_size", "action_head", "head_hidden_dim",
-           "head_num_layers", "action_dim", "state_dim", "chunk_size"]
+           "llm_num_layers", "llm_num_heads", "llm_intermediate_size", "action_head", "head",
+           "action_dim", "state_dim", "chunk_size"]
 SYNTHETIC = "synthetic sample"
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config.base import ConfigError
+from ..config.model_config import ModelConfig
 from ..config.run_config import EVAL_SEED_START
+from ..runs.schema import EvalJobConfig
 
 
 def checkpoint_model_config(checkpoint: str | Path) -> dict:
@@ -27,8 +29,6 @@ def checkpoint_model_config(checkpoint: str | Path) -> dict:
 def check_inference(checkpoint: str | Path, inference: dict[str, Any] | None) -> dict[str, Any]:
     """``inference`` (e.g. ``{"n_action_steps": 4}``) if the checkpoint's model config accepts it; the
     config's own ConfigError (naming the field) otherwise."""
-    from ..config.model_config import ModelConfig
-
     inference = dict(inference or {})
     if inference:
         ModelConfig.from_dict(checkpoint_model_config(checkpoint)).replace(**inference)
@@ -45,8 +45,7 @@ def eval_job_config(checkpoint: str | Path, task: str, episodes: Any = 50, num_v
     Numbers are checked by the config, so a bad one is reported with the field's name; a policy whose
     action size does not fit the task is refused, and so are inference settings its model config rejects.
     """
-    from ..envs import task_info
-    from ..runs.schema import EvalJobConfig
+    from ..envs import task_info  # gymnasium and the tasks: loaded when a job is configured
 
     if not task:
         raise ConfigError("eval.task is empty; choose the task to evaluate on")

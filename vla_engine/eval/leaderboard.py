@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..runs.schema import EvalSummary
+
 LEADERBOARD_FILE = "leaderboard.jsonl"
 JOBS_FILE = "leaderboard-jobs.jsonl"
 COLUMNS = ["checkpoint", "task", "episodes", "success (95% CI)", "vs leader (same seeds)", "mean return",
@@ -79,8 +81,6 @@ def latest_per_checkpoint(rows: Iterable[dict]) -> list[dict]:
 def table_rows(rows: list[dict]) -> list[list[Any]]:
     """Display rows (:data:`COLUMNS`) of ``rows`` as :func:`latest_per_checkpoint` orders them: each row
     against the first row of its task."""
-    from ..runs.schema import EvalSummary
-
     leaders: dict[Any, dict] = {}
     for r in rows:
         leaders.setdefault(r.get("task"), r)
