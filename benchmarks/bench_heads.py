@@ -58,8 +58,8 @@ HEADS: dict[str, list[str]] = {
     # gradient, and it trained far better on push than epsilon prediction (docs/benchmarks.md). Re-planned every
     # step, as the transformer row; bench_inference.py ...:n_action_steps=4 plays the same checkpoint open loop
     "diffusion": ["model.action_head=diffusion", "model.chunk_size=8", "model.n_action_steps=1",
-                  "dataset.chunk_size=8", "model.num_inference_steps=10", "model.use_ddim=true",
-                  "model.prediction_type=sample", "model.diffusion_noise_samples=8"],
+                  "dataset.chunk_size=8", "model.head.num_inference_steps=10", "model.head.use_ddim=true",
+                  "model.head.prediction_type=sample", "model.head.noise_samples=8"],
     # 8-step chunks, re-planned every step: the first action of each new chunk is executed. MSE, as the MLP row:
     # ACT's L1 trained far worse on push (docs/benchmarks.md); --set model.action_loss=l1 trains it again
     "transformer": ["model.action_head=transformer", "model.chunk_size=8", "model.n_action_steps=1",

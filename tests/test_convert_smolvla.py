@@ -118,9 +118,9 @@ def test_actions_match_lerobot_given_the_same_noise(lerobot):
     cfg = model.config
     assert (cfg.prompt_format, cfg.action_head, cfg.projector, cfg.image_resize) == \
         ("smolvla", "smolvla-expert", "identity", "pad")
-    assert (cfg.action_dim, cfg.state_dim, cfg.max_action_dim, cfg.chunk_size) == (2, 3, MAX_ACTION, CHUNK)
+    assert (cfg.action_dim, cfg.state_dim, cfg.head.max_action_dim, cfg.chunk_size) == (2, 3, MAX_ACTION, CHUNK)
     assert cfg.image_keys == ["observation.images.front", "observation.images.wrist"]
-    assert cfg.head_hidden_dim == 48 and model.vlm_frozen and model.vision_frozen  # LeRobot's train_expert_only
+    assert cfg.head.hidden_dim == 48 and model.vlm_frozen and model.vision_frozen  # LeRobot's train_expert_only
     obs = observation()
     for seed in (0, 1):
         noise = torch.randn(2, CHUNK, MAX_ACTION, generator=torch.Generator().manual_seed(seed))

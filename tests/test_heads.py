@@ -172,11 +172,12 @@ def test_diffusion_loss_masks_padding_and_clips_via_the_scheduler():
     out = head.sample(torch.randn(3, 8) * 100)  # an untrained head on wild features stays inside the clip range
     assert float(out.abs().max()) <= 1.0 + 1e-5
     # the config picks the clip range from the normalisation unless it is given
-    cfg = dict(action_head="diffusion", head_hidden_dim=16, head_num_layers=1)
+    cfg = dict(action_head="diffusion", head=dict(hidden_dim=16, num_layers=1))
     assert DiffusionActionHead.from_config(ModelConfig(**cfg, normalization="min_max"), 8).clip_sample_range == 1.0
     assert DiffusionActionHead.from_config(ModelConfig(**cfg), 8).clip_sample_range == 5.0
     assert not DiffusionActionHead.from_config(ModelConfig(**cfg, normalization="none"), 8).clip_sample
-    assert DiffusionActionHead.from_config(ModelConfig(**cfg, diffusion_clip_sample=2.0), 8).clip_sample_range == 2.0
+    clipped = ModelConfig(action_head="diffusion", head=dict(hidden_dim=16, num_layers=1, clip_sample=2.0))
+    assert DiffusionActionHead.from_config(clipped, 8).clip_sample_range == 2.0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -199,9 +200,9 @@ def test_diffusion_noise_samples_draw_k_noises_per_example():
     head.eval()
     head.compute_loss(feats, targets)
     assert seen[-1] == 2  # evaluation losses use one draw
-    cfg = ModelConfig(action_head="diffusion", head_hidden_dim=16, head_num_layers=1, diffusion_noise_samples=4)
+    cfg = ModelConfig(action_head="diffusion", head=dict(hidden_dim=16, num_layers=1, noise_samples=4))
     built = DiffusionActionHead.from_config(cfg, 8)
-    assert built.noise_samples == 4 and built.config_fields()["diffusion_noise_samples"] == 4
+    assert built.noise_samples == 4 and built.config_fields()["head"]["noise_samples"] == 4
     with pytest.raises(HeadError, match="noise_samples must be >= 1"):
         DiffusionActionHead(action_dim=2, noise_samples=0)
 
@@ -359,8 +360,8 @@ def test_chunk_loss_decay_weighs_the_first_steps_and_round_trips(tmp_path):
     assert torch.isfinite(loss)
     model.save_pretrained(tmp_path / "m")
     assert VLAModel.from_pretrained(tmp_path / "m").action_head.chunk_loss_decay == 0.5
-    with pytest.raises(ConfigError, match="chunk_loss_decay.*applies to the mlp and transformer heads"):
-        ModelConfig(action_head="diffusion", chunk_loss_decay=0.5)
+    with pytest.raises(ConfigError, match="'chunk_loss_decay' is not a setting of the diffusion head"):
+        ModelConfig(action_head="diffusion", head={"chunk_loss_decay": 0.5})
     with pytest.raises(HeadError, match="chunk_loss_decay must be in"):
         TransformerActionHead(chunk_loss_decay=0.0)
 
@@ -436,7 +437,7 @@ def test_configure_inference_sets_flow_steps_and_refuses_ddim():
     model = create_vla_model("tiny", action_head="flow", action_dim=2, state_dim=2, chunk_size=4, **TINY).eval()
     assert model.action_head.sampling_settings == ("num_inference_steps",)
     model.configure_inference(num_inference_steps=3)
-    assert model.action_head.num_steps == 3 and model.config.num_inference_steps == 3
+    assert model.action_head.num_steps == 3 and model.config.head.num_inference_steps == 3
     with pytest.raises(ValueError, match="use_ddim applies to sampling heads"):
         model.configure_inference(use_ddim=False)
 
@@ -489,8 +490,7 @@ def test_bad_calls_are_one_line_errors():
         with pytest.raises(HeadError, match=match) as e:
             call()
         assert "\n" not in str(e.value)
-    for bad in (dict(num_inference_steps=500), dict(diffusion_clip_sample=-1.0),
-                dict(diffusion_beta_schedule="cosine")):
+    for bad in (dict(num_inference_steps=500), dict(clip_sample=-1.0), dict(beta_schedule="cosine")):
         with pytest.raises(ConfigError) as e:
-            create_vla_model("tiny", action_head="diffusion", **bad, **TINY)
-        assert "\n" not in str(e.value) and next(iter(bad)) in str(e.value)
+            create_vla_model("tiny", action_head="diffusion", head=bad, **TINY)
+        assert "\n" not in str(e.value) and f"model.head.{next(iter(bad))}" in str(e.value)

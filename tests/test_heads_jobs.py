@@ -12,10 +12,10 @@ from vla_engine.runs.run_dir import RunDir
 CHUNK = ["model.chunk_size=4", "model.n_action_steps=2"]
 ROWS = {
     "gaussian": ["model.action_head=gaussian"],
-    "diffusion": ["model.action_head=diffusion", *CHUNK, "model.num_inference_steps=5"],
+    "diffusion": ["model.action_head=diffusion", *CHUNK, "model.head.num_inference_steps=5"],
     "transformer": ["model.action_head=transformer", "model.chunk_size=4", "model.n_action_steps=1",
                     "model.temporal_ensemble_coeff=0.01"],
-    "flow": ["model.action_head=flow", *CHUNK, "model.head_hidden_dim=64"],
+    "flow": ["model.action_head=flow", *CHUNK, "model.head.hidden_dim=64"],
     "tokens": ["model.action_head=tokens"],
     "keypoints+perceiver": ["model.vision_encoder=cnn-keypoints", "model.projector=perceiver",
                             "model.projector_num_tokens=8"],

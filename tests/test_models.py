@@ -68,7 +68,7 @@ def test_hub_name_call_shape_works_offline(caplog):
                          image_size=32)
     assert "SmolVLM-Instruct" in caplog.text and "stand-in" in caplog.text
     assert model.config.vision_encoder == "siglip" and model.config.llm == "llama"
-    assert model.config.action_dim == 7 and model.config.head_hidden_dim == 64 and model.config.head_num_layers == 3
+    assert model.config.action_dim == 7 and model.config.head.hidden_dim == 64 and model.config.head.num_layers == 3
     assert all(not p.requires_grad for p in model.backbone.parameters())
     assert all(not p.requires_grad for p in model.vision_encoder.parameters())
     assert all(p.requires_grad for p in model.action_head.parameters())

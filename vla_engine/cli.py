@@ -173,23 +173,32 @@ def cmd_presets(args) -> int:
 
 
 def cmd_describe(args) -> int:
-    """Every field of a preset, section by section: its value (and the default where it differs) and its help."""
+    """Every field of a preset, section by section: its value (and the default where it differs) and its help.
+    A part's sub-config (e.g. ``model.head``, the chosen action head's settings) is listed field by field."""
     import dataclasses
 
+    from .config.base import ConfigBase
     from .config.presets import load_preset
+
+    def show(part: ConfigBase, path: str) -> None:
+        helps, defaults = part.field_help(), type(part)()
+        for f in dataclasses.fields(part):
+            value, default = getattr(part, f.name), getattr(defaults, f.name)
+            if isinstance(value, ConfigBase):  # a part's own settings: their fields, under the part's name
+                print(f"  {path}.{f.name} ({type(value).__name__})" + (f"  {helps[f.name]}" if helps.get(f.name) else ""))
+                show(value, f"{path}.{f.name}")
+                continue
+            shown = json.dumps(value) + ("" if value == default else f"  (default {json.dumps(default)})")
+            print(f"  {path}.{f.name} = {shown}")
+            if helps.get(f.name):
+                print(f"      {helps[f.name]}")
 
     cfg = load_preset(args.preset, args.set)
     print(f"{args.preset}: method {cfg.method} -- {cfg.description}")
     for section in ("model", "dataset", "training", "eval"):
         part = getattr(cfg, section)
-        helps, defaults = part.field_help(), type(part)()
         print(f"\n{section} ({type(part).__name__})")
-        for f in dataclasses.fields(part):
-            value, default = getattr(part, f.name), getattr(defaults, f.name)
-            shown = json.dumps(value) + ("" if value == default else f"  (default {json.dumps(default)})")
-            print(f"  {section}.{f.name} = {shown}")
-            if helps.get(f.name):
-                print(f"      {helps[f.name]}")
+        show(part, section)
     return 0
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from .. import models  # noqa: F401  (registers the built-in parts; a light import: no torch)
+from ..models.configuration_heads import FLAT_HEAD_KEYS, HeadCapabilities
+from ..models.parts import part_config_class
 from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODERS
 from .base import ConfigBase, ConfigError
 from .migrate import moved_note, note
@@ -67,40 +69,17 @@ class ModelConfig(ConfigBase):
     # instruction (+ "\n") scaled by sqrt(hidden), bidirectional; the state token after them], read layer by layer
     # by the smolvla-expert head
     prompt_format: Literal["plain", "openvla", "smolvla"] = "plain"
-    # action head
+    # action head: a registry name and its settings (the head's own config class, ``models/configuration_heads.py``)
     action_head: str = "mlp"
-    head_hidden_dim: int = 256
-    head_num_layers: int = 2
-    head_num_heads: int = 4  # transformer head
-    min_std: float = 0.01  # gaussian head
-    max_std: float = 1.0  # gaussian head
-    num_diffusion_steps: int = 100  # diffusion head: training noise steps (DDPM)
-    num_inference_steps: int = 10  # diffusion head: sampling steps at inference
-    use_ddim: bool = True  # diffusion head: DDIM (deterministic, few steps) or DDPM sampling at inference
-    prediction_type: Literal["epsilon", "sample"] = "epsilon"  # diffusion head target
-    diffusion_beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
-    diffusion_clip_sample: float | None = None  # diffusion: clamp predicted chunks to +-this; None = by normalization, 0 = off
-    diffusion_noise_samples: int = 1  # diffusion: (noise, step) draws per example in each batch (Octo's n_diffusion_samples)
-    head_causal: bool = True  # transformer head: chunk step k attends to steps <= k only
+    # the chosen head's settings, e.g. {hidden_dim: 256, num_inference_steps: 10}; absent keys take its defaults
+    head: Any = None
     temporal_ensemble_coeff: float | None = None  # ACT temporal ensembling at inference (ACT: 0.01; < 0 weighs newer chunks more); None = off
-    action_bins: int = 256  # action tokens: bins per action dimension
-    # action tokens: "append" = new token ids after the tokenizer's vocabulary (one per bin); "vocab_tail" =
-    # OpenVLA's: the last action_bins ids of the tokenizer's own vocabulary, bin edges linspace(-1, 1,
-    # action_bins), greedy decoding and cross-entropy over the whole vocabulary
-    action_token_ids: Literal["append", "vocab_tail"] = "append"
-    # smolvla-expert head (SmolVLA's action expert; head_hidden_dim = its width, head_num_layers = its depth)
-    max_action_dim: int = 0  # noise / velocity width, actions zero-padded to it (SmolVLA's max_action_dim); 0 = action_dim
-    expert_self_attn_every: int = 2  # every n-th LM layer (from 0) self-attention, the others cross-attention; 1 = all self, 0 = all cross
-    flow_min_period: float = 4e-3  # time embedding: shortest sine period
-    flow_max_period: float = 4.0  # time embedding: longest sine period
     action_dim: int = 2
     state_dim: int = 0  # 0 = no state input
     chunk_size: int = 1
     n_action_steps: int = 1  # actions executed from each predicted chunk (<= chunk_size)
     n_obs_steps: int = 1
-    action_loss: Literal["mse", "l1", "smooth_l1"] = "mse"
-    # mlp / transformer heads: chunk step k weighs chunk_loss_decay**k in the loss (1 = every step the same)
-    chunk_loss_decay: float = 1.0
+    action_loss: Literal["mse", "l1", "smooth_l1"] = "mse"  # training loss of the regression heads (mlp, transformer, diffusion)
     dropout: float = 0.0
     film: bool = False  # cnn, cnn-keypoints: the instruction scales/shifts the feature map (FiLM, as in RT-1 / BC-Z)
     random_shift: int = 4  # training-time image augmentation: random shifts of up to this many pixels (0 = off)
@@ -109,13 +88,56 @@ class ModelConfig(ConfigBase):
     normalization: Literal["mean_std", "min_max", "none"] = "mean_std"
     use_gradient_checkpointing: bool = False
 
+    def __post_init__(self) -> None:
+        self.head = self._head_config(self.head)
+        super().__post_init__()
+
+    def _head_config(self, value: Any) -> Any:
+        """``head`` as the chosen head's config: a mapping of its fields (None = its defaults) or a config."""
+        if not isinstance(self.action_head, str) or self.action_head not in ACTION_HEADS:
+            self._check_choice("action_head", ACTION_HEADS)
+        cls = part_config_class(ACTION_HEADS, self.action_head)
+        if cls is None:  # a head registered without settings
+            if value:
+                raise ConfigError(f"model.head: the {self.action_head} head has no settings; leave model.head out")
+            return None
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, ConfigBase):
+            value = value.to_dict()
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"model.head: expected a mapping of the {self.action_head} head's fields, got {value!r}")
+        data = dict(value or {})
+        data.pop("type", None)
+        unknown = sorted(set(data) - set(cls.field_names()))
+        if unknown:
+            raise ConfigError(f"model.head: {', '.join(repr(k) for k in unknown)} is not a setting of the "
+                              f"{self.action_head} head; its fields: {', '.join(cls.field_names())}")
+        return cls.from_dict(data)
+
+    @property
+    def head_capabilities(self) -> HeadCapabilities:
+        """What the chosen action head declares it needs (``models/configuration_heads.py``)."""
+        return head_capabilities(self.action_head)
+
     @classmethod
     def from_dict(cls, data: dict | None, prefix: str | None = None, *, where: str = "") -> "ModelConfig":
         """The config from its fields. Keys an older version wrote into a model config (``freeze_*``,
         ``lora_*``) and a checkpoint's ``adapters`` record are not model fields: they are left out with a
-        one-line note (use ``read_model_dict`` to keep the adapters). ``where`` names the file in notes."""
+        one-line note (use ``read_model_dict`` to keep the adapters); the flat head fields of an earlier layout
+        (``head_hidden_dim``, ``num_diffusion_steps``, ...) move into ``head``. ``where`` names the file in notes."""
         fields, _ = _split_legacy(data, where)
-        return super().from_dict(fields, prefix)
+        return super().from_dict(_move_flat_head_keys(fields, where), prefix)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        """A copy with ``changes``. A new ``action_head`` without a ``head`` keeps the settings the new head
+        shares with the old one (e.g. ``hidden_dim``) and takes its defaults for the rest."""
+        if "action_head" in changes and changes["action_head"] != self.action_head and "head" not in changes:
+            cls = part_config_class(ACTION_HEADS, changes["action_head"]) if changes["action_head"] in ACTION_HEADS \
+                else None
+            old = self.head.to_dict() if isinstance(self.head, ConfigBase) else {}
+            changes["head"] = {k: v for k, v in old.items() if cls is not None and k in cls.field_names()}
+        return super().replace(**changes)
 
     def validate(self) -> None:
         self._check_choice("vision_encoder", VISION_ENCODERS)
@@ -138,35 +160,22 @@ class ModelConfig(ConfigBase):
         self._check_range("llm_intermediate_size", 1)
         self._check_range("llm_layers", 0, 1024)
         self._check_range("max_text_tokens", 1, 4096)
-        self._check_range("head_hidden_dim", 1)
-        self._check_range("head_num_layers", 1)
-        self._check_range("head_num_heads", 1)
         self._check_range("projector_num_tokens", 1, 4096)
         self._check_range("projector_num_layers", 1)
         self._check_range("projector_num_heads", 1)
-        self._check_range("min_std", 1e-6, 10.0)
-        self._check_range("max_std", self.min_std, 100.0)
-        self._check_range("num_diffusion_steps", 2, 10000)
-        self._check_range("num_inference_steps", 1, self.num_diffusion_steps)
-        self._check_range("diffusion_clip_sample", 0.0)
-        self._check_range("diffusion_noise_samples", 1, 64)
-        self._check_range("action_bins", 2, 4096)
-        if self.action_token_ids == "vocab_tail" and self.action_bins < 3:
-            self._fail("action_bins", f"is {self.action_bins} but action_token_ids: vocab_tail needs >= 3 "
-                                      f"(action_bins edges give action_bins - 1 bins); OpenVLA uses 256")
         if self.temporal_ensemble_coeff is not None:
             self._check_range("temporal_ensemble_coeff", -10.0, 10.0)
         self._check_range("action_dim", 1)
-        if self.max_action_dim and self.max_action_dim < self.action_dim:
-            self._fail("max_action_dim", f"is below action_dim ({self.action_dim}); set it >= action_dim, or 0")
-        self._check_range("max_action_dim", 0)
-        self._check_range("expert_self_attn_every", 0, 1024)
-        self._check_range("flow_min_period", 0.0, lo_open=True)
-        if self.flow_max_period <= self.flow_min_period:
-            self._fail("flow_max_period", f"must be above flow_min_period ({self.flow_min_period})")
-        if (self.prompt_format == "smolvla") != (self.action_head == "smolvla-expert"):
-            self._fail("prompt_format", f"and action_head {self.action_head!r} do not go together; prompt_format: "
-                                        f"smolvla is read by the smolvla-expert head only, and it needs that format")
+        needs = self.head_capabilities.prompt_format
+        if needs is not None and self.prompt_format != needs:
+            self._fail("prompt_format", f"does not suit action_head {self.action_head!r}, which reads prompt_format: "
+                                        f"{needs} only; set prompt_format: {needs}")
+        if needs is None and self.prompt_format in _head_prompt_formats():
+            self._fail("prompt_format", f"is read by the {_head_prompt_formats()[self.prompt_format]} head only, not "
+                                        f"{self.action_head!r}; set action_head: "
+                                        f"{_head_prompt_formats()[self.prompt_format]} or another prompt_format")
+        if isinstance(self.head, ConfigBase):
+            self.head.check_model(self)
         self._check_range("state_dim", 0)
         self._check_range("chunk_size", 1)
         self._check_range("n_action_steps", 1)
@@ -174,10 +183,6 @@ class ModelConfig(ConfigBase):
             self._fail("n_action_steps", f"is more than chunk_size ({self.chunk_size}): a chunk holds no more actions "
                                          f"to execute; set it between 1 and {self.chunk_size}")
         self._check_range("n_obs_steps", 1)
-        self._check_range("chunk_loss_decay", 0.0, 1.0, lo_open=True)
-        if self.chunk_loss_decay != 1.0 and self.action_head not in ("mlp", "transformer"):
-            self._fail("chunk_loss_decay", f"applies to the mlp and transformer heads, not {self.action_head!r}; "
-                                           f"set it to 1")
         if self.prompt_format == "smolvla" and self.n_obs_steps != 1:
             self._fail("n_obs_steps", "must be 1 with prompt_format: smolvla (SmolVLA reads the latest observation)")
         self._check_range("dropout", 0.0, 1.0)
@@ -201,6 +206,53 @@ class ModelConfig(ConfigBase):
                 self._fail("image_keys", f"has an empty name at position {i}")
         if len(set(self.image_keys)) != len(self.image_keys):
             self._fail("image_keys", "names a camera twice; list each image key once")
+
+
+def head_capabilities(name: str) -> HeadCapabilities:
+    """What action head ``name`` declares it needs (its config class's ``capabilities``; none declared: the
+    defaults, a head reading the pooled feature)."""
+    cls = part_config_class(ACTION_HEADS, name)
+    return getattr(cls, "capabilities", HeadCapabilities()) if cls is not None else HeadCapabilities()
+
+
+def _head_prompt_formats() -> dict[str, str]:
+    """prompt format -> the head that needs it (formats read by one head only, e.g. smolvla)."""
+    return {caps.prompt_format: name for name in ACTION_HEADS
+            if (caps := head_capabilities(name)).prompt_format is not None}
+
+
+def _move_flat_head_keys(fields: dict[str, Any], where: str) -> dict[str, Any]:
+    """``fields`` with the flat head keys of an earlier layout moved into ``head`` (those the chosen head has;
+    the others are dropped: they were ignored), with one note for the whole file."""
+    flat = [k for k in fields if k in FLAT_HEAD_KEYS]
+    if not flat:
+        return fields
+    fields = dict(fields)
+    name = fields.get("action_head", "mlp")
+    cls = part_config_class(ACTION_HEADS, name) if isinstance(name, str) and name in ACTION_HEADS else None
+    own = set(cls.field_names()) if cls is not None else set()
+    head = dict(fields.get("head") or {}) if isinstance(fields.get("head"), dict) else fields.get("head")
+    if isinstance(head, ConfigBase):
+        head = head.to_dict()
+    head = dict(head or {})
+    moved, dropped = [], []
+    for key in flat:
+        value = fields.pop(key)
+        new = FLAT_HEAD_KEYS[key]
+        if new in own:
+            head[new] = value  # the flat key came later (an override on top of a preset's head)
+            moved.append(key if key == new else f"{key} -> {new}")
+        else:
+            dropped.append(key)
+    fields["head"] = head
+    src = f" in {where}" if where else ""
+    msg = f"config: flat head fields{src} moved into model.head"
+    if moved:
+        msg += f" ({', '.join(moved)})"
+    if dropped:
+        msg += f"; dropped {', '.join(dropped)} (not settings of the {name} head, so they were ignored)"
+    note(msg + "; save the file again to update it")
+    return fields
 
 
 # ------------------------------------------------------------------------------------------------
@@ -305,22 +357,30 @@ def read_model_dict(data: dict | None, where: str = "") -> tuple[ModelConfig, Lo
 
 
 # The ModelConfig fields that only change how a trained model acts, not what it learned: they can be set on a
-# checkpoint at evaluation (VLAModel.configure_inference, `vla eval --set model.n_action_steps=4`)
+# checkpoint at evaluation (VLAModel.configure_inference, `vla eval --set model.n_action_steps=4`). The head's
+# sampling settings (``model.head.num_inference_steps``, ``model.head.use_ddim``) are given by their name.
 INFERENCE_FIELDS: tuple[str, ...] = ("n_action_steps", "temporal_ensemble_coeff", "num_inference_steps", "use_ddim")
+HEAD_INFERENCE_FIELDS: tuple[str, ...] = ("num_inference_steps", "use_ddim")  # of model.head (sampling heads)
 
 
 def parse_inference_overrides(overrides: list[str]) -> dict:
-    """``["model.n_action_steps=4", "temporal_ensemble_coeff=-0.5"]`` -> ``{"n_action_steps": 4, ...}``.
+    """``["model.n_action_steps=4", "model.head.num_inference_steps=8"]`` -> ``{"n_action_steps": 4,
+    "num_inference_steps": 8}`` (``VLAModel.configure_inference`` keywords).
 
-    Values are YAML scalars (``null`` turns ensembling off); the ``model.`` prefix is optional."""
+    Values are YAML scalars (``null`` turns ensembling off); the ``model.`` prefix is optional, and the head's
+    sampling settings are read with or without ``head.`` (the flat form of an earlier layout)."""
     import yaml
 
+    allowed = [f for f in INFERENCE_FIELDS if f not in HEAD_INFERENCE_FIELDS] + \
+        [f"head.{f}" for f in HEAD_INFERENCE_FIELDS]
     out: dict = {}
     for ov in overrides:
         key, sep, raw = ov.partition("=")
         name = key.strip().removeprefix("model.")
+        if name.startswith("head.") and name[5:] in HEAD_INFERENCE_FIELDS:
+            name = name[5:]
         if not sep or name not in INFERENCE_FIELDS:
             raise ConfigError(f"override {ov!r}: a checkpoint's inference settings are set as model.FIELD=VALUE "
-                              f"with FIELD one of {', '.join(INFERENCE_FIELDS)}; the rest is fixed by training")
+                              f"with FIELD one of {', '.join(allowed)}; the rest is fixed by training")
         out[name] = yaml.safe_load(raw) if raw.strip() else None
     return out

@@ -13,6 +13,8 @@ import importlib
 
 from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODERS
 
+_HEAD_CONFIGS = "vla_engine.models.configuration_heads:"  # the heads' settings classes (light)
+
 # -- built-in parts (the registry key is the config value) -----------------------------------------
 VISION_ENCODERS.register("cnn", "vla_engine.models.vision:CNNEncoder",
                          description="Small conv net (4 stride-2 layers, GroupNorm) -> pooled spatial tokens; CPU default")
@@ -57,19 +59,25 @@ LANGUAGE_MODELS.register("smolvlm", "vla_engine.models.vlm:SmolVLMBackbone",
 LANGUAGE_MODELS.register("qwen2-vl", "vla_engine.models.vlm:Qwen2VLBackbone",
                          description="Qwen2-VL's text model + lm_head as a Qwen2 causal LM (small, or from a VLM folder)")
 ACTION_HEADS.register("mlp", "vla_engine.models.heads:MLPActionHead",
+                      config=_HEAD_CONFIGS + "MLPHeadConfig",
                       description="MLP regression of an action chunk from the action-query feature")
 ACTION_HEADS.register("gaussian", "vla_engine.models.gaussian_head:GaussianMLPActionHead",
+                      config=_HEAD_CONFIGS + "GaussianHeadConfig",
                       description="Gaussian MLP: mean and learned std per action (log-probabilities for RL)")
 ACTION_HEADS.register("diffusion", "vla_engine.models.diffusion_head:DiffusionActionHead",
+                      config=_HEAD_CONFIGS + "DiffusionHeadConfig",
                       description="denoising diffusion over action chunks (diffusers DDPM training, DDPM/DDIM sampling)")
 ACTION_HEADS.register("transformer", "vla_engine.models.transformer_head:TransformerActionHead",
+                      config=_HEAD_CONFIGS + "TransformerHeadConfig",
                       description="transformer decoder over the chunk (ACT-style), optional temporal ensembling")
 ACTION_HEADS.register("flow", "vla_engine.models.flow_head:FlowMatchingActionHead",
+                      config=_HEAD_CONFIGS + "FlowHeadConfig",
                       description="flow-matching action expert (pi0 / SmolVLA): transformer over the chunk, Euler sampling")
 ACTION_HEADS.register("tokens", "vla_engine.models.action_tokens:ActionTokenHead",
+                      config=_HEAD_CONFIGS + "TokenHeadConfig",
                       description="OpenVLA-style discrete action tokens (bins) predicted through the LM's vocabulary")
-
 ACTION_HEADS.register("smolvla-expert", "vla_engine.models.smolvla_expert:SmolVLAExpertHead",
+                      config=_HEAD_CONFIGS + "SmolVLAExpertConfig",
                       description="SmolVLA's action expert: LM-layer copy cross-attending to the VLM's keys/values, flow matching")
 
 _LAZY = {

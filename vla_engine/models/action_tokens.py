@@ -14,7 +14,7 @@ Sequence (teacher forcing in training, greedy decoding at inference)::
 Actions arrive normalised (the model's normaliser); bins span ``[-action_range, action_range]``
 (1 for min_max normalisation, 3 standard deviations for mean_std); values outside are clipped.
 
-``vocab_tail=True`` (``model.action_token_ids: vocab_tail``) is OpenVLA's own scheme, the one its published
+``vocab_tail=True`` (``model.head.token_ids: vocab_tail``) is OpenVLA's own scheme, the one its published
 checkpoints were trained with: the bins are the last ``n_bins`` ids of the tokenizer's vocabulary
 (``tokenizer.vocab_size``, added tokens excluded), bin edges ``linspace(-1, 1, n_bins)`` (so n_bins - 1
 bins), bin ``d`` is token ``vocab_size - 1 - d``; decoding is greedy over the *whole* vocabulary and a
@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .configuration_heads import TokenHeadConfig
 from .heads import ActionHead, HeadError
 
 
@@ -68,7 +69,8 @@ class ActionTokenHead(ActionHead):
     """
 
     name = "tokens"
-    uses_lm = True
+    config_class = TokenHeadConfig
+    capabilities = TokenHeadConfig.capabilities
 
     def __init__(self, action_dim: int = 7, chunk_size: int = 1, n_bins: int = 256, action_range: float = 1.0,
                  input_dim: int | None = None, vocab_tail: bool = False):
@@ -91,17 +93,21 @@ class ActionTokenHead(ActionHead):
     @classmethod
     def from_config(cls, cfg: Any, input_dim: int | None = None) -> "ActionTokenHead":
         rng = 1.0 if cfg.normalization == "min_max" else 3.0
-        return cls(action_dim=cfg.action_dim, chunk_size=cfg.chunk_size, n_bins=cfg.action_bins, action_range=rng,
-                   input_dim=input_dim, vocab_tail=getattr(cfg, "action_token_ids", "append") == "vocab_tail")
+        return cls(action_dim=cfg.action_dim, chunk_size=cfg.chunk_size, n_bins=cfg.head.bins, action_range=rng,
+                   input_dim=input_dim, vocab_tail=cfg.head.token_ids == "vocab_tail")
 
-    def config_fields(self) -> dict[str, Any]:
-        return {**super().config_fields(), "action_bins": self.n_bins,
-                "action_token_ids": "vocab_tail" if self.vocab_tail else "append"}
+    def head_settings(self) -> dict[str, Any]:
+        return {"bins": self.n_bins, "token_ids": "vocab_tail" if self.vocab_tail else "append"}
 
     # -- the LM ----------------------------------------------------------------------------------
-    def attach_backbone(self, backbone: nn.Module, base_vocab: int) -> None:
-        """Reserve ``n_bins`` token ids after the tokenizer's ``base_vocab`` (growing the LM if needed), or with
-        ``vocab_tail`` take the last ``n_bins`` ids below ``base_vocab`` (the tokenizer's own vocabulary)."""
+    def attach_backbone(self, backbone: nn.Module, tokenizer: Any) -> None:
+        """Reserve ``n_bins`` token ids after the tokenizer's vocabulary (growing the LM if needed), or with
+        ``vocab_tail`` take the last ``n_bins`` ids of its own vocabulary (``tokenizer.vocab_size``, no added ids).
+        ``tokenizer`` may also be the base vocabulary size itself."""
+        if isinstance(tokenizer, int):
+            base_vocab = tokenizer
+        else:
+            base_vocab = int(tokenizer.vocab_size) if self.vocab_tail else len(tokenizer)
         lm = backbone.lm
         if lm.get_output_embeddings() is None:
             raise HeadError(f"action tokens need a language model with an LM head; {type(lm).__name__} has none")

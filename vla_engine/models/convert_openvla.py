@@ -21,7 +21,7 @@ not kept.
 The model it builds is OpenVLA's: features of each tower's second-to-last block (``vision_feature_layer:
 -2``), its prompt ``In: What action should the robot take to {task}?\\nOut:`` plus the empty token
 (``prompt_format: openvla``), 7 tokens decoded greedily over the whole vocabulary from its tail
-(``action_token_ids: vocab_tail``), un-normalised with the dataset's q01 / q99 where its mask is set
+(``head.token_ids: vocab_tail``), un-normalised with the dataset's q01 / q99 where its mask is set
 (``normalization: min_max`` with min / max = q01 / q99, and -1 / 1 where the mask is off, which leaves those
 dimensions, the gripper, as decoded).
 
@@ -386,7 +386,7 @@ def load_openvla(folder: str | Path, unnorm_key: str | None = None, cls: type | 
         vision_encoder="dinosiglip", image_size=size, vision_dim=fused, vision_num_layers=dino_conf.num_hidden_layers,
         vision_num_heads=heads if fused % heads == 0 else 1, vision_patch_size=dino_conf.patch_size,
         vision_feature_layer=-2, projector="fused-gelu-mlp", llm=llm, max_text_tokens=256, prompt_format="openvla",
-        action_head="tokens", action_bins=int(data.get("n_action_bins", 256)), action_token_ids="vocab_tail",
+        action_head="tokens", head=dict(bins=int(data.get("n_action_bins", 256)), token_ids="vocab_tail"),
         action_dim=int(q01.numel()), state_dim=0, chunk_size=1, n_action_steps=1, normalization="min_max",
         random_shift=0)
     model = build_empty(fields, cls, OpenVLAWrapper, d, "OpenVLA", tokenizer=tokenizer, llm_hf_config=llm_conf,

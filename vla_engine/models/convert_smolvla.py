@@ -270,9 +270,9 @@ def load_smolvla(folder: str | Path, vlm: str | Path | None = None, cls: type | 
         vision_encoder="smolvlm", llm="smolvlm", projector="identity", image_size=side,
         image_resize="pad" if pad is not None else "stretch", prompt_format="smolvla",
         max_text_tokens=int(data.get("tokenizer_max_length", 48)), action_head="smolvla-expert",
-        head_hidden_dim=width, head_num_layers=n_expert, num_inference_steps=int(data.get("num_steps", 10)),
-        max_action_dim=max_action, expert_self_attn_every=self_every,
-        flow_min_period=float(data.get("min_period", 4e-3)), flow_max_period=float(data.get("max_period", 4.0)),
+        head=dict(hidden_dim=width, num_layers=n_expert, num_inference_steps=int(data.get("num_steps", 10)),
+                  max_action_dim=max_action, self_attn_every=self_every,
+                  min_period=float(data.get("min_period", 4e-3)), max_period=float(data.get("max_period", 4.0))),
         action_dim=action_dim, state_dim=state_dim, chunk_size=int(data["chunk_size"]),
         n_action_steps=int(data.get("n_action_steps", data["chunk_size"])), image_keys=cams,
         normalization=mode, random_shift=0, dropout=0.0)

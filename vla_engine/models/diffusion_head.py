@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .configuration_heads import DiffusionHeadConfig
 from .heads import ActionHead, HeadError, masked_action_loss
 
 PREDICTION_TYPES = ("epsilon", "sample")
@@ -107,7 +108,8 @@ class DiffusionActionHead(ActionHead):
     """
 
     name = "diffusion"
-    sampling_settings = ("num_inference_steps", "use_ddim")
+    config_class = DiffusionHeadConfig
+    capabilities = DiffusionHeadConfig.capabilities
 
     def __init__(self, action_dim: int = 7, num_diffusion_steps: int = 100, hidden_dim: int = 512,
                  input_dim: int | None = None, chunk_size: int = 1, num_layers: int = 3,
@@ -170,24 +172,26 @@ class DiffusionActionHead(ActionHead):
 
     @classmethod
     def from_config(cls, cfg: Any, input_dim: int | None = None) -> "DiffusionActionHead":
-        clip = cfg.diffusion_clip_sample
+        h = cfg.head
+        clip = h.clip_sample
         if clip is None:
             clip = CLIP_BY_NORMALIZATION.get(cfg.normalization, 0.0)
-        return cls(action_dim=cfg.action_dim, num_diffusion_steps=cfg.num_diffusion_steps,
-                   hidden_dim=cfg.head_hidden_dim, input_dim=input_dim, chunk_size=cfg.chunk_size,
-                   num_layers=cfg.head_num_layers, prediction_type=cfg.prediction_type,
-                   num_inference_steps=cfg.num_inference_steps, use_ddim=cfg.use_ddim,
-                   beta_schedule=cfg.diffusion_beta_schedule, clip_sample=clip > 0,
+        return cls(action_dim=cfg.action_dim, num_diffusion_steps=h.num_train_timesteps,
+                   hidden_dim=h.hidden_dim, input_dim=input_dim, chunk_size=cfg.chunk_size,
+                   num_layers=h.num_layers, prediction_type=h.prediction_type,
+                   num_inference_steps=h.num_inference_steps, use_ddim=h.use_ddim,
+                   beta_schedule=h.beta_schedule, clip_sample=clip > 0,
                    clip_sample_range=clip if clip > 0 else 1.0, dropout=cfg.dropout, action_loss=cfg.action_loss,
-                   noise_samples=getattr(cfg, "diffusion_noise_samples", 1))
+                   noise_samples=h.noise_samples)
 
     def config_fields(self) -> dict[str, Any]:
-        return {**super().config_fields(), "head_hidden_dim": self.hidden_dim, "head_num_layers": self.num_layers,
-                "num_diffusion_steps": self.num_diffusion_steps, "num_inference_steps": self.num_inference_steps,
-                "use_ddim": self.use_ddim, "prediction_type": self.prediction_type,
-                "diffusion_beta_schedule": self.beta_schedule,
-                "diffusion_clip_sample": self.clip_sample_range if self.clip_sample else 0.0, "dropout": self.dropout,
-                "diffusion_noise_samples": self.noise_samples}
+        return {**super().config_fields(), "dropout": self.dropout}
+
+    def head_settings(self) -> dict[str, Any]:
+        return {"hidden_dim": self.hidden_dim, "num_layers": self.num_layers,
+                "num_train_timesteps": self.num_diffusion_steps, "num_inference_steps": self.num_inference_steps,
+                "use_ddim": self.use_ddim, "prediction_type": self.prediction_type, "beta_schedule": self.beta_schedule,
+                "clip_sample": self.clip_sample_range if self.clip_sample else 0.0, "noise_samples": self.noise_samples}
 
     # -- training ----------------------------------------------------------------------------
     def compute_loss(self, features: torch.Tensor, actions: torch.Tensor,

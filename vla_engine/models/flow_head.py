@@ -7,7 +7,7 @@ regresses the velocity ``u = e - a``. Inference: start at ``x_1 = e`` and take `
 steps ``x <- x - dt * v(x, t)`` down to t = 0.
 
 The expert: the C noisy actions become C tokens (linear + time embedding); ``num_layers`` blocks of
-self-attention over them and cross-attention to the LM context (``uses_context``), then a linear map
+self-attention over them and cross-attention to the LM context (``capabilities.inputs == "tokens"``), then a linear map
 back to actions. Without context (a bare feature vector), the feature is the one context token.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .configuration_heads import FlowHeadConfig
 from .heads import ActionHead, HeadError, masked_action_loss
 
 
@@ -39,8 +40,8 @@ class FlowMatchingActionHead(ActionHead):
     """
 
     name = "flow"
-    uses_context = True
-    sampling_settings = ("num_inference_steps",)
+    config_class = FlowHeadConfig
+    capabilities = FlowHeadConfig.capabilities
 
     def __init__(self, action_dim: int = 7, chunk_size: int = 16, hidden_dim: int = 256, num_layers: int = 2,
                  num_heads: int = 4, num_steps: int = 10, dropout: float = 0.0, input_dim: int | None = None):
@@ -75,15 +76,17 @@ class FlowMatchingActionHead(ActionHead):
 
     @classmethod
     def from_config(cls, cfg: Any, input_dim: int | None = None) -> "FlowMatchingActionHead":
-        return cls(action_dim=cfg.action_dim, chunk_size=cfg.chunk_size, hidden_dim=cfg.head_hidden_dim,
-                   num_layers=cfg.head_num_layers, num_heads=cfg.head_num_heads, num_steps=cfg.num_inference_steps,
+        h = cfg.head
+        return cls(action_dim=cfg.action_dim, chunk_size=cfg.chunk_size, hidden_dim=h.hidden_dim,
+                   num_layers=h.num_layers, num_heads=h.num_heads, num_steps=h.num_inference_steps,
                    dropout=cfg.dropout, input_dim=input_dim)
 
     def config_fields(self) -> dict[str, Any]:
-        fields = super().config_fields()
-        fields.pop("action_loss", None)
-        return {**fields, "head_hidden_dim": self.hidden_dim, "head_num_layers": self.num_layers,
-                "head_num_heads": self.num_heads, "num_inference_steps": self.num_steps, "dropout": self.dropout}
+        return {**super().config_fields(), "dropout": self.dropout}
+
+    def head_settings(self) -> dict[str, Any]:
+        return {"hidden_dim": self.hidden_dim, "num_layers": self.num_layers, "num_heads": self.num_heads,
+                "num_inference_steps": self.num_steps}
 
     # -- the velocity field ----------------------------------------------------------------------
     def velocity(self, x: torch.Tensor, t: torch.Tensor, features: torch.Tensor,

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
+from .configuration_heads import GaussianHeadConfig
 from .heads import ActionHead, HeadError, masked_action_loss
 
 
@@ -28,6 +29,8 @@ class GaussianMLPActionHead(ActionHead):
     """
 
     name = "gaussian"
+    config_class = GaussianHeadConfig
+    capabilities = GaussianHeadConfig.capabilities
 
     def __init__(self, input_dim: int | None = None, action_dim: int = 7, hidden_dim: int = 512,
                  min_std: float = 0.01, max_std: float = 1.0, num_layers: int = 2, chunk_size: int = 1,
@@ -64,13 +67,17 @@ class GaussianMLPActionHead(ActionHead):
 
     @classmethod
     def from_config(cls, cfg: Any, input_dim: int | None = None) -> "GaussianMLPActionHead":
-        return cls(input_dim=input_dim, action_dim=cfg.action_dim, hidden_dim=cfg.head_hidden_dim,
-                   min_std=cfg.min_std, max_std=cfg.max_std, num_layers=cfg.head_num_layers,
+        h = cfg.head
+        return cls(input_dim=input_dim, action_dim=cfg.action_dim, hidden_dim=h.hidden_dim,
+                   min_std=h.min_std, max_std=h.max_std, num_layers=h.num_layers,
                    chunk_size=cfg.chunk_size, dropout=cfg.dropout, action_loss=cfg.action_loss)
 
     def config_fields(self) -> dict[str, Any]:
-        return {**super().config_fields(), "head_hidden_dim": self.hidden_dim, "head_num_layers": self.num_layers,
-                "min_std": self.min_std, "max_std": self.max_std, "dropout": self.dropout}
+        return {**super().config_fields(), "dropout": self.dropout}
+
+    def head_settings(self) -> dict[str, Any]:
+        return {"hidden_dim": self.hidden_dim, "num_layers": self.num_layers, "min_std": self.min_std,
+                "max_std": self.max_std}
 
     # -- the distribution --------------------------------------------------------------------
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,20 +7,24 @@ Every head follows one small interface, so the VLA model, the trainers and later
   with targets already normalised; padded steps do not count.
 - ``predict(features (B, D)) -> (B, chunk, A)`` (normalised units; the model un-normalises).
 - ``input_dim`` may be ``None`` until ``set_input_dim`` (the model calls it with its LM hidden size).
-- heads that attend over tokens set ``uses_context = True`` and then also get the keyword arguments
+- a head declares what it needs as data, ``capabilities`` (a ``HeadCapabilities``, the one of its config class,
+  ``models/configuration_heads.py``): heads with ``inputs="tokens"`` also get the keyword arguments
   ``context`` (B, N, D), the LM's final hidden sequence, and ``context_mask`` (B, N) bool (True = real token).
-- ``from_config(cfg, input_dim)`` builds the head from a ``ModelConfig``; ``config_fields()`` gives the
-  ``ModelConfig`` values that rebuild it (so a head passed in by hand is saved and reloaded exactly).
+- ``config_class`` is the head's settings class (registered with it); ``from_config(cfg, input_dim)`` builds the
+  head from a ``ModelConfig`` (its ``head`` holds those settings); ``config_fields()`` gives the ``ModelConfig``
+  values that rebuild it (so a head passed in by hand is saved and reloaded exactly).
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .configuration_heads import HeadCapabilities, MLPHeadConfig
 
 ACTION_LOSSES = ("mse", "l1", "smooth_l1")
 
@@ -57,8 +61,18 @@ class ActionHead(nn.Module, abc.ABC):
     """Base of the action heads (the interface above). Subclasses build layers in ``_build``."""
 
     name: str = "head"
-    uses_context: bool = False  # True: compute_loss/predict also take context=(B, N, D), context_mask=(B, N)
-    sampling_settings: tuple[str, ...] = ()  # what configure_sampling changes (the diffusion / flow heads)
+    config_class: ClassVar[type | None] = None  # the head's settings (a HeadConfig); None: it has none
+    capabilities: ClassVar[HeadCapabilities] = HeadCapabilities()  # what the head needs from the model
+
+    @property
+    def uses_context(self) -> bool:
+        """Whether compute_loss / predict also take ``context`` (B, N, D) and ``context_mask`` (B, N)."""
+        return self.capabilities.inputs == "tokens"
+
+    @property
+    def sampling_settings(self) -> tuple[str, ...]:
+        """What ``configure_sampling`` changes (the heads that sample noise at inference)."""
+        return self.capabilities.sampling_settings
 
     def __init__(self, action_dim: int, chunk_size: int = 1, input_dim: int | None = None,
                  action_loss: str = "mse", chunk_loss_decay: float = 1.0):
@@ -114,8 +128,15 @@ class ActionHead(nn.Module, abc.ABC):
         """The head a ``ModelConfig`` describes."""
 
     def config_fields(self) -> dict[str, Any]:
-        return {"action_head": self.name, "action_dim": self.action_dim, "chunk_size": self.chunk_size,
-                "action_loss": self.action_loss}
+        """The ``ModelConfig`` values of this head: the model-level ones and ``head`` (its settings)."""
+        fields = {"action_head": self.name, "action_dim": self.action_dim, "chunk_size": self.chunk_size}
+        if self.capabilities.regression_loss:
+            fields["action_loss"] = self.action_loss
+        return {**fields, "head": self.head_settings()}
+
+    def head_settings(self) -> dict[str, Any]:
+        """This head's ``model.head`` values (its config class's fields)."""
+        return {}
 
     def configure_sampling(self, **settings: Any) -> None:
         """Change how ``predict`` samples (names in ``sampling_settings``, e.g. ``num_inference_steps``)."""
@@ -130,6 +151,8 @@ class MLPActionHead(ActionHead):
     """
 
     name = "mlp"
+    config_class = MLPHeadConfig
+    capabilities = MLPHeadConfig.capabilities
 
     def __init__(self, hidden_dim: int = 1024, action_dim: int = 7, num_layers: int = 3,
                  input_dim: int | None = None, chunk_size: int = 1, dropout: float = 0.0,
@@ -156,13 +179,16 @@ class MLPActionHead(ActionHead):
 
     @classmethod
     def from_config(cls, cfg: Any, input_dim: int | None = None) -> "MLPActionHead":
-        return cls(hidden_dim=cfg.head_hidden_dim, action_dim=cfg.action_dim, num_layers=cfg.head_num_layers,
+        h = cfg.head
+        return cls(hidden_dim=h.hidden_dim, action_dim=cfg.action_dim, num_layers=h.num_layers,
                    input_dim=input_dim, chunk_size=cfg.chunk_size, dropout=cfg.dropout, action_loss=cfg.action_loss,
-                   chunk_loss_decay=cfg.chunk_loss_decay)
+                   chunk_loss_decay=h.chunk_loss_decay)
 
     def config_fields(self) -> dict[str, Any]:
-        return {**super().config_fields(), "head_hidden_dim": self.hidden_dim, "head_num_layers": self.num_layers,
-                "dropout": self.dropout, "chunk_loss_decay": self.chunk_loss_decay}
+        return {**super().config_fields(), "dropout": self.dropout}
+
+    def head_settings(self) -> dict[str, Any]:
+        return {"hidden_dim": self.hidden_dim, "num_layers": self.num_layers, "chunk_loss_decay": self.chunk_loss_decay}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         self._check_ready(features)

@@ -91,7 +91,8 @@ def estimate_training_memory(cfg: Any, n_params: int, n_trainable: int, batch_si
     vis_act *= k
     if freeze_vision or freeze_vlm:
         vis_act = n_img * cfg.vision_dim
-    head_act = cfg.head_num_layers * cfg.head_hidden_dim * 3 + cfg.chunk_size * cfg.action_dim * 4
+    head = cfg.head.to_dict() if cfg.head is not None else {}  # the chosen head's settings (sizes where it has them)
+    head_act = head.get("num_layers", 1) * head.get("hidden_dim", 0) * 3 + cfg.chunk_size * cfg.action_dim * 4
     activations = batch_size * (llm_act + vis_act + head_act) * act_bytes
     weights = n_params * 4
     grads = n_trainable * 4

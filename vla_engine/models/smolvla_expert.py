@@ -3,7 +3,7 @@
 The expert is a smaller copy of the VLM's decoder layers (``head_hidden_dim`` wide, ``head_num_layers`` deep,
 the VLM's attention heads and head size) that turns noise into an action chunk by flow matching. It does not
 read a pooled feature: it attends to the VLM's per-layer keys / values of the prefix, so the head runs the VLM
-layers itself (``uses_lm``, like the action-token head) over the sequence ``prompt_format: smolvla`` builds:
+layers itself (``capabilities.inputs == "lm"``, like the action-token head) over the sequence ``prompt_format: smolvla`` builds:
 
     prefix  [image tokens * sqrt(H) (per camera), instruction tokens * sqrt(H), state token]   (B, N, H)
     mask    (B, N, N) bool: images + instruction attend to each other (bidirectional, padding out); the state
@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .configuration_heads import SmolVLAExpertConfig
 from .heads import ActionHead, HeadError, masked_action_loss
 
 __all__ = ["SmolVLAExpertHead", "apply_rope", "sincos_time_embedding", "expert_intermediate_size"]
@@ -163,9 +164,8 @@ class SmolVLAExpertHead(ActionHead):
     """
 
     name = "smolvla-expert"
-    uses_lm = True
-    sampling_settings = ("num_inference_steps",)
-    takes_noise = True  # predict_lm(..., noise=(B, C, max_action_dim)) reproduces a given sampling run
+    config_class = SmolVLAExpertConfig
+    capabilities = SmolVLAExpertConfig.capabilities
 
     def __init__(self, action_dim: int = 7, chunk_size: int = 50, hidden_dim: int = 720, num_layers: int = 16,
                  num_steps: int = 10, max_action_dim: int = 0, self_attn_every: int = 2, min_period: float = 4e-3,
@@ -188,10 +188,11 @@ class SmolVLAExpertHead(ActionHead):
 
     @classmethod
     def from_config(cls, cfg: Any, input_dim: int | None = None) -> "SmolVLAExpertHead":
-        return cls(action_dim=cfg.action_dim, chunk_size=cfg.chunk_size, hidden_dim=cfg.head_hidden_dim,
-                   num_layers=cfg.head_num_layers, num_steps=cfg.num_inference_steps, max_action_dim=cfg.max_action_dim,
-                   self_attn_every=cfg.expert_self_attn_every, min_period=cfg.flow_min_period,
-                   max_period=cfg.flow_max_period, input_dim=input_dim)
+        h = cfg.head
+        return cls(action_dim=cfg.action_dim, chunk_size=cfg.chunk_size, hidden_dim=h.hidden_dim,
+                   num_layers=h.num_layers, num_steps=h.num_inference_steps, max_action_dim=h.max_action_dim,
+                   self_attn_every=h.self_attn_every, min_period=h.min_period,
+                   max_period=h.max_period, input_dim=input_dim)
 
     def configure_sampling(self, num_inference_steps: int | None = None) -> None:
         """Euler steps of ``predict_lm`` (training is unchanged)."""
@@ -200,13 +201,10 @@ class SmolVLAExpertHead(ActionHead):
                 raise HeadError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
             self.num_steps = int(num_inference_steps)
 
-    def config_fields(self) -> dict[str, Any]:
-        fields = super().config_fields()
-        fields.pop("action_loss", None)
-        return {**fields, "head_hidden_dim": self.hidden_dim, "head_num_layers": self.num_layers,
-                "num_inference_steps": self.num_steps, "max_action_dim": self.max_action_dim,
-                "expert_self_attn_every": self.self_attn_every, "flow_min_period": self.min_period,
-                "flow_max_period": self.max_period}
+    def head_settings(self) -> dict[str, Any]:
+        return {"hidden_dim": self.hidden_dim, "num_layers": self.num_layers, "num_inference_steps": self.num_steps,
+                "max_action_dim": self.max_action_dim, "self_attn_every": self.self_attn_every,
+                "min_period": self.min_period, "max_period": self.max_period}
 
     # -- construction ------------------------------------------------------------------------------
     def _build(self, input_dim: int) -> None:
@@ -231,7 +229,7 @@ class SmolVLAExpertHead(ActionHead):
         n_vlm = len(backbone.decoder.layers)
         if n_vlm % self.num_layers:
             raise HeadError(f"the smolvla-expert has {self.num_layers} layers but the LM keeps {n_vlm}; the expert's "
-                            f"layer count must divide the LM's (model.head_num_layers)")
+                            f"layer count must divide the LM's (model.head.num_layers)")
         self.stride = n_vlm // self.num_layers
         # LeRobot shapes expert layer j for cross-attention by j, and runs it at LM layer j * stride: both must agree,
         # and every self-attention LM layer needs its expert layer
@@ -322,7 +320,7 @@ class SmolVLAExpertHead(ActionHead):
             h = h + layer.mlp(layer.post_attention_layernorm(h))
         return self.action_out_proj(self.expert.norm(h).float())  # (B, C, A_max)
 
-    # -- the head interface (uses_lm: the model passes its LM and the prefix) -----------------------
+    # -- the head interface (inputs "lm": the model passes its LM and the prefix) -----------------------
     def _pad(self, actions: torch.Tensor) -> torch.Tensor:
         return F.pad(actions, (0, self.max_action_dim - actions.shape[-1]))  # (B, C, A_max)
 
@@ -367,7 +365,7 @@ class SmolVLAExpertHead(ActionHead):
             x = x + dt * self.velocity(kv, valid, x, t)
         return x[..., : self.action_dim]  # (B, C, A)
 
-    # plain-head entry points: this head needs the LM (VLAModel routes uses_lm heads to *_lm)
+    # plain-head entry points: this head needs the LM (VLAModel routes "lm"-input heads to *_lm)
     def compute_loss(self, features, actions, action_is_pad=None):  # noqa: D102
         raise HeadError("SmolVLAExpertHead reads the LM's layers; use it in a VLAModel with prompt_format: smolvla")
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .configuration_heads import TransformerHeadConfig
 from .heads import ActionHead, HeadError, masked_action_loss
 
 
@@ -42,7 +43,8 @@ class TransformerActionHead(ActionHead):
     """Learned chunk queries cross-attending to the LM context; see the module docstring."""
 
     name = "transformer"
-    uses_context = True
+    config_class = TransformerHeadConfig
+    capabilities = TransformerHeadConfig.capabilities
 
     def __init__(self, action_dim: int = 7, chunk_size: int = 16, num_layers: int = 4, hidden_dim: int = 256,
                  num_heads: int = 8, dropout: float = 0.1, input_dim: int | None = None, causal: bool = True,
@@ -74,15 +76,18 @@ class TransformerActionHead(ActionHead):
 
     @classmethod
     def from_config(cls, cfg: Any, input_dim: int | None = None) -> "TransformerActionHead":
-        return cls(action_dim=cfg.action_dim, chunk_size=cfg.chunk_size, num_layers=cfg.head_num_layers,
-                   hidden_dim=cfg.head_hidden_dim, num_heads=cfg.head_num_heads, dropout=cfg.dropout,
-                   input_dim=input_dim, causal=cfg.head_causal, action_loss=cfg.action_loss,
-                   chunk_loss_decay=cfg.chunk_loss_decay)
+        h = cfg.head
+        return cls(action_dim=cfg.action_dim, chunk_size=cfg.chunk_size, num_layers=h.num_layers,
+                   hidden_dim=h.hidden_dim, num_heads=h.num_heads, dropout=cfg.dropout,
+                   input_dim=input_dim, causal=h.causal, action_loss=cfg.action_loss,
+                   chunk_loss_decay=h.chunk_loss_decay)
 
     def config_fields(self) -> dict[str, Any]:
-        return {**super().config_fields(), "head_hidden_dim": self.hidden_dim, "head_num_layers": self.num_layers,
-                "head_num_heads": self.num_heads, "dropout": self.dropout, "head_causal": self.causal,
-                "chunk_loss_decay": self.chunk_loss_decay}
+        return {**super().config_fields(), "dropout": self.dropout}
+
+    def head_settings(self) -> dict[str, Any]:
+        return {"hidden_dim": self.hidden_dim, "num_layers": self.num_layers, "num_heads": self.num_heads,
+                "causal": self.causal, "chunk_loss_decay": self.chunk_loss_decay}
 
     def forward(self, features: torch.Tensor, context: torch.Tensor | None = None,
                 context_mask: torch.Tensor | None = None) -> torch.Tensor:

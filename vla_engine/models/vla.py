@@ -45,12 +45,14 @@ import torch
 from torch import nn
 
 from ..config.base import ConfigError
-from ..config.model_config import INFERENCE_FIELDS, LoRASpec, ModelConfig, read_model_dict
+from ..config.model_config import HEAD_INFERENCE_FIELDS, INFERENCE_FIELDS, LoRASpec, ModelConfig, read_model_dict
 from ..errors import CheckpointError  # one CheckpointError for the whole engine
 from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODERS
 from . import checkpoint, lora
 from .augment import pad_resize, random_shift
 from .ensemble import TemporalEnsembler
+from .configuration_heads import HeadCapabilities
+from .parts import part_config_class
 from .heads import ACTION_LOSSES, ActionHead
 from .inputs import ModelInputError, action_targets, fit_time, image_batch, image_tensor
 from .language import TextTokenCache, load_tokenizer
@@ -140,12 +142,12 @@ class VLAModel(nn.Module):
                         "instruction (the LM still reads it)", cfg.vision_encoder)
         if action_head is None:
             action_head = ACTION_HEADS.get(cfg.action_head).from_config(cfg, input_dim=hidden)
-        elif hasattr(action_head, "set_input_dim"):
+        elif isinstance(action_head, ActionHead):
             action_head.set_input_dim(hidden)
         self.action_head = action_head
-        if hasattr(action_head, "attach_backbone"):  # action tokens: extend the LM's vocabulary (or use its tail)
-            tail = getattr(action_head, "vocab_tail", False)  # OpenVLA: the tokenizer's own vocabulary, no added ids
-            action_head.attach_backbone(self.backbone, int(self.tokenizer.vocab_size) if tail else len(self.tokenizer))
+        self.head_caps = head_caps(action_head)  # what the head declared it needs
+        if self.head_caps.attaches_lm:  # e.g. action tokens: extend the LM's vocabulary (or use its tail)
+            action_head.attach_backbone(self.backbone, self.tokenizer)
         self.modality_encoders = nn.ModuleDict()  # extra sensors: name -> module(batch) -> (B, n, H)
         self.state_normalizer = Normalizer(cfg.state_dim, cfg.normalization)
         self.action_normalizer = Normalizer(cfg.action_dim, cfg.normalization)
@@ -217,7 +219,7 @@ class VLAModel(nn.Module):
         say what was trained (a training config given ``action_loss`` calls this)."""
         if kind not in ACTION_LOSSES:
             raise ConfigError(f"action_loss {kind!r} is not known; choose one of: {', '.join(ACTION_LOSSES)}")
-        if hasattr(self.action_head, "action_loss"):
+        if self.head_caps.regression_loss:
             self.action_head.action_loss = kind
         self.config = self.config.replace(action_loss=kind)
 
@@ -370,7 +372,7 @@ class VLAModel(nn.Module):
     def features_and_context(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(feature (B, H), {"context": (B, N, H), "context_mask": (B, N) bool})``: the action-query
         state and the LM's whole final hidden sequence (text, observations, query) with its padding mask,
-        for heads that attend over tokens (``head.uses_context``)."""
+        for heads that attend over tokens (``capabilities.inputs == "tokens"``)."""
         seq, attn, pos = self.input_sequence(batch)  # (B, N, H), (B, N) | None, (B, N) | None
         hidden = self.backbone(inputs_embeds=seq, attention_mask=attn, position_ids=pos)  # (B, N, H)
         mask = attn.bool() if attn is not None else torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
@@ -382,7 +384,7 @@ class VLAModel(nn.Module):
         return input_sequence(self, batch)
 
     def _head_kwargs(self, ctx: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return ctx if getattr(self.action_head, "uses_context", False) else {}
+        return ctx if self.head_caps.inputs == "tokens" else {}
 
     # -- the policy interface ----------------------------------------------------------------
     def forward(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -390,7 +392,7 @@ class VLAModel(nn.Module):
         actions, is_pad = action_targets(batch, self.config.action_dim, self.config.chunk_size,
                                          self.device)  # (B, chunk, A), (B, chunk)
         target = self.action_normalizer.normalize(actions)  # (B, chunk, A)
-        if getattr(self.action_head, "uses_lm", False):  # action tokens: the LM itself predicts the actions
+        if self.head_caps.inputs == "lm":  # e.g. action tokens: the LM itself predicts the actions
             loss, info = self.action_head.compute_loss_lm(self.backbone, *self.input_sequence(batch), target, is_pad)
         else:
             feats, ctx = self.features_and_context(batch)  # (B, H), {(B, N, H), (B, N)}
@@ -402,7 +404,7 @@ class VLAModel(nn.Module):
     @torch.no_grad()
     def predict_action_chunk(self, obs: Mapping[str, Any]) -> torch.Tensor:
         """Raw-unit actions (B, chunk, A) for observations (images in [0, 1], raw state, task strings)."""
-        if getattr(self.action_head, "uses_lm", False):
+        if self.head_caps.inputs == "lm":
             pred = self.action_head.predict_lm(self.backbone, *self.input_sequence(obs))  # (B, chunk, A) normalised
         else:
             feats, ctx = self.features_and_context(obs)  # (B, H), {(B, N, H), (B, N)}
@@ -458,14 +460,14 @@ class VLAModel(nn.Module):
         if unknown:
             raise ModelInputError(f"configure_inference cannot change {', '.join(unknown)} of a trained model; "
                                   f"the inference settings are: {', '.join(INFERENCE_FIELDS)}")
+        sampling = {k: changes.pop(k) for k in HEAD_INFERENCE_FIELDS if k in changes}
         cfg = self.config.replace(**changes)  # validates (e.g. n_action_steps <= chunk_size)
-        head = self.action_head
-        sampling = {k: changes[k] for k in ("num_inference_steps", "use_ddim") if k in changes}
         if sampling:  # the head declares which sampling settings it has (diffusion: steps and DDIM; flow: steps)
-            if not set(sampling) <= set(getattr(head, "sampling_settings", ())):
+            if not set(sampling) <= set(self.head_caps.sampling_settings):
                 raise ModelInputError(f"{', '.join(sampling)} applies to sampling heads (diffusion, flow), not "
                                       f"{cfg.action_head!r}; leave it out")
-            head.configure_sampling(**sampling)
+            cfg = cfg.replace(head=cfg.head.replace(**sampling))  # validates (e.g. steps <= training steps)
+            self.action_head.configure_sampling(**sampling)
         self.config = cfg
         self._ensembler = None  # rebuilt with the new coefficient on the next select_action
         self.reset()
@@ -511,20 +513,26 @@ class VLAModel(nn.Module):
         return checkpoint.load_pretrained(cls, directory, map_location, unnorm_key=unnorm_key)
 
 
+def head_caps(head: nn.Module) -> HeadCapabilities:
+    """What ``head`` declared it needs; a head that is no ActionHead (only compute_loss / predict) reads the
+    pooled feature."""
+    return head.capabilities if isinstance(head, ActionHead) else HeadCapabilities()
+
+
 def _head_fields(head: nn.Module) -> dict[str, Any]:
     """The ModelConfig fields a hand-built action head stands for (so save/load rebuilds it)."""
     if not isinstance(head, ActionHead) and not (hasattr(head, "compute_loss") and hasattr(head, "predict")):
         raise ConfigError(f"action_head {type(head).__name__} lacks compute_loss/predict; subclass "
                           f"vla_engine.models.heads.ActionHead")
-    fields = dict(head.config_fields()) if hasattr(head, "config_fields") else {}
+    if not isinstance(head, ActionHead):
+        log.warning("action head %s is no ActionHead; from_pretrained cannot rebuild it by name", type(head).__name__)
+        return {}
+    fields = dict(head.config_fields())
     if fields.get("action_head") not in ACTION_HEADS:
         log.warning("action head %s is not in the ACTION_HEADS registry; from_pretrained cannot rebuild it by name",
                     type(head).__name__)
         fields.pop("action_head", None)
-    if "action_dim" not in fields and hasattr(head, "action_dim"):
-        fields["action_dim"] = int(head.action_dim)
-    if "chunk_size" not in fields and hasattr(head, "chunk_size"):
-        fields["chunk_size"] = int(head.chunk_size)
+        fields.pop("head", None)  # its settings are for a head the config cannot name
     return fields
 
 
@@ -535,6 +543,10 @@ def create_vla_model(vlm: str = "tiny", action_head: str = "mlp", action_dim: in
     a well-known hub name (small offline stand-in) or a local LM folder; any ModelConfig field can be overridden,
     and ``freeze_vision`` / ``freeze_vlm`` are passed to the ``VLAModel`` constructor."""
     fields = resolve_vlm(vlm)
+    if fields.get("action_head", "mlp") != action_head and isinstance(fields.get("head"), dict):
+        # the named default's head settings carry over where the chosen head has them (e.g. hidden_dim)
+        own = set(part_config_class(ACTION_HEADS, action_head).field_names()) if action_head in ACTION_HEADS else set()
+        fields["head"] = {k: v for k, v in fields["head"].items() if k in own}
     fields.update(action_head=action_head, action_dim=action_dim, state_dim=state_dim,
                   use_gradient_checkpointing=use_gradient_checkpointing)
     if vision_encoder is not None:

@@ -47,9 +47,9 @@ VLM_PRESETS["qwen2-vl-native"] = dict(VLM_PRESETS["siglip-tiny"], vision_encoder
 # the two recipes of models/wrappers.py as named defaults (the model builder and the Training tab list them)
 # (SmolVLA trains with its vision encoder frozen: a training setting, training.freeze_vision in its run preset)
 VLM_PRESETS["smolvla-tiny"] = dict(VLM_PRESETS["smolvlm-native"], llm_num_layers=1, action_head="flow",
-                                   chunk_size=8, n_action_steps=8, head_hidden_dim=128)
+                                   chunk_size=8, n_action_steps=8, head={"hidden_dim": 128})
 VLM_PRESETS["openvla-tiny"] = dict(VLM_PRESETS["siglip-tiny"], vision_encoder="dinosiglip", llm="llama",
-                                   action_head="tokens", action_bins=256, chunk_size=1, n_action_steps=1)
+                                   action_head="tokens", head={"bins": 256}, chunk_size=1, n_action_steps=1)
 
 PRESET_DESCRIPTIONS = {
     "tiny": "CNN (6x6 = 36 tokens at 96 px) + Qwen2 2x128: the CPU default",

@@ -57,14 +57,13 @@ log = logging.getLogger(__name__)
 SMOLVLA_DEFAULTS: dict[str, Any] = dict(
     vision_encoder="smolvlm", llm="smolvlm", vision_dim=64, vision_num_layers=2, vision_num_heads=4,
     vision_patch_size=16, llm_hidden_size=128, llm_num_layers=2, llm_num_heads=4, llm_intermediate_size=256,
-    action_head="flow", chunk_size=8, n_action_steps=8, head_hidden_dim=128, head_num_layers=2,
-    num_inference_steps=10,
+    action_head="flow", chunk_size=8, n_action_steps=8, head={"hidden_dim": 128, "num_layers": 2, "num_inference_steps": 10},
 )
 
 OPENVLA_DEFAULTS: dict[str, Any] = dict(
     vision_encoder="dinosiglip", vision_dim=64, vision_num_layers=2, vision_num_heads=4, vision_patch_size=16,
     projector="mlp", llm="llama", llm_hidden_size=128, llm_num_layers=2, llm_num_heads=4, llm_intermediate_size=256,
-    action_head="tokens", action_bins=256, chunk_size=1, n_action_steps=1,
+    action_head="tokens", head={"bins": 256}, chunk_size=1, n_action_steps=1,
 )
 
 
@@ -133,7 +132,7 @@ class SmolVLAWrapper(VLAModel):
         (the smolvla-expert head; LeRobot's ``noise=``)."""
         if noise is None:
             return super().predict_action_chunk(obs)
-        if not getattr(self.action_head, "takes_noise", False):
+        if not self.head_caps.takes_noise:
             raise ModelInputError(f"noise= needs the smolvla-expert head; this model's head is "
                                   f"{type(self.action_head).__name__}")
         pred = self.action_head.predict_lm(self.backbone, *self.input_sequence(obs), noise=noise.to(self.device))
