@@ -1,6 +1,8 @@
-"""The model config: one flat dataclass describing a VLA (vision encoder, projector, language
-backbone, action head, normalisation). Every choosable part is a registry name; sizes are plain
-numbers. Saved as ``config.json`` next to a checkpoint's ``model.safetensors``.
+"""The model config: a dataclass describing a VLA (vision encoder, projector, language backbone, action
+head, normalisation). Every choosable part is a registry name; sizes are plain numbers. The action head's
+settings are its own config class, registered with it (``models/configuration_heads.py``), held in ``head``;
+the heads' needs (``HeadCapabilities``) drive the model-level checks. Saved as ``config.json`` next to a
+checkpoint's ``model.safetensors``; the flat head fields of earlier files move into ``head`` on load.
 
 What the config does not hold: training decisions. Freezing (``training.freeze_vision`` /
 ``freeze_vlm``) and LoRA (``training.use_lora``, ``lora_r``, ...) are set by the training config and

@@ -95,7 +95,7 @@ class VLAModel(nn.Module):
         if vlm_name_or_path is not None:
             fields.update(resolve_vlm(str(vlm_name_or_path)))
         if isinstance(action_head, str):
-            fields["action_head"] = action_head
+            fields = _with_head(fields, action_head)
             action_head = None
         if action_head is not None:
             fields.update(_head_fields(action_head))
@@ -513,6 +513,18 @@ class VLAModel(nn.Module):
         return checkpoint.load_pretrained(cls, directory, map_location, unnorm_key=unnorm_key)
 
 
+def _with_head(fields: dict[str, Any], action_head: str) -> dict[str, Any]:
+    """``fields`` (a named default's) with ``action_head``: the head settings it names carry over where the chosen
+    head has them (e.g. ``hidden_dim``); the others belonged to its own head."""
+    fields = dict(fields)
+    if fields.get("action_head", "mlp") != action_head and isinstance(fields.get("head"), dict):
+        cls = part_config_class(ACTION_HEADS, action_head) if action_head in ACTION_HEADS else None
+        own = set(cls.field_names()) if cls is not None else set()
+        fields["head"] = {k: v for k, v in fields["head"].items() if k in own}
+    fields["action_head"] = action_head
+    return fields
+
+
 def head_caps(head: nn.Module) -> HeadCapabilities:
     """What ``head`` declared it needs; a head that is no ActionHead (only compute_loss / predict) reads the
     pooled feature."""
@@ -542,12 +554,8 @@ def create_vla_model(vlm: str = "tiny", action_head: str = "mlp", action_dim: in
     """A VLA from a named default ("tiny", "small", "siglip-tiny", "smolvlm", "qwen2-vl-tiny", "resnet18"),
     a well-known hub name (small offline stand-in) or a local LM folder; any ModelConfig field can be overridden,
     and ``freeze_vision`` / ``freeze_vlm`` are passed to the ``VLAModel`` constructor."""
-    fields = resolve_vlm(vlm)
-    if fields.get("action_head", "mlp") != action_head and isinstance(fields.get("head"), dict):
-        # the named default's head settings carry over where the chosen head has them (e.g. hidden_dim)
-        own = set(part_config_class(ACTION_HEADS, action_head).field_names()) if action_head in ACTION_HEADS else set()
-        fields["head"] = {k: v for k, v in fields["head"].items() if k in own}
-    fields.update(action_head=action_head, action_dim=action_dim, state_dim=state_dim,
+    fields = _with_head(resolve_vlm(vlm), action_head)
+    fields.update(action_dim=action_dim, state_dim=state_dim,
                   use_gradient_checkpointing=use_gradient_checkpointing)
     if vision_encoder is not None:
         fields["vision_encoder"] = vision_encoder
