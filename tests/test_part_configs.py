@@ -247,3 +247,16 @@ def test_vla_describe_lists_the_heads_fields_with_help(capsys):
     out = capsys.readouterr().out
     assert "model.head (DiffusionHeadConfig)" in out
     assert "model.head.num_inference_steps = 4  (default 10)\n      sampling steps at inference" in out
+
+
+def test_an_eval_inference_setting_by_its_flat_name_reaches_the_head(tmp_path):
+    from vla_engine.eval.job_config import check_inference
+
+    cfg = ModelConfig(action_head="diffusion", head={"num_train_timesteps": 20})
+    assert cfg.replace(num_inference_steps=4).head.num_inference_steps == 4
+    with pytest.raises(ConfigError, match="model.head.num_inference_steps: 50 is out of range"):
+        cfg.replace(num_inference_steps=50)
+    with pytest.raises(ConfigError, match="model.use_ddim: not a setting of the mlp head"):
+        ModelConfig().replace(use_ddim=False)
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    assert check_inference(tmp_path, {"num_inference_steps": 4}) == {"num_inference_steps": 4}

@@ -139,6 +139,18 @@ class ModelConfig(ConfigBase):
                 else None
             old = self.head.to_dict() if isinstance(self.head, ConfigBase) else {}
             changes["head"] = {k: v for k, v in old.items() if cls is not None and k in cls.field_names()}
+        flat = {k: changes.pop(k) for k in list(changes) if k in FLAT_HEAD_KEYS and k not in self.field_names()}
+        if flat:  # a head setting by its flat name (e.g. num_inference_steps, as `vla eval --set` gives it)
+            name = changes.get("action_head", self.action_head)
+            cls = part_config_class(ACTION_HEADS, name) if name in ACTION_HEADS else None
+            own = cls.field_names() if cls is not None else []
+            for key in flat:
+                if FLAT_HEAD_KEYS[key] not in own:
+                    raise ConfigError(f"model.{key}: not a setting of the {name} head; its settings (model.head): "
+                                      f"{', '.join(own) or 'none'}")
+            head = changes.get("head", self.head)
+            head = head.to_dict() if isinstance(head, ConfigBase) else dict(head or {})
+            changes["head"] = {**head, **{FLAT_HEAD_KEYS[k]: v for k, v in flat.items()}}
         return super().replace(**changes)
 
     def validate(self) -> None:
