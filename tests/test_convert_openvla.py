@@ -194,7 +194,7 @@ def test_converted_structure_matches_openvla(openvla):
     assert isinstance(model, OpenVLAWrapper)
     assert isinstance(model.vision_encoder, DinoSiglipEncoder) and isinstance(model.vision_encoder.dino, Dinov2RegEncoder)
     assert isinstance(model.projector, FusedGeluMLPProjector)
-    assert (cfg.vision_feature_layer, cfg.prompt_format, cfg.head.token_ids) == (-2, "openvla", "vocab_tail")
+    assert (cfg.vision.feature_layer, cfg.prompt_format, cfg.head.token_ids) == (-2, "openvla", "vocab_tail")
     assert (cfg.action_dim, cfg.head.bins, cfg.normalization, cfg.state_dim) == (7, 256, "min_max", 0)
     assert model.backbone.lm.get_input_embeddings().weight.shape[0] == TEXT_VOCAB  # not grown: the tail is reused
     assert model.action_head.token_offset == BASE_VOCAB and model.openvla_unnorm_key == "fractal"
@@ -333,23 +333,24 @@ def test_new_model_options_validate_and_work_from_scratch(tmp_path):
     from vla_engine.config.base import ConfigError
     from vla_engine.config.model_config import ModelConfig
 
-    with pytest.raises(ConfigError, match="model.vision_feature_layer: .*applies to the siglip"):
-        ModelConfig(vision_encoder="cnn", vision_feature_layer=-2).validate()
-    with pytest.raises(ConfigError, match="model.vision_feature_layer: 1 is out of range"):
-        ModelConfig(vision_encoder="siglip", vision_feature_layer=1).validate()
+    with pytest.raises(ConfigError, match="model.vision: 'feature_layer' is not a setting of the cnn encoder"):
+        ModelConfig(vision_encoder="cnn", vision={"feature_layer": -2})
+    with pytest.raises(ConfigError, match="model.vision.feature_layer: 1 is out of range"):
+        ModelConfig(vision_encoder="siglip", vision={"feature_layer": 1})
     with pytest.raises(ConfigError, match="model.head.token_ids: 'end' is not allowed"):
         ModelConfig.from_dict({"action_head": "tokens", "head": {"token_ids": "end"}})
     with pytest.raises(ConfigError, match="model.prompt_format"):
         ModelConfig.from_dict({"prompt_format": "llava"})
-    small = dict(image_size=28, vision_patch_size=14, vision_dim=32, vision_num_layers=2, vision_num_heads=2,
+    small_vision = dict(patch_size=14, dim=32, num_layers=2, num_heads=2)
+    small = dict(image_size=28,
                  llm="llama", llm_hidden_size=32, llm_num_heads=2, llm_intermediate_size=64, llm_num_layers=1,
                  action_dim=2, random_shift=0, normalization="min_max")
-    with pytest.raises(ConfigError, match="vision_feature_layer: -3 is out of range for a 2-layer dinov2-reg"):
-        VLAModel(vision_encoder="dinov2-reg", vision_feature_layer=-3, **small)
+    with pytest.raises(ConfigError, match="vision.feature_layer: -3 is out of range for a 2-layer dinov2-reg"):
+        VLAModel(vision_encoder="dinov2-reg", vision=dict(small_vision, feature_layer=-3), **small)
     torch.manual_seed(0)
     # DINOv2 with registers from scratch, the last block's output (before the final norm); OpenVLA's prompt and
     # vocab-tail tokens on the byte-level tokenizer
-    model = VLAModel(vision_encoder="dinov2-reg", vision_feature_layer=-1, projector="fused-gelu-mlp",
+    model = VLAModel(vision_encoder="dinov2-reg", vision=dict(small_vision, feature_layer=-1), projector="fused-gelu-mlp",
                      prompt_format="openvla", action_head="tokens", head={"token_ids": "vocab_tail"}, **small).eval()
     enc = model.vision_encoder
     x = _images(2)

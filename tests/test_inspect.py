@@ -25,7 +25,7 @@ def built():
 
 def test_token_counts_from_the_config_match_the_built_model(built):
     cfg, model = built
-    assert vision_tokens(cfg) == vision_tokens(cfg, model) == cfg.vision_pool ** 2
+    assert vision_tokens(cfg) == vision_tokens(cfg, model) == cfg.vision.pool ** 2
     two_cams = cfg.replace(image_keys=["observation.images.front", "observation.images.wrist"], n_obs_steps=2)
     assert image_tokens_per_sample(two_cams) == 4 * vision_tokens(cfg)
     assert vision_tokens(cfg.replace(projector="perceiver", projector_num_tokens=8)) == 8

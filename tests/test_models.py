@@ -146,7 +146,7 @@ def test_pretrained_siglip_folder_loads_offline(tmp_path, monkeypatch):
     model = VLAModel(vision_encoder="siglip", vision_pretrained=str(tmp_path / "siglip"), action_dim=2, **TINY)
     enc = model.vision_encoder.eval()
     assert enc.image_size == 48 and enc.out_dim == 32 and enc.num_tokens == 9
-    assert model.config.vision_dim == 32
+    assert model.config.vision.dim == 32
     img = torch.rand(2, 3, 48, 48)
     with torch.no_grad():
         assert torch.allclose(enc(img), ref(pixel_values=(img - 0.5) / 0.5).last_hidden_state, atol=1e-5)
@@ -158,8 +158,8 @@ def test_pretrained_siglip_folder_loads_offline(tmp_path, monkeypatch):
     for f in (tmp_path / "siglip").iterdir():
         f.unlink()
     assert torch.equal(VLAModel.from_pretrained(tmp_path / "ckpt").eval().predict_action_chunk(obs), before)
-    with pytest.raises(ConfigError, match="vision_pretrained"):
-        VLAModel(vision_encoder="siglip", vision_pretrained=str(tmp_path / "missing"), **TINY)
+    with pytest.raises(ConfigError, match="model.vision.pretrained: folder .* does not exist"):
+        VLAModel(vision_encoder="siglip", vision={"pretrained": str(tmp_path / "missing")}, **TINY)
 
 
 def test_pretrained_qwen2_folder_loads_via_llm_pretrained(tmp_path, caplog):

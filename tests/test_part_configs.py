@@ -76,6 +76,35 @@ def test_every_head_registers_a_config_whose_fields_all_have_help():
         cls()  # the defaults are valid
 
 
+VISION_BAD = [
+    ("cnn", {"pool": 65}, "model.vision.pool: 65 is out of range"),
+    ("siglip", {"dim": 30, "num_heads": 4}, "model.vision.dim: 30 must be divisible by num_heads"),
+    ("siglip", {"patch_size": 7}, r"model.vision.patch_size: 7 does not divide model.image_size \(96\)"),
+    ("dinosiglip", {"feature_layer": 2}, "model.vision.feature_layer: 2 is out of range"),
+    ("smolvlm", {"num_layers": 0}, "model.vision.num_layers: 0 is out of range"),
+    ("resnet18", {"pool": 6}, "model.vision: 'pool' is not a setting of the resnet18 encoder; its fields: pretrained"),
+]
+
+
+@pytest.mark.parametrize("encoder,settings,message", VISION_BAD, ids=[f"{e}-{next(iter(s))}" for e, s, _ in VISION_BAD])
+def test_each_encoder_config_validates_its_own_fields(encoder, settings, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        ModelConfig(vision_encoder=encoder, vision=settings)
+    assert "\n" not in str(e.value)
+
+
+def test_every_encoder_registers_a_config_whose_fields_all_have_help():
+    from vla_engine.registry import VISION_ENCODERS
+
+    for name in VISION_ENCODERS:
+        cls = part_config_class(VISION_ENCODERS, name)
+        assert all(cls.field_help().values()), (name, [k for k, v in cls.field_help().items() if not v])
+    # encoders that share knobs share a class
+    assert part_config_class(VISION_ENCODERS, "siglip") is part_config_class(VISION_ENCODERS, "dinov2")
+    switched = ModelConfig(vision={"dim": 32, "pool": 4, "film": True}).replace(vision_encoder="siglip")
+    assert switched.vision.dim == 32 and not hasattr(switched.vision, "pool")
+
+
 def test_model_level_checks_use_the_heads_declared_needs():
     with pytest.raises(ConfigError, match="model.prompt_format: 'plain' does not suit action_head 'smolvla-expert'"):
         ModelConfig(action_head="smolvla-expert")
@@ -107,7 +136,10 @@ def _flat_form(data: dict) -> dict:
     """A config.json as the earlier version wrote it: every head field flat (the chosen head's values, the
     other heads' defaults), no ``head``."""
     reverse = {new: old for old, new in FLAT_HEAD_KEYS.items()}
-    old = {k: v for k, v in data.items() if k != "head"}
+    old = {k: v for k, v in data.items() if k not in ("head", "vision")}
+    old.update(vision_pretrained=None, vision2_pretrained=None, vision_num_layers=2, vision_num_heads=4,
+               vision_patch_size=16, vision_feature_layer=0)
+    old.update({f"vision_{k}" if k != "film" else k: v for k, v in data["vision"].items()})
     old.update(head_hidden_dim=256, head_num_layers=2, head_num_heads=4, min_std=0.01, max_std=1.0,
                num_diffusion_steps=100, num_inference_steps=10, use_ddim=True, action_bins=256,
                action_token_ids="append", chunk_loss_decay=1.0)
@@ -127,8 +159,9 @@ def test_a_flat_checkpoint_loads_the_same_model_strictly_with_one_note(tmp_path,
     cfg_file.write_text(json.dumps(_flat_form(data)))
     with caplog.at_level(logging.WARNING, logger="vla_engine.config"):
         loaded = VLAModel.from_pretrained(tmp_path / "m")  # load_weights is strict: every weight, no extra one
-    notes = [r.message for r in caplog.records if "flat head fields" in r.message]
-    assert len(notes) == 1 and "num_diffusion_steps -> num_train_timesteps" in notes[0] and "min_std" in notes[0]
+    notes = [r.message for r in caplog.records if "flat part fields" in r.message and str(cfg_file) in r.message]
+    assert len(notes) == 1 and "num_diffusion_steps -> head.num_train_timesteps" in notes[0]
+    assert "min_std" in notes[0] and "vision_dim -> vision.dim" in notes[0]
     assert loaded.config == model.config
     obs = {k: v for k, v in make_batch().items() if not k.startswith("action")}
     torch.manual_seed(3)

@@ -37,7 +37,7 @@ def test_shipped_push_checkpoint_pushes_the_named_block():
     assert info["task"] == "push" and "--preset il-bc" in info["command"]
     assert info["success_rate"] >= 0.6  # the push target, as measured when it was made
     model = VLAModel.from_pretrained(resolve_checkpoint("shipped:push-tiny"))
-    assert model.config.film  # the words condition the image features
+    assert model.config.vision.film  # the words condition the image features
     result = evaluate_policy(model, "push", episodes=6, num_videos=0, progress=False)
     assert result.summary["eval/successes"] >= 2  # 78% measured; six seeds with fewer than 2 is < 1% likely
 

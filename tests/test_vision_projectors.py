@@ -120,7 +120,7 @@ def test_folder_loads_offline_matches_transformers_and_round_trips(hf, name, tmp
     torch.manual_seed(0)
     model = VLAModel(vision_encoder=family, vision_pretrained=str(folder), projector="attention", action_dim=2,
                      state_dim=3, **TINY).eval()
-    assert model.config.vision_dim == 32
+    assert model.config.vision.dim == 32
     obs = obs_of(make_batch())
     before = model.predict_action_chunk(obs)
     model.save_pretrained(tmp_path / "ckpt")

@@ -219,7 +219,7 @@ def test_presets_and_folders_resolve_to_the_native_classes(vlm_dirs, monkeypatch
         folder = vlm_dirs[family][0]
         fields = resolve_vlm(folder)  # a VLM folder maps to the classes that load it
         assert fields["vision_encoder"] == fields["llm"] == family
-        assert fields["vision_pretrained"] == fields["llm_pretrained"] == folder
+        assert fields["vision"]["pretrained"] == fields["llm_pretrained"] == folder
     model = VLAModel(vlm_name_or_path=vlm_dirs["smolvlm"][0], **SMALL)
     assert type(model.vision_encoder).__name__ == "SmolVLMVision"
     # the wrong family's folder: one clear line naming the fix

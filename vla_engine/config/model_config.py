@@ -19,14 +19,18 @@ from typing import Any, ClassVar, Literal
 
 from .. import models  # noqa: F401  (registers the built-in parts; a light import: no torch)
 from ..models.configuration_heads import FLAT_HEAD_KEYS, HeadCapabilities
+from ..models.configuration_vision import FLAT_VISION_KEYS
 from ..models.parts import part_config_class
 from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODERS
 from .base import ConfigBase, ConfigError
 from .migrate import moved_note, note
 
-
-# the transformers vision towers (vision_feature_layer applies to them)
-_FEATURE_LAYER_ENCODERS = ("siglip", "clip", "dinov2", "dinov2-reg", "dinosiglip")
+# The parts with their own settings: (the field naming the part, the field holding its settings, the registry,
+# the part's kind in messages, the flat keys of an earlier layout -> the settings' field names)
+SLOTS: tuple[tuple[str, str, Any, str, dict[str, str]], ...] = (
+    ("vision_encoder", "vision", VISION_ENCODERS, "encoder", FLAT_VISION_KEYS),
+    ("action_head", "head", ACTION_HEADS, "head", FLAT_HEAD_KEYS),
+)
 
 
 @dataclass
@@ -38,19 +42,11 @@ class ModelConfig(ConfigBase):
 
     # vision
     vision_encoder: str = "cnn"  # a VISION_ENCODERS name: cnn resnet18/34/50 siglip clip dinov2 dinov2-reg dinosiglip smolvlm qwen2-vl
-    vision_pretrained: str | None = None  # local folder / hub id (siglip, clip, dinov2, VLMs) or weights file (resnet)
-    vision2_pretrained: str | None = None  # dinosiglip: the SigLIP folder / hub id (vision_pretrained is DINOv2's)
+    # the chosen encoder's settings (its config class, models/configuration_vision.py), e.g. {dim: 64, pool: 6}
+    vision: Any = None
     image_size: int = 96  # images are resized to this side before the encoder
     # "stretch": resized to the encoder's square size; "pad": aspect kept, padded black at the left / top (SmolVLA)
     image_resize: Literal["stretch", "pad"] = "stretch"
-    vision_dim: int = 64  # cnn channels / siglip hidden size (resnet18 is 512, pretrained: their own)
-    vision_pool: int = 6  # cnn: pool the feature map to at most pool x pool tokens (0 = keep the full map)
-    vision_num_layers: int = 2  # siglip layers when built from scratch
-    vision_num_heads: int = 4  # siglip heads when built from scratch
-    vision_patch_size: int = 16  # siglip patch size when built from scratch
-    # transformers towers: 0 = their final output; -k = the output of the k-th block from the end, before the
-    # final norm (OpenVLA reads -2, the second-to-last block)
-    vision_feature_layer: int = 0
     # projector
     projector: str = "mlp"  # mlp | fused-gelu-mlp | attention | perceiver
     projector_num_tokens: int = 16  # attention / perceiver: visual tokens out per image
@@ -83,7 +79,6 @@ class ModelConfig(ConfigBase):
     n_obs_steps: int = 1
     action_loss: Literal["mse", "l1", "smooth_l1"] = "mse"  # training loss of the regression heads (mlp, transformer, diffusion)
     dropout: float = 0.0
-    film: bool = False  # cnn, cnn-keypoints: the instruction scales/shifts the feature map (FiLM, as in RT-1 / BC-Z)
     random_shift: int = 4  # training-time image augmentation: random shifts of up to this many pixels (0 = off)
     # inputs and normalisation
     image_keys: list[str] = field(default_factory=lambda: ["observation.images.front"])
@@ -91,30 +86,32 @@ class ModelConfig(ConfigBase):
     use_gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
-        self.head = self._head_config(self.head)
+        for part, sub, registry, kind, _ in SLOTS:
+            setattr(self, sub, self._part_config(part, sub, registry, kind))
         super().__post_init__()
 
-    def _head_config(self, value: Any) -> Any:
-        """``head`` as the chosen head's config: a mapping of its fields (None = its defaults) or a config."""
-        if not isinstance(self.action_head, str) or self.action_head not in ACTION_HEADS:
-            self._check_choice("action_head", ACTION_HEADS)
-        cls = part_config_class(ACTION_HEADS, self.action_head)
-        if cls is None:  # a head registered without settings
+    def _part_config(self, part: str, sub: str, registry: Any, kind: str) -> Any:
+        """``sub`` (e.g. ``head``) as the chosen part's config: a mapping of its fields (None = its defaults)."""
+        name, value = getattr(self, part), getattr(self, sub)
+        if not isinstance(name, str) or name not in registry:
+            self._check_choice(part, registry)
+        cls = part_config_class(registry, name)
+        if cls is None:  # a part registered without settings
             if value:
-                raise ConfigError(f"model.head: the {self.action_head} head has no settings; leave model.head out")
+                raise ConfigError(f"model.{sub}: the {name} {kind} has no settings; leave model.{sub} out")
             return None
         if isinstance(value, cls):
             return value
         if isinstance(value, ConfigBase):
             value = value.to_dict()
         if value is not None and not isinstance(value, dict):
-            raise ConfigError(f"model.head: expected a mapping of the {self.action_head} head's fields, got {value!r}")
+            raise ConfigError(f"model.{sub}: expected a mapping of the {name} {kind}'s fields, got {value!r}")
         data = dict(value or {})
         data.pop("type", None)
         unknown = sorted(set(data) - set(cls.field_names()))
         if unknown:
-            raise ConfigError(f"model.head: {', '.join(repr(k) for k in unknown)} is not a setting of the "
-                              f"{self.action_head} head; its fields: {', '.join(cls.field_names())}")
+            raise ConfigError(f"model.{sub}: {', '.join(repr(k) for k in unknown)} is not a setting of the "
+                              f"{name} {kind}; its fields: {', '.join(cls.field_names())}")
         return cls.from_dict(data)
 
     @property
@@ -129,28 +126,30 @@ class ModelConfig(ConfigBase):
         one-line note (use ``read_model_dict`` to keep the adapters); the flat head fields of an earlier layout
         (``head_hidden_dim``, ``num_diffusion_steps``, ...) move into ``head``. ``where`` names the file in notes."""
         fields, _ = _split_legacy(data, where)
-        return super().from_dict(_move_flat_head_keys(fields, where), prefix)
+        return super().from_dict(_move_flat_keys(fields, where), prefix)
 
     def replace(self, **changes: Any) -> "ModelConfig":
-        """A copy with ``changes``. A new ``action_head`` without a ``head`` keeps the settings the new head
-        shares with the old one (e.g. ``hidden_dim``) and takes its defaults for the rest."""
-        if "action_head" in changes and changes["action_head"] != self.action_head and "head" not in changes:
-            cls = part_config_class(ACTION_HEADS, changes["action_head"]) if changes["action_head"] in ACTION_HEADS \
-                else None
-            old = self.head.to_dict() if isinstance(self.head, ConfigBase) else {}
-            changes["head"] = {k: v for k, v in old.items() if cls is not None and k in cls.field_names()}
-        flat = {k: changes.pop(k) for k in list(changes) if k in FLAT_HEAD_KEYS and k not in self.field_names()}
-        if flat:  # a head setting by its flat name (e.g. num_inference_steps, as `vla eval --set` gives it)
-            name = changes.get("action_head", self.action_head)
-            cls = part_config_class(ACTION_HEADS, name) if name in ACTION_HEADS else None
+        """A copy with ``changes``. A new part (e.g. ``action_head``) without its settings (``head``) keeps the
+        settings the new part shares with the old one (e.g. ``hidden_dim``) and takes its defaults for the rest.
+        A part's setting given by its flat name (``num_inference_steps``, as `vla eval --set` gives it) goes into
+        the part's settings."""
+        for part, sub, registry, kind, flat_keys in SLOTS:
+            name = changes.get(part, getattr(self, part))
+            cls = part_config_class(registry, name) if isinstance(name, str) and name in registry else None
             own = cls.field_names() if cls is not None else []
-            for key in flat:
-                if FLAT_HEAD_KEYS[key] not in own:
-                    raise ConfigError(f"model.{key}: not a setting of the {name} head; its settings (model.head): "
-                                      f"{', '.join(own) or 'none'}")
-            head = changes.get("head", self.head)
-            head = head.to_dict() if isinstance(head, ConfigBase) else dict(head or {})
-            changes["head"] = {**head, **{FLAT_HEAD_KEYS[k]: v for k, v in flat.items()}}
+            current = getattr(self, sub)
+            current = current.to_dict() if isinstance(current, ConfigBase) else {}
+            if name != getattr(self, part) and sub not in changes:
+                changes[sub] = {k: v for k, v in current.items() if k in own}
+            flat = {k: changes.pop(k) for k in list(changes) if k in flat_keys and k not in self.field_names()}
+            if flat:
+                for key in flat:
+                    if flat_keys[key] not in own:
+                        raise ConfigError(f"model.{key}: not a setting of the {name} {kind}; its settings "
+                                          f"(model.{sub}): {', '.join(own) or 'none'}")
+                base = changes.get(sub, current)
+                base = base.to_dict() if isinstance(base, ConfigBase) else dict(base or {})
+                changes[sub] = {**base, **{flat_keys[k]: v for k, v in flat.items()}}
         return super().replace(**changes)
 
     def validate(self) -> None:
@@ -159,15 +158,6 @@ class ModelConfig(ConfigBase):
         self._check_choice("llm", LANGUAGE_MODELS)
         self._check_choice("action_head", ACTION_HEADS)
         self._check_range("image_size", 16, 1024)
-        self._check_range("vision_dim", 1)
-        self._check_range("vision_pool", 0, 64)
-        self._check_range("vision_num_layers", 1)
-        self._check_range("vision_num_heads", 1)
-        self._check_range("vision_patch_size", 1)
-        self._check_range("vision_feature_layer", -1024, 0)
-        if self.vision_feature_layer and self.vision_encoder not in _FEATURE_LAYER_ENCODERS:
-            self._fail("vision_feature_layer", f"applies to the {', '.join(_FEATURE_LAYER_ENCODERS)} encoders, "
-                                               f"not {self.vision_encoder!r}; set it to 0")
         self._check_range("llm_hidden_size", 8)
         self._check_range("llm_num_layers", 1)
         self._check_range("llm_num_heads", 1)
@@ -188,8 +178,9 @@ class ModelConfig(ConfigBase):
             self._fail("prompt_format", f"is read by the {_head_prompt_formats()[self.prompt_format]} head only, not "
                                         f"{self.action_head!r}; set action_head: "
                                         f"{_head_prompt_formats()[self.prompt_format]} or another prompt_format")
-        if isinstance(self.head, ConfigBase):
-            self.head.check_model(self)
+        for sub in ("vision", "head"):
+            if isinstance(getattr(self, sub), ConfigBase):
+                getattr(self, sub).check_model(self)
         self._check_range("state_dim", 0)
         self._check_range("chunk_size", 1)
         self._check_range("n_action_steps", 1)
@@ -207,12 +198,6 @@ class ModelConfig(ConfigBase):
             if (self.llm_hidden_size // self.llm_num_heads) % 2:
                 self._fail("llm_hidden_size", f"/ llm_num_heads ({self.llm_num_heads}) must be even (rotary "
                                               f"position embedding); e.g. 128 with 4 heads")
-        if self.vision_encoder in _FEATURE_LAYER_ENCODERS and self.vision_pretrained is None:
-            if self.vision_dim % self.vision_num_heads:
-                self._fail("vision_dim", f"must be divisible by vision_num_heads ({self.vision_num_heads}) for {self.vision_encoder}")
-            if self.image_size % self.vision_patch_size:
-                self._fail("image_size", f"must be a multiple of vision_patch_size ({self.vision_patch_size}) "
-                                         f"for {self.vision_encoder}")
         if not self.image_keys:
             self._fail("image_keys", "is empty; name at least one camera, e.g. [observation.images.front]")
         for i, k in enumerate(self.image_keys):
@@ -235,37 +220,37 @@ def _head_prompt_formats() -> dict[str, str]:
             if (caps := head_capabilities(name)).prompt_format is not None}
 
 
-def _move_flat_head_keys(fields: dict[str, Any], where: str) -> dict[str, Any]:
-    """``fields`` with the flat head keys of an earlier layout moved into ``head`` (those the chosen head has;
-    the others are dropped: they were ignored), with one note for the whole file."""
-    flat = [k for k in fields if k in FLAT_HEAD_KEYS]
-    if not flat:
-        return fields
+def _move_flat_keys(fields: dict[str, Any], where: str) -> dict[str, Any]:
+    """``fields`` with the flat part keys of an earlier layout (``head_hidden_dim``, ``vision_dim``, ...) moved into
+    the chosen parts' settings (``head``, ``vision``) where the part has them; the others are dropped (they were
+    ignored). One note for the whole file."""
     fields = dict(fields)
-    name = fields.get("action_head", "mlp")
-    cls = part_config_class(ACTION_HEADS, name) if isinstance(name, str) and name in ACTION_HEADS else None
-    own = set(cls.field_names()) if cls is not None else set()
-    head = dict(fields.get("head") or {}) if isinstance(fields.get("head"), dict) else fields.get("head")
-    if isinstance(head, ConfigBase):
-        head = head.to_dict()
-    head = dict(head or {})
     moved, dropped = [], []
-    for key in flat:
-        value = fields.pop(key)
-        new = FLAT_HEAD_KEYS[key]
-        if new in own:
-            head[new] = value  # the flat key came later (an override on top of a preset's head)
-            moved.append(key if key == new else f"{key} -> {new}")
-        else:
-            dropped.append(key)
-    fields["head"] = head
-    src = f" in {where}" if where else ""
-    msg = f"config: flat head fields{src} moved into model.head"
-    if moved:
-        msg += f" ({', '.join(moved)})"
-    if dropped:
-        msg += f"; dropped {', '.join(dropped)} (not settings of the {name} head, so they were ignored)"
-    note(msg + "; save the file again to update it")
+    for part, sub, registry, kind, flat_keys in SLOTS:
+        flat = [k for k in fields if k in flat_keys]
+        if not flat:
+            continue
+        name = fields.get(part, ModelConfig.__dataclass_fields__[part].default)
+        cls = part_config_class(registry, name) if isinstance(name, str) and name in registry else None
+        own = set(cls.field_names()) if cls is not None else set()
+        settings = fields.get(sub)
+        settings = settings.to_dict() if isinstance(settings, ConfigBase) else dict(settings or {})
+        for key in flat:
+            value, new = fields.pop(key), flat_keys[key]
+            if new in own:
+                settings[new] = value  # the flat key came later (an override on top of a preset's settings)
+                moved.append(f"{key} -> {sub}.{new}")
+            else:
+                dropped.append(key)
+        fields[sub] = settings
+    if moved or dropped:
+        src = f" in {where}" if where else ""
+        msg = f"config: flat part fields{src} moved into the parts' settings"
+        if moved:
+            msg += f" ({', '.join(moved)})"
+        if dropped:
+            msg += f"; dropped {', '.join(dropped)} (not settings of the chosen parts, so they were ignored)"
+        note(msg + "; save the file again to update it")
     return fields
 
 
@@ -367,7 +352,7 @@ def read_model_dict(data: dict | None, where: str = "") -> tuple[ModelConfig, Lo
     Reads the ``adapters`` record, and the ``lora_*`` / ``freeze_*`` model fields of files written by earlier
     versions (one note each; ``lora_r`` 0 is no adapters). ``where`` names the file in notes and errors."""
     fields, spec = _split_legacy(data, where)
-    return ModelConfig.from_dict(fields), spec
+    return ModelConfig.from_dict(fields, where=where), spec
 
 
 # The ModelConfig fields that only change how a trained model acts, not what it learned: they can be set on a

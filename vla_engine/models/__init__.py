@@ -14,31 +14,44 @@ import importlib
 from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODERS
 
 _HEAD_CONFIGS = "vla_engine.models.configuration_heads:"  # the heads' settings classes (light)
+_VISION_CONFIGS = "vla_engine.models.configuration_vision:"  # the encoders' settings classes (light)
 
 # -- built-in parts (the registry key is the config value) -----------------------------------------
 VISION_ENCODERS.register("cnn", "vla_engine.models.vision:CNNEncoder",
+                         config=_VISION_CONFIGS + "CNNVisionConfig",
                          description="Small conv net (4 stride-2 layers, GroupNorm) -> pooled spatial tokens; CPU default")
 VISION_ENCODERS.register("resnet18", "vla_engine.models.vision:ResNet18Encoder",
+                         config=_VISION_CONFIGS + "ResNetVisionConfig",
                          description="torchvision ResNet-18 (ImageNet normalisation), last feature map as tokens")
 VISION_ENCODERS.register("siglip", "vla_engine.models.vision:SiglipEncoder",
+                         config=_VISION_CONFIGS + "TowerVisionConfig",
                          description="transformers SigLIP vision tower (small from config, or from_pretrained)")
 VISION_ENCODERS.register("cnn-keypoints", "vla_engine.models.keypoints:SpatialSoftmaxEncoder",
+                         config=_VISION_CONFIGS + "CNNVisionConfig",
                          description="Small CNN -> spatial-softmax keypoints (position + feature per token); precise")
 VISION_ENCODERS.register("resnet34", "vla_engine.models.vision:ResNet34Encoder",
+                         config=_VISION_CONFIGS + "ResNetVisionConfig",
                          description="torchvision ResNet-34 (ImageNet normalisation), last feature map as tokens")
 VISION_ENCODERS.register("resnet50", "vla_engine.models.vision:ResNet50Encoder",
+                         config=_VISION_CONFIGS + "ResNetVisionConfig",
                          description="torchvision ResNet-50 (ImageNet normalisation), last feature map as tokens")
 VISION_ENCODERS.register("clip", "vla_engine.models.vision:ClipEncoder",
+                         config=_VISION_CONFIGS + "TowerVisionConfig",
                          description="transformers CLIP vision tower (small from config, or from_pretrained)")
 VISION_ENCODERS.register("dinov2", "vla_engine.models.vision:Dinov2Encoder",
+                         config=_VISION_CONFIGS + "TowerVisionConfig",
                          description="transformers DINOv2 (small from config, or from_pretrained)")
 VISION_ENCODERS.register("dinov2-reg", "vla_engine.models.vision:Dinov2RegEncoder",
+                         config=_VISION_CONFIGS + "TowerVisionConfig",
                          description="transformers DINOv2 with register tokens (OpenVLA's DINOv2 tower)")
 VISION_ENCODERS.register("smolvlm", "vla_engine.models.vlm:SmolVLMVision",
+                         config=_VISION_CONFIGS + "VLMVisionConfig",
                          description="SmolVLM (Idefics3) vision tower + its connector (pixel shuffle) -> text-width tokens")
 VISION_ENCODERS.register("qwen2-vl", "vla_engine.models.vlm:Qwen2VLVision",
+                         config=_VISION_CONFIGS + "VLMVisionConfig",
                          description="Qwen2-VL vision tower + its patch merger -> text-width tokens")
 VISION_ENCODERS.register("dinosiglip", "vla_engine.models.fused_vision:DinoSiglipEncoder",
+                         config=_VISION_CONFIGS + "FusedTowerVisionConfig",
                          description="OpenVLA's fused DINOv2 + SigLIP patch features (channel-wise concatenation)")
 PROJECTORS.register("mlp", "vla_engine.models.projector:MLPProjector",
                     description="2-layer MLP with GELU: vision dim -> LM hidden size")

@@ -18,7 +18,7 @@ MLP sizes come from the weights; the attention head counts from the timm archite
 be read off the weights). The SigLIP attention-pool head (``attn_pool.*``), which OpenVLA never runs, is
 not kept.
 
-The model it builds is OpenVLA's: features of each tower's second-to-last block (``vision_feature_layer:
+The model it builds is OpenVLA's: features of each tower's second-to-last block (``vision.feature_layer:
 -2``), its prompt ``In: What action should the robot take to {task}?\\nOut:`` plus the empty token
 (``prompt_format: openvla``), 7 tokens decoded greedily over the whole vocabulary from its tail
 (``head.token_ids: vocab_tail``), un-normalised with the dataset's q01 / q99 where its mask is set
@@ -383,9 +383,9 @@ def load_openvla(folder: str | Path, unnorm_key: str | None = None, cls: type | 
     heads = timm_vit_heads(ids[0], dino_conf.hidden_size)
     fused = dino_conf.hidden_size + sig_conf.hidden_size
     fields = dict(
-        vision_encoder="dinosiglip", image_size=size, vision_dim=fused, vision_num_layers=dino_conf.num_hidden_layers,
-        vision_num_heads=heads if fused % heads == 0 else 1, vision_patch_size=dino_conf.patch_size,
-        vision_feature_layer=-2, projector="fused-gelu-mlp", llm=llm, max_text_tokens=256, prompt_format="openvla",
+        vision_encoder="dinosiglip", image_size=size,
+        vision=dict(dim=fused, num_layers=dino_conf.num_hidden_layers, num_heads=heads if fused % heads == 0 else 1,
+                    patch_size=dino_conf.patch_size, feature_layer=-2), projector="fused-gelu-mlp", llm=llm, max_text_tokens=256, prompt_format="openvla",
         action_head="tokens", head=dict(bins=int(data.get("n_action_bins", 256)), token_ids="vocab_tail"),
         action_dim=int(q01.numel()), state_dim=0, chunk_size=1, n_action_steps=1, normalization="min_max",
         random_shift=0)

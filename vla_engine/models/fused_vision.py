@@ -5,9 +5,9 @@ DINOv2 brings spatial, geometric features; SigLIP brings semantic, language-alig
 2024, Sec. 3). Each tower keeps its own preprocessing (ImageNet vs 0.5/0.5 normalisation). When the
 two patch grids differ (other patch or image sizes), SigLIP's grid is resampled to DINOv2's.
 
-``vision_pretrained`` names the DINOv2 folder / hub id (plain DINOv2, or DINOv2 with registers as OpenVLA
-uses) and ``vision2_pretrained`` the SigLIP one; from scratch both towers are built small from the
-ModelConfig sizes. ``vision_feature_layer`` applies to both towers (OpenVLA: -2, the output of the
+``vision.pretrained`` names the DINOv2 folder / hub id (plain DINOv2, or DINOv2 with registers as OpenVLA
+uses) and ``vision.siglip_pretrained`` the SigLIP one; from scratch both towers are built small from the
+ModelConfig sizes. ``vision.feature_layer`` applies to both towers (OpenVLA: -2, the output of the
 second-to-last block before the final norm; ``models/convert_openvla.py`` loads OpenVLA's own checkpoints). A checkpoint saves DINOv2's config in
 ``vision/`` with SigLIP's nested in it (``vla_fused_siglip``), so the rebuild needs no folder.
 """
@@ -41,7 +41,7 @@ class DinoSiglipEncoder(VisionEncoder):
 
     @classmethod
     def from_config(cls, cfg, *, hf_config: Any = None, rebuild: bool = False) -> "DinoSiglipEncoder":
-        layer = int(getattr(cfg, "vision_feature_layer", 0))
+        layer = cfg.vision.feature_layer
         if hf_config is not None:  # a saved checkpoint: both structures from the one config
             tf = _import_transformers()
             sig = getattr(hf_config, "vla_fused_siglip", None)
@@ -52,17 +52,17 @@ class DinoSiglipEncoder(VisionEncoder):
             dino_cls = Dinov2RegEncoder if hf_config.model_type in Dinov2RegEncoder.model_types else Dinov2Encoder
             return cls(dino_cls(hf_config=hf_config, keep_cls=False, feature_layer=layer),
                        SiglipEncoder(hf_config=sig_conf, feature_layer=layer))
-        if cfg.vision_pretrained is not None:
+        if cfg.vision.pretrained is not None:
             try:
-                family = _family_of(cfg.vision_pretrained, ["dinov2", "dinov2-reg"])
+                family = _family_of(cfg.vision.pretrained, ["dinov2", "dinov2-reg"])
             except ConfigError:
                 family = "dinov2"  # Dinov2Encoder says what is wrong with the folder
             dino_cls = Dinov2RegEncoder if family == "dinov2-reg" else Dinov2Encoder
-            dino = dino_cls(pretrained=cfg.vision_pretrained, keep_cls=False, feature_layer=layer)
+            dino = dino_cls(pretrained=cfg.vision.pretrained, keep_cls=False, feature_layer=layer)
         else:
             dino = Dinov2Encoder(hf_config=Dinov2Encoder.small_config(cfg), keep_cls=False, feature_layer=layer)
-        if cfg.vision2_pretrained is not None:
-            siglip = SiglipEncoder(pretrained=cfg.vision2_pretrained, feature_layer=layer)
+        if cfg.vision.siglip_pretrained is not None:
+            siglip = SiglipEncoder(pretrained=cfg.vision.siglip_pretrained, feature_layer=layer)
         else:
             siglip = SiglipEncoder(hf_config=SiglipEncoder.small_config(cfg), feature_layer=layer)
         return cls(dino, siglip)

@@ -33,12 +33,13 @@ def vision_tokens(cfg: Any, model: Any = None) -> int:
     if cfg.projector in ("attention", "perceiver"):
         return cfg.projector_num_tokens
     s = cfg.image_size
+    vision = cfg.vision.to_dict() if cfg.vision is not None else {}  # the chosen encoder's settings
     if cfg.vision_encoder == "cnn":
-        return cfg.vision_pool ** 2 if cfg.vision_pool else max(1, (s // 16) ** 2)
+        return vision["pool"] ** 2 if vision["pool"] else max(1, (s // 16) ** 2)
     if cfg.vision_encoder in ("siglip", "clip", "dinosiglip"):
-        return max(1, (s // cfg.vision_patch_size) ** 2)
+        return max(1, (s // vision["patch_size"]) ** 2)
     if cfg.vision_encoder == "dinov2":
-        return max(1, (s // cfg.vision_patch_size) ** 2) + 1
+        return max(1, (s // vision["patch_size"]) ** 2) + 1
     if cfg.vision_encoder.startswith("resnet"):
         return max(1, -(-s // 32) ** 2)
     return 16
@@ -78,19 +79,20 @@ def estimate_training_memory(cfg: Any, n_params: int, n_trainable: int, batch_si
     if freeze_vlm:
         llm_act = seq * h * 2  # no backward through the frozen LM: its output only
     s = cfg.image_size
+    vision = cfg.vision.to_dict() if cfg.vision is not None else {}  # the chosen encoder's settings
+    d = vision.get("dim", 512)  # (the resnets: 512-d and wider feature maps)
     if cfg.vision_encoder in ("siglip", "clip", "dinov2", "dinosiglip", "smolvlm", "qwen2-vl"):  # ViTs
-        p = max(1, (s // cfg.vision_patch_size) ** 2)
-        d = cfg.vision_dim
-        vis_act = cfg.vision_num_layers * (p * 18 * d + 2 * cfg.vision_num_heads * p * p)
+        p = max(1, (s // vision["patch_size"]) ** 2)
+        vis_act = vision["num_layers"] * (p * 18 * d + 2 * vision["num_heads"] * p * p)
         vis_act *= 2 if cfg.vision_encoder == "dinosiglip" else 1  # two towers
     elif cfg.vision_encoder.startswith("resnet"):
         depth = {"resnet34": 2, "resnet50": 4}.get(cfg.vision_encoder, 1)
         vis_act = depth * 25 * 64 * (s // 4) ** 2  # ~25 feature maps of the stem's size per 18 layers
-    else:  # cnn: 4 stride-2 conv layers of vision_dim channels; conv, norm, activation outputs
-        vis_act = sum(3 * cfg.vision_dim * (s // 2 ** i) ** 2 for i in range(1, 5))
+    else:  # cnn: 4 stride-2 conv layers of vision.dim channels; conv, norm, activation outputs
+        vis_act = sum(3 * d * (s // 2 ** i) ** 2 for i in range(1, 5))
     vis_act *= k
     if freeze_vision or freeze_vlm:
-        vis_act = n_img * cfg.vision_dim
+        vis_act = n_img * d
     head = cfg.head.to_dict() if cfg.head is not None else {}  # the chosen head's settings (sizes where it has them)
     head_act = head.get("num_layers", 1) * head.get("hidden_dim", 0) * 3 + cfg.chunk_size * cfg.action_dim * 4
     activations = batch_size * (llm_act + vis_act + head_act) * act_bytes

@@ -8,8 +8,8 @@ image encoder of robomimic and Diffusion Policy), made language-friendly: one to
 
 Positions are sub-pixel exact expectations, so a policy reads where things are far more precisely
 than from pooled grid cells; the LM can then pick the keypoint the instruction names ("the red
-block") by its feature. With ``model.film`` the instruction scales and shifts the feature map before
-the attention maps are taken (FiLM), so keypoints can lock onto the block the words name. At 96 px: a 24 x 24 map and ``vision_pool ** 2`` keypoints (36 by default, as
+block") by its feature. With ``model.vision.film`` the instruction scales and shifts the feature map before
+the attention maps are taken (FiLM), so keypoints can lock onto the block the words name. At 96 px: a 24 x 24 map and ``vision.pool ** 2`` keypoints (36 by default, as
 many tokens as the grid CNN gives).
 """
 
@@ -44,7 +44,7 @@ class SpatialSoftmaxEncoder(VisionEncoder):
 
     @classmethod
     def from_config(cls, cfg, *, hf_config: Any = None, rebuild: bool = False) -> "SpatialSoftmaxEncoder":
-        return cls(out_dim=cfg.vision_dim, image_size=cfg.image_size, num_keypoints=max(1, cfg.vision_pool) ** 2)
+        return cls(out_dim=cfg.vision.dim, image_size=cfg.image_size, num_keypoints=max(1, cfg.vision.pool) ** 2)
 
     def forward(self, images: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
         """``film``: (B, 2 * C) per-channel (scale, shift) from the instruction, or None."""

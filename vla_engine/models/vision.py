@@ -2,7 +2,7 @@
 
 Each encoder resizes to its ``image_size``, applies its own normalisation, and exposes
 ``out_dim`` (D) and ``num_tokens`` (N). Built from a ``ModelConfig`` with ``from_config``, or in a
-script with ``VisionEncoder.create("clip", pretrained=None, vision_dim=64, image_size=64)``.
+script with ``VisionEncoder.create("clip", pretrained=None, dim=64, image_size=64)``.
 
     cnn                      a small conv net with a learned position embedding (the CPU default)
     resnet18/34/50           torchvision ResNets (ResNetEncoder), ImageNet normalisation, weights from a file
@@ -10,7 +10,7 @@ script with ``VisionEncoder.create("clip", pretrained=None, vision_dim=64, image
                              or from_pretrained a local folder / cached hub id (its preprocessor config read)
     dinov2-reg               DINOv2 with register tokens (transformers Dinov2WithRegistersModel; OpenVLA's tower)
 
-The transformers towers hand on their final output by default; ``vision_feature_layer: -k`` hands on the
+The transformers towers hand on their final output by default; ``vision.feature_layer: -k`` hands on the
 output of the k-th block from the end instead, before the final norm (OpenVLA / Prismatic use -2).
 """
 
@@ -28,6 +28,8 @@ from torch import nn
 from ..config.base import ConfigError
 from ..config.model_config import ModelConfig
 from ..registry import VISION_ENCODERS
+from .configuration_vision import FLAT_VISION_KEYS
+from .parts import part_config_class
 
 from ._util import _first_line, _import_transformers, cached_hub_config, pretrained_load_error  # noqa: F401
 
@@ -39,9 +41,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-# short size names accepted by VisionEncoder.create -> ModelConfig fields
-_SIZE_ALIASES = {"dim": "vision_dim", "hidden_size": "vision_dim", "num_layers": "vision_num_layers",
-                 "num_heads": "vision_num_heads", "patch_size": "vision_patch_size", "pool": "vision_pool"}
+# size names accepted by VisionEncoder.create -> the encoder configs' fields (models/configuration_vision.py)
+_SIZE_ALIASES = {"hidden_size": "dim", **FLAT_VISION_KEYS}
 
 
 class VisionEncoder(nn.Module):
@@ -62,9 +63,9 @@ class VisionEncoder(nn.Module):
         or by a pretrained folder / hub id alone (the family read from its config.json).
 
         ``pretrained``: a local folder or hub id (siglip, clip, dinov2) or a weights file (resnets); None builds
-        a small model from the sizes. ``**kwargs``: ModelConfig sizes (``image_size``, ``vision_dim``,
-        ``vision_num_layers``, ``vision_num_heads``, ``vision_patch_size``, ``vision_pool``, ``dropout``; the
-        short forms ``dim``, ``num_layers``, ``num_heads``, ``patch_size``, ``pool`` work too) and, for clip /
+        a small model from the sizes. ``**kwargs``: the encoder's settings (``dim``, ``num_layers``, ``num_heads``,
+        ``patch_size``, ``pool``; sizes another family has are ignored; the flat ``vision_dim`` forms of an earlier layout work too),
+        ``image_size`` and ``dropout``, and, for clip /
         dinov2, ``keep_cls``. ``freeze=True``: no gradients for the encoder (a fixed feature extractor).
         """
         if name not in VISION_ENCODERS:
@@ -76,8 +77,18 @@ class VisionEncoder(nn.Module):
         extra = {k: kwargs.pop(k) for k in ("keep_cls",) if k in kwargs}
         if extra and not issubclass(built, HFVisionEncoder):
             raise ConfigError(f"keep_cls applies to the clip and dinov2 encoders, not {name!r}")
-        fields = {_SIZE_ALIASES.get(k, k): v for k, v in kwargs.items()}
-        cfg = ModelConfig.from_dict(dict(fields, vision_encoder=name, vision_pretrained=pretrained))
+        own = part_config_class(VISION_ENCODERS, name).field_names()
+        model_fields = {k: kwargs.pop(k) for k in ("image_size", "dropout", "image_resize") if k in kwargs}
+        settings = {_SIZE_ALIASES.get(k, k): v for k, v in kwargs.items()}
+        unknown = sorted(k for k in settings if k not in own and k not in ("dim", "num_layers", "num_heads",
+                                                                             "patch_size", "pool", "film"))
+        if unknown:
+            raise ConfigError(f"VisionEncoder.create: {', '.join(unknown)} is not a setting of the {name} encoder; "
+                              f"its settings: {', '.join(own)}")
+        settings = {k: v for k, v in settings.items() if k in own}  # sizes another family has are ignored
+        if pretrained is not None:
+            settings["pretrained"] = pretrained
+        cfg = ModelConfig(vision_encoder=name, vision=settings, **model_fields)
         enc = built.from_config(cfg, **extra)
         if freeze:
             enc.requires_grad_(False)
@@ -139,7 +150,7 @@ class CNNEncoder(VisionEncoder):
 
     @classmethod
     def from_config(cls, cfg, *, hf_config: Any = None, rebuild: bool = False) -> "CNNEncoder":
-        return cls(out_dim=cfg.vision_dim, image_size=cfg.image_size, pool=cfg.vision_pool)
+        return cls(out_dim=cfg.vision.dim, image_size=cfg.image_size, pool=cfg.vision.pool)
 
     def forward(self, images: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
         """``film``: (B, 2 * out_dim) per-channel (scale, shift) from the instruction, or None."""
@@ -190,7 +201,7 @@ class ResNetEncoder(VisionEncoder):
     @classmethod
     def from_config(cls, cfg, *, hf_config: Any = None, rebuild: bool = False) -> "ResNetEncoder":
         # rebuild: the structure of a saved checkpoint, whose own weights are loaded afterwards
-        return cls(image_size=cfg.image_size, weights=None if rebuild else cfg.vision_pretrained)
+        return cls(image_size=cfg.image_size, weights=None if rebuild else cfg.vision.pretrained)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.preprocess(images)  # (B, 3, S, S) normalised
@@ -228,11 +239,11 @@ def _load_resnet_state(path: str, arch: str, ref: dict[str, torch.Tensor]) -> di
         names = ("model.safetensors", f"{arch}.safetensors", f"{arch}.pth", f"{arch}.pt", "pytorch_model.bin")
         found = [p / n for n in names if (p / n).exists()]
         if not found:
-            raise ConfigError(f"model.vision_pretrained: folder {path!r} has no model.safetensors or {arch}.pth; "
+            raise ConfigError(f"model.vision.pretrained: folder {path!r} has no model.safetensors or {arch}.pth; "
                               f"point it at a torchvision {arch} weights file")
         p = found[0]
     if not p.exists():
-        raise ConfigError(f"model.vision_pretrained: {path!r} does not exist; give a local torchvision {arch} "
+        raise ConfigError(f"model.vision.pretrained: {path!r} does not exist; give a local torchvision {arch} "
                           f"weights file (.safetensors or .pth) or leave it empty to train from scratch")
     try:
         if p.suffix == ".safetensors":
@@ -242,22 +253,22 @@ def _load_resnet_state(path: str, arch: str, ref: dict[str, torch.Tensor]) -> di
         else:
             state = torch.load(p, map_location="cpu", weights_only=True)  # tensors only: no pickled code runs
     except Exception as e:  # noqa: BLE001 - any failure to read the file is the same user error
-        raise ConfigError(f"model.vision_pretrained: could not read {p} ({_first_line(e)}); "
+        raise ConfigError(f"model.vision.pretrained: could not read {p} ({_first_line(e)}); "
                           f"give a torchvision {arch} state dict (.safetensors, or a .pth from torch.save)") from None
     for key in ("state_dict", "model"):  # training checkpoints wrap the weights
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
-        raise ConfigError(f"model.vision_pretrained: {p} holds a {type(state).__name__}, not a state dict; "
+        raise ConfigError(f"model.vision.pretrained: {p} holds a {type(state).__name__}, not a state dict; "
                           f"save the weights with torch.save(model.state_dict(), path)")
     state = {str(k).removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
     missing = [k for k in ref if k not in state and not k.startswith("fc.")]
     if missing:
-        raise ConfigError(f"model.vision_pretrained: {p} is not a {arch} state dict ({len(missing)} weights "
+        raise ConfigError(f"model.vision.pretrained: {p} is not a {arch} state dict ({len(missing)} weights "
                           f"missing, e.g. {missing[0]}); give {arch} weights or change model.vision_encoder")
     for k, v in ref.items():
         if k in state and state[k].shape != v.shape:
-            raise ConfigError(f"model.vision_pretrained: {p} is not a {arch} state dict ({k} has shape "
+            raise ConfigError(f"model.vision.pretrained: {p} is not a {arch} state dict ({k} has shape "
                               f"{tuple(state[k].shape)}, {arch} needs {tuple(v.shape)}); give {arch} weights "
                               f"or change model.vision_encoder")
     return {k: state[k] for k in ref if k in state}
@@ -309,7 +320,7 @@ class HFVisionEncoder(VisionEncoder):
             try:
                 self.model = model_cls.from_pretrained(ref, torch_dtype=torch.float32)
             except Exception as e:  # noqa: BLE001 - OSError / ValueError / HF errors: one user message
-                raise pretrained_load_error("vision_pretrained", pretrained, self.what, e) from None
+                raise pretrained_load_error("vision.pretrained", pretrained, self.what, e) from None
             processor = self._read_preprocessor(ref)
         elif hf_config is not None:
             self.model = model_cls(hf_config)
@@ -335,7 +346,7 @@ class HFVisionEncoder(VisionEncoder):
         self._set_normalization(conf.vla_image_mean, conf.vla_image_std)
         depth = int(conf.num_hidden_layers)
         if not -depth <= int(feature_layer) <= 0:
-            raise ConfigError(f"model.vision_feature_layer: {feature_layer} is out of range for a {depth}-layer "
+            raise ConfigError(f"model.vision.feature_layer: {feature_layer} is out of range for a {depth}-layer "
                               f"{self.name} tower; choose 0 (final output) or -1 .. -{depth} (a block's output)")
         self.feature_layer = int(feature_layer)
         self._forward_kwargs = ({"interpolate_pos_encoding": True}
@@ -352,18 +363,18 @@ class HFVisionEncoder(VisionEncoder):
         """A small transformers config from the ModelConfig sizes (trained from scratch)."""
         tf = _import_transformers()
         return getattr(tf, cls.config_class)(
-            hidden_size=cfg.vision_dim, num_hidden_layers=cfg.vision_num_layers,
-            num_attention_heads=cfg.vision_num_heads, image_size=cfg.image_size, patch_size=cfg.vision_patch_size,
+            hidden_size=cfg.vision.dim, num_hidden_layers=cfg.vision.num_layers,
+            num_attention_heads=cfg.vision.num_heads, image_size=cfg.image_size, patch_size=cfg.vision.patch_size,
             **cls.family_sizes(cfg))
 
     @classmethod
     def from_config(cls, cfg, *, hf_config: Any = None, rebuild: bool = False,
                     keep_cls: bool | None = None) -> "HFVisionEncoder":
-        layer = int(getattr(cfg, "vision_feature_layer", 0))
+        layer = cfg.vision.feature_layer
         if hf_config is not None:  # rebuilding a saved checkpoint: the structure only, weights come after
             return cls(hf_config=hf_config, keep_cls=keep_cls, feature_layer=layer)
-        if cfg.vision_pretrained is not None:
-            return cls(pretrained=cfg.vision_pretrained, keep_cls=keep_cls, feature_layer=layer)
+        if cfg.vision.pretrained is not None:
+            return cls(pretrained=cfg.vision.pretrained, keep_cls=keep_cls, feature_layer=layer)
         return cls(hf_config=cls.small_config(cfg), keep_cls=keep_cls, feature_layer=layer)
 
     def _check_pretrained(self, ref: str) -> str:
@@ -371,26 +382,26 @@ class HFVisionEncoder(VisionEncoder):
         p = Path(ref).expanduser()
         if p.is_dir():
             if not (p / "config.json").exists():
-                raise ConfigError(f"model.vision_pretrained: folder {ref!r} has no config.json; give a folder "
+                raise ConfigError(f"model.vision.pretrained: folder {ref!r} has no config.json; give a folder "
                                   f"saved with save_pretrained from {self.what}")
             ref = str(p)
         elif p.exists():
-            raise ConfigError(f"model.vision_pretrained: {ref!r} is a file; {self.name} loads a folder saved with "
+            raise ConfigError(f"model.vision.pretrained: {ref!r} is a file; {self.name} loads a folder saved with "
                               f"save_pretrained (or a hub id); weight files are for the resnet encoders")
         elif ref.startswith(("/", ".", "~")) or ref.count("/") > 1:
-            raise ConfigError(f"model.vision_pretrained: folder {ref!r} does not exist; give a folder saved with "
+            raise ConfigError(f"model.vision.pretrained: folder {ref!r} does not exist; give a folder saved with "
                               f"save_pretrained from {self.what} (or a cached hub id)")
         tf = _import_transformers()
         try:
             conf = tf.AutoConfig.from_pretrained(ref, trust_remote_code=False)
         except Exception as e:  # noqa: BLE001 - unknown hub id, offline, bad JSON: one user message
-            raise pretrained_load_error("vision_pretrained", ref, self.what, e) from None
+            raise pretrained_load_error("vision.pretrained", ref, self.what, e) from None
         mt = getattr(conf, "model_type", None)
         if mt not in self.model_types:
             family = _MODEL_TYPES.get(mt)
             fix = (f"set model.vision_encoder: {family}" if family else
                    f"give a folder saved with save_pretrained from {self.what}")
-            raise ConfigError(f"model.vision_pretrained: {ref!r} holds a {mt!r} model, not {self.what}; {fix}")
+            raise ConfigError(f"model.vision.pretrained: {ref!r} holds a {mt!r} model, not {self.what}; {fix}")
         return ref
 
     def _read_preprocessor(self, ref: str) -> dict[str, Any]:
@@ -403,7 +414,7 @@ class HFVisionEncoder(VisionEncoder):
             proc = tf.AutoImageProcessor.from_pretrained(ref, trust_remote_code=False, use_fast=False)
         except Exception as e:  # noqa: BLE001
             if local:
-                raise ConfigError(f"model.vision_pretrained: {ref}/preprocessor_config.json could not be read "
+                raise ConfigError(f"model.vision.pretrained: {ref}/preprocessor_config.json could not be read "
                                   f"({_first_line(e)}); fix it or delete it to use the {self.name} defaults") from None
             log.info("no image processor config for %s (%s); using the %s defaults", ref, _first_line(e), self.name)
             return {}
@@ -470,7 +481,7 @@ class SiglipEncoder(HFVisionEncoder):
 
     @classmethod
     def family_sizes(cls, cfg) -> dict[str, Any]:
-        return dict(intermediate_size=cfg.vision_dim * 4, attention_dropout=cfg.dropout, vision_use_head=False)
+        return dict(intermediate_size=cfg.vision.dim * 4, attention_dropout=cfg.dropout, vision_use_head=False)
 
 
 class ClipEncoder(HFVisionEncoder):
@@ -485,7 +496,7 @@ class ClipEncoder(HFVisionEncoder):
 
     @classmethod
     def family_sizes(cls, cfg) -> dict[str, Any]:
-        return dict(intermediate_size=cfg.vision_dim * 4, attention_dropout=cfg.dropout)
+        return dict(intermediate_size=cfg.vision.dim * 4, attention_dropout=cfg.dropout)
 
 
 class Dinov2Encoder(HFVisionEncoder):

@@ -45,7 +45,8 @@ import torch
 from torch import nn
 
 from ..config.base import ConfigError
-from ..config.model_config import HEAD_INFERENCE_FIELDS, INFERENCE_FIELDS, LoRASpec, ModelConfig, read_model_dict
+from ..config.model_config import (HEAD_INFERENCE_FIELDS, INFERENCE_FIELDS, SLOTS, LoRASpec, ModelConfig,
+                                   read_model_dict)
 from ..errors import CheckpointError  # one CheckpointError for the whole engine
 from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODERS
 from . import checkpoint, lora
@@ -95,7 +96,7 @@ class VLAModel(nn.Module):
         if vlm_name_or_path is not None:
             fields.update(resolve_vlm(str(vlm_name_or_path)))
         if isinstance(action_head, str):
-            fields = _with_head(fields, action_head)
+            fields = _with_part(fields, "action_head", action_head)
             action_head = None
         if action_head is not None:
             fields.update(_head_fields(action_head))
@@ -133,13 +134,10 @@ class VLAModel(nn.Module):
         self.obs_step_embed = nn.Parameter(torch.randn(n_obs, hidden) * 0.02) if n_obs > 1 else None  # (T, H)
         self.action_query = nn.Parameter(torch.randn(1, 1, hidden) * 0.02)  # (1, 1, H)
         self.film = None
-        if cfg.film and hasattr(self.vision_encoder, "film_channels"):
+        if cfg.vision is not None and cfg.vision.uses_film:  # the encoder's settings offer FiLM and turn it on
             self.film = nn.Linear(hidden, 2 * self.vision_encoder.film_channels)  # text summary -> (scale, shift)
             nn.init.zeros_(self.film.weight)  # starts as the identity: no conditioning until learned
             nn.init.zeros_(self.film.bias)
-        elif cfg.film:
-            log.warning("model.film applies to the cnn and cnn-keypoints encoders; %s is not conditioned on the "
-                        "instruction (the LM still reads it)", cfg.vision_encoder)
         if action_head is None:
             action_head = ACTION_HEADS.get(cfg.action_head).from_config(cfg, input_dim=hidden)
         elif isinstance(action_head, ActionHead):
@@ -159,8 +157,10 @@ class VLAModel(nn.Module):
             actual.update(llm_hidden_size=hidden, llm_num_layers=int(hf.num_hidden_layers),
                           llm_num_heads=int(hf.num_attention_heads),
                           llm_intermediate_size=int(getattr(hf, "intermediate_size", cfg.llm_intermediate_size)))
-        if getattr(self.vision_encoder, "hf_config", None) is not None:  # transformers towers: their own width
-            actual["vision_dim"] = self.vision_encoder.out_dim
+        vision = cfg.vision
+        if self.vision_encoder.hf_config is not None and vision.dim != self.vision_encoder.out_dim:
+            vision = vision.replace(dim=self.vision_encoder.out_dim)  # transformers towers: their own width
+            actual["vision"] = vision
         self.config = cfg.replace(**actual) if actual and any(getattr(cfg, k) != v for k, v in actual.items()) else cfg
 
         self._action_queue: deque[torch.Tensor] = deque()
@@ -513,15 +513,16 @@ class VLAModel(nn.Module):
         return checkpoint.load_pretrained(cls, directory, map_location, unnorm_key=unnorm_key)
 
 
-def _with_head(fields: dict[str, Any], action_head: str) -> dict[str, Any]:
-    """``fields`` (a named default's) with ``action_head``: the head settings it names carry over where the chosen
-    head has them (e.g. ``hidden_dim``); the others belonged to its own head."""
+def _with_part(fields: dict[str, Any], part: str, name: str) -> dict[str, Any]:
+    """``fields`` (a named default's) with ``part`` (e.g. "action_head") set to ``name``: the part settings it
+    gives (``head``) carry over where the chosen part has them (e.g. ``hidden_dim``); the others were its own."""
     fields = dict(fields)
-    if fields.get("action_head", "mlp") != action_head and isinstance(fields.get("head"), dict):
-        cls = part_config_class(ACTION_HEADS, action_head) if action_head in ACTION_HEADS else None
+    sub, registry = next((s, r) for p, s, r, _, _ in SLOTS if p == part)
+    if fields.get(part, ModelConfig.__dataclass_fields__[part].default) != name and isinstance(fields.get(sub), dict):
+        cls = part_config_class(registry, name) if name in registry else None
         own = set(cls.field_names()) if cls is not None else set()
-        fields["head"] = {k: v for k, v in fields["head"].items() if k in own}
-    fields["action_head"] = action_head
+        fields[sub] = {k: v for k, v in fields[sub].items() if k in own}
+    fields[part] = name
     return fields
 
 
@@ -554,11 +555,11 @@ def create_vla_model(vlm: str = "tiny", action_head: str = "mlp", action_dim: in
     """A VLA from a named default ("tiny", "small", "siglip-tiny", "smolvlm", "qwen2-vl-tiny", "resnet18"),
     a well-known hub name (small offline stand-in) or a local LM folder; any ModelConfig field can be overridden,
     and ``freeze_vision`` / ``freeze_vlm`` are passed to the ``VLAModel`` constructor."""
-    fields = _with_head(resolve_vlm(vlm), action_head)
+    fields = _with_part(resolve_vlm(vlm), "action_head", action_head)
     fields.update(action_dim=action_dim, state_dim=state_dim,
                   use_gradient_checkpointing=use_gradient_checkpointing)
     if vision_encoder is not None:
-        fields["vision_encoder"] = vision_encoder
+        fields = _with_part(fields, "vision_encoder", vision_encoder)
     if llm is not None:
         fields["llm"] = llm
     fields.update(overrides)

@@ -11,7 +11,7 @@ each part owning its own weights (nothing is shared between parts):
               text    Qwen2VLBackbone the text model + lm_head as a Qwen2ForCausalLM (M-RoPE with the three
                                       position components equal, as for text, is 1-D RoPE)
 
-Each part comes from ``model.vision_pretrained`` / ``model.llm_pretrained`` (a folder saved with
+Each part comes from ``model.vision.pretrained`` / ``model.llm_pretrained`` (a folder saved with
 ``save_pretrained`` or a cached hub id: the whole VLM is loaded, the part kept, the rest freed), or is
 built small from the config's sizes (a small VLM config: the connector / merger outputs
 ``llm_hidden_size``, so vision and text agree). The vision part's ``hf_config`` is the FULL VLM config:
@@ -38,6 +38,7 @@ from torch import nn
 
 from ..config.base import ConfigError
 from ._util import _first_line, _import_transformers, pretrained_load_error
+from .configuration_vision import TowerVisionConfig, VLMVisionConfig
 from .language import LanguageBackbone, LlamaBackbone, Qwen2Backbone
 from .vision import VisionEncoder
 
@@ -73,7 +74,7 @@ def _modeling(model_type: str):
 
 def load_vlm(family: str, field: str, ref: str) -> nn.Module:
     """The whole VLM ``ref`` (folder or cached hub id) as its transformers ``...ForConditionalGeneration``
-    in float32; ``field`` (vision_pretrained / llm_pretrained) names the config field in errors."""
+    in float32; ``field`` (vision.pretrained / llm_pretrained) names the config field in errors."""
     tf = _import_transformers()
     what = f"a {family} vision-language model"
     try:
@@ -107,30 +108,32 @@ def small_vlm_config(family: str, cfg: Any, vocab_size: int = _BYTE_VOCAB) -> An
     """A small VLM config from the ModelConfig sizes (offline, trained from scratch); the connector /
     patch merger outputs ``llm_hidden_size`` tokens, so the vision part feeds the text part's width."""
     tf = _import_transformers()
-    if cfg.vision_dim % cfg.vision_num_heads:
-        raise ConfigError(f"model.vision_dim ({cfg.vision_dim}) must be divisible by vision_num_heads "
-                          f"({cfg.vision_num_heads}) for {family}")
-    grid = cfg.image_size // cfg.vision_patch_size
+    # the vision sizes: the chosen encoder's when it has them (a VLM's LM beside another encoder: the defaults)
+    v = cfg.vision if isinstance(cfg.vision, (VLMVisionConfig, TowerVisionConfig)) else VLMVisionConfig()
+    if v.dim % v.num_heads:
+        raise ConfigError(f"model.vision.dim ({v.dim}) must be divisible by vision.num_heads "
+                          f"({v.num_heads}) for {family}")
+    grid = cfg.image_size // v.patch_size
     if family == "smolvlm":
         if grid < 1:
-            raise ConfigError(f"model.image_size ({cfg.image_size}) is smaller than vision_patch_size "
-                              f"({cfg.vision_patch_size}); raise image_size or lower vision_patch_size")
+            raise ConfigError(f"model.image_size ({cfg.image_size}) is smaller than vision.patch_size "
+                              f"({v.patch_size}); raise image_size or lower vision.patch_size")
         vision = tf.Idefics3VisionConfig(
-            hidden_size=cfg.vision_dim, intermediate_size=4 * cfg.vision_dim, num_hidden_layers=cfg.vision_num_layers,
-            num_attention_heads=cfg.vision_num_heads, image_size=cfg.image_size, patch_size=cfg.vision_patch_size,
+            hidden_size=v.dim, intermediate_size=4 * v.dim, num_hidden_layers=v.num_layers,
+            num_attention_heads=v.num_heads, image_size=cfg.image_size, patch_size=v.patch_size,
             attention_dropout=cfg.dropout)
         text = LlamaBackbone.small_config(cfg, vocab_size)
         scale = 2 if grid % 2 == 0 else 1  # pixel shuffle: 4x fewer tokens when the patch grid allows it
         return tf.Idefics3Config(vision_config=vision.to_dict(), text_config=text.to_dict(), scale_factor=scale,
                                  image_token_id=vocab_size - 1, pad_token_id=text.pad_token_id,
                                  tie_word_embeddings=bool(text.tie_word_embeddings))
-    head = cfg.vision_dim // cfg.vision_num_heads
+    head = v.dim // v.num_heads
     if head % 4:
-        raise ConfigError(f"model.vision_dim / vision_num_heads ({head}) must be a multiple of 4 for qwen2-vl "
-                          f"(2-D rotary positions); e.g. vision_dim 64 with 4 heads")
+        raise ConfigError(f"model.vision.dim / vision.num_heads ({head}) must be a multiple of 4 for qwen2-vl "
+                          f"(2-D rotary positions); e.g. dim 64 with 4 heads")
     vision = tf.Qwen2VLConfig.sub_configs["vision_config"](
-        depth=cfg.vision_num_layers, embed_dim=cfg.vision_dim, hidden_size=cfg.llm_hidden_size, mlp_ratio=4,
-        num_heads=cfg.vision_num_heads, patch_size=cfg.vision_patch_size, spatial_merge_size=2, temporal_patch_size=2)
+        depth=v.num_layers, embed_dim=v.dim, hidden_size=cfg.llm_hidden_size, mlp_ratio=4,
+        num_heads=v.num_heads, patch_size=v.patch_size, spatial_merge_size=2, temporal_patch_size=2)
     small = Qwen2Backbone.small_config(cfg, vocab_size)
     text = dict(vocab_size=vocab_size, hidden_size=cfg.llm_hidden_size, intermediate_size=cfg.llm_intermediate_size,
                 num_hidden_layers=cfg.llm_num_layers, num_attention_heads=cfg.llm_num_heads,
@@ -192,8 +195,8 @@ class _VLMVision(VisionEncoder):
                 raise ConfigError(f"the saved vision config is a {getattr(hf_config, 'model_type', '?')!r} model, "
                                   f"not {cls.family}; the checkpoint does not match model.vision_encoder")
             return cls(hf_config, cfg)
-        vlm = _vlm_for(cls.family, "vision_pretrained", cfg.vision_pretrained, cfg)
-        mean, std = _preprocessor_stats(cfg.vision_pretrained, cls.default_mean, cls.default_std)
+        vlm = _vlm_for(cls.family, "vision.pretrained", cfg.vision.pretrained, cfg)
+        mean, std = _preprocessor_stats(cfg.vision.pretrained, cls.default_mean, cls.default_std)
         return cls(vlm.config, cfg, vlm=vlm, mean=mean, std=std)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:

@@ -26,15 +26,15 @@ __all__ = ["VLM_PRESETS", "PRESET_DESCRIPTIONS", "WELL_KNOWN_VLMS", "list_vlm_pr
 # Named defaults: every one trains on a CPU. The well-known hub names map to them offline.
 # ------------------------------------------------------------------------------------------------
 VLM_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(vision_encoder="cnn", vision_dim=64, vision_pool=6, llm="qwen2", llm_hidden_size=128,
+    "tiny": dict(vision_encoder="cnn", vision={"dim": 64, "pool": 6}, llm="qwen2", llm_hidden_size=128,
                  llm_num_layers=2, llm_num_heads=4, llm_intermediate_size=256),
-    "small": dict(vision_encoder="cnn", vision_dim=128, vision_pool=6, llm="qwen2", llm_hidden_size=256,
+    "small": dict(vision_encoder="cnn", vision={"dim": 128, "pool": 6}, llm="qwen2", llm_hidden_size=256,
                   llm_num_layers=4, llm_num_heads=4, llm_intermediate_size=512),
-    "siglip-tiny": dict(vision_encoder="siglip", vision_dim=64, vision_num_layers=2, vision_num_heads=4,
-                        vision_patch_size=16, llm="llama", llm_hidden_size=128, llm_num_layers=2, llm_num_heads=4,
+    "siglip-tiny": dict(vision_encoder="siglip", vision={"dim": 64, "num_layers": 2, "num_heads": 4, "patch_size": 16},
+                        llm="llama", llm_hidden_size=128, llm_num_layers=2, llm_num_heads=4,
                         llm_intermediate_size=256),
-    "qwen2-vl-tiny": dict(vision_encoder="siglip", vision_dim=64, vision_num_layers=2, vision_num_heads=4,
-                          vision_patch_size=16, llm="qwen2", llm_hidden_size=128, llm_num_layers=2,
+    "qwen2-vl-tiny": dict(vision_encoder="siglip", vision={"dim": 64, "num_layers": 2, "num_heads": 4,
+                                                           "patch_size": 16}, llm="qwen2", llm_hidden_size=128, llm_num_layers=2,
                           llm_num_heads=4, llm_intermediate_size=256),
     "resnet18": dict(vision_encoder="resnet18", llm="qwen2", llm_hidden_size=128, llm_num_layers=2,
                      llm_num_heads=4, llm_intermediate_size=256),
@@ -118,8 +118,8 @@ def resolve_vlm(name: str) -> dict[str, Any]:
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"vlm {name!r}: config.json is not valid JSON ({_first_line(e)})") from None
         if data.get("model_type") in _NATIVE_VLMS:  # SmolVLM / Qwen2-VL: their own vision tower and text model
-            return dict(VLM_PRESETS[_NATIVE_VLMS[data["model_type"]]], vision_pretrained=str(path),
-                        llm_pretrained=str(path))
+            preset = VLM_PRESETS[_NATIVE_VLMS[data["model_type"]]]
+            return dict(preset, vision=dict(preset["vision"], pretrained=str(path)), llm_pretrained=str(path))
         fmt = detect_format(data)
         if fmt is not None:
             raise ConfigError(f"vlm {name!r} is {fmt.description}; load it with {fmt.how_to_load} "
@@ -127,13 +127,14 @@ def resolve_vlm(name: str) -> dict[str, Any]:
         if _is_vlm_config(data):
             raise ConfigError(
                 f"vlm {name!r} is a full vision-language model (model_type {data.get('model_type')!r}); VLAModel "
-                f"loads a language-model folder: set llm_pretrained to its LM and vision_pretrained to its vision tower")
+                f"loads a language-model folder: set llm_pretrained to its LM and vision.pretrained to its vision tower")
         llm = data.get("model_type") if data.get("model_type") in LANGUAGE_MODELS else "qwen2"
         return dict(VLM_PRESETS["tiny"], llm=llm, llm_pretrained=str(path))
     key = name.lower()
     cached = cached_hub_config(name)
     if cached is not None and cached.get("model_type") in _NATIVE_VLMS:  # a cached SmolVLM / Qwen2-VL: load it
-        return dict(VLM_PRESETS[_NATIVE_VLMS[cached["model_type"]]], vision_pretrained=name, llm_pretrained=name)
+        preset = VLM_PRESETS[_NATIVE_VLMS[cached["model_type"]]]
+        return dict(preset, vision=dict(preset["vision"], pretrained=name), llm_pretrained=name)
     if cached is not None and not _is_vlm_config(cached):
         llm = cached.get("model_type") if cached.get("model_type") in LANGUAGE_MODELS else "qwen2"
         return dict(VLM_PRESETS["tiny"], llm=llm, llm_pretrained=name)

@@ -55,13 +55,13 @@ from .vlm_presets import resolve_vlm
 log = logging.getLogger(__name__)
 
 SMOLVLA_DEFAULTS: dict[str, Any] = dict(
-    vision_encoder="smolvlm", llm="smolvlm", vision_dim=64, vision_num_layers=2, vision_num_heads=4,
-    vision_patch_size=16, llm_hidden_size=128, llm_num_layers=2, llm_num_heads=4, llm_intermediate_size=256,
+    vision_encoder="smolvlm", llm="smolvlm", vision={"dim": 64, "num_layers": 2, "num_heads": 4, "patch_size": 16},
+    llm_hidden_size=128, llm_num_layers=2, llm_num_heads=4, llm_intermediate_size=256,
     action_head="flow", chunk_size=8, n_action_steps=8, head={"hidden_dim": 128, "num_layers": 2, "num_inference_steps": 10},
 )
 
 OPENVLA_DEFAULTS: dict[str, Any] = dict(
-    vision_encoder="dinosiglip", vision_dim=64, vision_num_layers=2, vision_num_heads=4, vision_patch_size=16,
+    vision_encoder="dinosiglip", vision={"dim": 64, "num_layers": 2, "num_heads": 4, "patch_size": 16},
     projector="mlp", llm="llama", llm_hidden_size=128, llm_num_layers=2, llm_num_heads=4, llm_intermediate_size=256,
     action_head="tokens", head={"bins": 256}, chunk_size=1, n_action_steps=1,
 )
@@ -161,11 +161,11 @@ class OpenVLAWrapper(VLAModel):
 
     def __init__(self, action_head: nn.Module | str | None = None, *, dinov2: str | None = None,
                  siglip: str | None = None, llm: str | None = None, **overrides: Any):
-        fields = dict(OPENVLA_DEFAULTS)
+        fields = dict(OPENVLA_DEFAULTS, vision=dict(OPENVLA_DEFAULTS["vision"]))
         if dinov2 is not None:
-            fields["vision_pretrained"] = str(dinov2)
+            fields["vision"]["pretrained"] = str(dinov2)
         if siglip is not None:
-            fields["vision2_pretrained"] = str(siglip)
+            fields["vision"]["siglip_pretrained"] = str(siglip)
         if llm is not None:
             resolved = resolve_vlm(str(llm))
             fields.update(llm=resolved.get("llm", "llama"), llm_pretrained=resolved.get("llm_pretrained", str(llm)))
