@@ -18,7 +18,7 @@ ROWS = {
     "flow": ["model.action_head=flow", *CHUNK, "model.head.hidden_dim=64"],
     "tokens": ["model.action_head=tokens"],
     "keypoints+perceiver": ["model.vision_encoder=cnn-keypoints", "model.projector=perceiver",
-                            "model.projector_num_tokens=8"],
+                            "model.projection.num_tokens=8"],
 }
 
 

@@ -293,3 +293,19 @@ def test_an_eval_inference_setting_by_its_flat_name_reaches_the_head(tmp_path):
         ModelConfig().replace(use_ddim=False)
     (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
     assert check_inference(tmp_path, {"num_inference_steps": 4}) == {"num_inference_steps": 4}
+
+
+def test_projector_settings_validate_and_follow_the_chosen_projector():
+    from vla_engine.registry import PROJECTORS
+
+    for name in PROJECTORS:
+        cls = part_config_class(PROJECTORS, name)
+        assert all(cls.field_help().values()), name
+    assert part_config_class(PROJECTORS, "attention") is part_config_class(PROJECTORS, "perceiver")
+    with pytest.raises(ConfigError, match="model.projection.num_tokens: 0 is out of range"):
+        ModelConfig(projector="perceiver", projection={"num_tokens": 0})
+    with pytest.raises(ConfigError, match="model.projection: 'num_tokens' is not a setting of the mlp projector"):
+        ModelConfig(projector="mlp", projection={"num_tokens": 8})
+    old = ModelConfig.from_dict({"projector": "perceiver", "projector_num_tokens": 8, "projector_num_heads": 2})
+    assert (old.projection.num_tokens, old.projection.num_heads) == (8, 2)
+    assert ModelConfig.from_dict({"projector_num_tokens": 8}).projection.to_dict() == {}  # ignored by mlp

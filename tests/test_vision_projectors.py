@@ -285,7 +285,7 @@ def test_vision_projector_factory_and_shapes():
         assert bool((x.grad.abs().sum(-1) > 0).all()) == (kind != "mlp")
     assert len(VisionProjector(24, 32, "perceiver", num_layers=3).layers) == 3
     assert VisionProjector(24, 32, "attention", num_tokens=7)(torch.randn(2, 50, 24)).shape == (2, 7, 32)
-    with pytest.raises(ConfigError, match="projector_num_heads"):
+    with pytest.raises(ConfigError, match="projection.num_heads"):
         VisionProjector(24, 30, "attention", num_heads=4)
     with pytest.raises(ConfigError, match="model.projector"):
         VisionProjector(24, 32, "qformer")

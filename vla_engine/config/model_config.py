@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from .. import models  # noqa: F401  (registers the built-in parts; a light import: no torch)
 from ..models.configuration_heads import FLAT_HEAD_KEYS, HeadCapabilities
+from ..models.configuration_projector import FLAT_PROJECTOR_KEYS
 from ..models.configuration_vision import FLAT_VISION_KEYS
 from ..models.parts import part_config_class
 from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODERS
@@ -29,6 +30,7 @@ from .migrate import moved_note, note
 # the part's kind in messages, the flat keys of an earlier layout -> the settings' field names)
 SLOTS: tuple[tuple[str, str, Any, str, dict[str, str]], ...] = (
     ("vision_encoder", "vision", VISION_ENCODERS, "encoder", FLAT_VISION_KEYS),
+    ("projector", "projection", PROJECTORS, "projector", FLAT_PROJECTOR_KEYS),
     ("action_head", "head", ACTION_HEADS, "head", FLAT_HEAD_KEYS),
 )
 
@@ -48,10 +50,9 @@ class ModelConfig(ConfigBase):
     # "stretch": resized to the encoder's square size; "pad": aspect kept, padded black at the left / top (SmolVLA)
     image_resize: Literal["stretch", "pad"] = "stretch"
     # projector
-    projector: str = "mlp"  # mlp | fused-gelu-mlp | attention | perceiver
-    projector_num_tokens: int = 16  # attention / perceiver: visual tokens out per image
-    projector_num_layers: int = 2  # perceiver: resampler layers
-    projector_num_heads: int = 4  # attention / perceiver heads
+    projector: str = "mlp"  # a PROJECTORS name: mlp fused-gelu-mlp identity attention perceiver
+    # the chosen projector's settings (its config class, models/configuration_projector.py), e.g. {num_tokens: 16}
+    projection: Any = None
     # language backbone
     llm: str = "qwen2"  # a LANGUAGE_MODELS name: qwen2 llama smolvlm qwen2-vl
     llm_pretrained: str | None = None  # local folder or hub id for from_pretrained (its own tokenizer)
@@ -164,9 +165,6 @@ class ModelConfig(ConfigBase):
         self._check_range("llm_intermediate_size", 1)
         self._check_range("llm_layers", 0, 1024)
         self._check_range("max_text_tokens", 1, 4096)
-        self._check_range("projector_num_tokens", 1, 4096)
-        self._check_range("projector_num_layers", 1)
-        self._check_range("projector_num_heads", 1)
         if self.temporal_ensemble_coeff is not None:
             self._check_range("temporal_ensemble_coeff", -10.0, 10.0)
         self._check_range("action_dim", 1)
@@ -178,7 +176,7 @@ class ModelConfig(ConfigBase):
             self._fail("prompt_format", f"is read by the {_head_prompt_formats()[self.prompt_format]} head only, not "
                                         f"{self.action_head!r}; set action_head: "
                                         f"{_head_prompt_formats()[self.prompt_format]} or another prompt_format")
-        for sub in ("vision", "head"):
+        for sub in ("vision", "projection", "head"):
             if isinstance(getattr(self, sub), ConfigBase):
                 getattr(self, sub).check_model(self)
         self._check_range("state_dim", 0)

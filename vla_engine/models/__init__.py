@@ -15,6 +15,7 @@ from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODER
 
 _HEAD_CONFIGS = "vla_engine.models.configuration_heads:"  # the heads' settings classes (light)
 _VISION_CONFIGS = "vla_engine.models.configuration_vision:"  # the encoders' settings classes (light)
+_PROJECTOR_CONFIGS = "vla_engine.models.configuration_projector:"  # the projectors' settings classes (light)
 
 # -- built-in parts (the registry key is the config value) -----------------------------------------
 VISION_ENCODERS.register("cnn", "vla_engine.models.vision:CNNEncoder",
@@ -54,14 +55,19 @@ VISION_ENCODERS.register("dinosiglip", "vla_engine.models.fused_vision:DinoSigli
                          config=_VISION_CONFIGS + "FusedTowerVisionConfig",
                          description="OpenVLA's fused DINOv2 + SigLIP patch features (channel-wise concatenation)")
 PROJECTORS.register("mlp", "vla_engine.models.projector:MLPProjector",
+                    config=_PROJECTOR_CONFIGS + "PlainProjectorConfig",
                     description="2-layer MLP with GELU: vision dim -> LM hidden size")
 PROJECTORS.register("attention", "vla_engine.models.projector:AttentionProjector",
+                    config=_PROJECTOR_CONFIGS + "ResamplerProjectorConfig",
                     description="cross-attention pooling of the visual tokens to N learned queries")
 PROJECTORS.register("perceiver", "vla_engine.models.projector:PerceiverResampler",
+                    config=_PROJECTOR_CONFIGS + "ResamplerProjectorConfig",
                     description="Perceiver resampler (Flamingo): N latents, cross- and self-attention layers")
 PROJECTORS.register("fused-gelu-mlp", "vla_engine.models.projector:FusedGeluMLPProjector",
+                    config=_PROJECTOR_CONFIGS + "PlainProjectorConfig",
                     description="OpenVLA's 3-layer MLP for fused features: Dv -> 4 Dv -> H -> H with GELUs")
 PROJECTORS.register("identity", "vla_engine.models.projector:IdentityProjector",
+                    config=_PROJECTOR_CONFIGS + "PlainProjectorConfig",
                     description="no projection: vision tokens already LM-wide (SmolVLM's connector, as in SmolVLA)")
 LANGUAGE_MODELS.register("qwen2", "vla_engine.models.language:Qwen2Backbone",
                          description="Qwen2 decoder (small from config, or from_pretrained)")

@@ -22,7 +22,7 @@ _NOT_INPUTS = ("index", "frame_index", "episode_index", "task_index", "timestamp
 
 def vision_tokens(cfg: Any, model: Any = None) -> int:
     """Image tokens per camera and step that reach the LM for ``cfg`` (read from ``model`` when built:
-    the encoder's ``num_tokens`` after the projector, which may pool them to ``projector_num_tokens``)."""
+    the encoder's ``num_tokens`` after the projector, which may pool them to ``projection.num_tokens``)."""
     if model is not None:
         n = getattr(getattr(model, "vision_encoder", None), "num_tokens", None)
         proj = getattr(model, "projector", None)
@@ -31,7 +31,7 @@ def vision_tokens(cfg: Any, model: Any = None) -> int:
         if n:
             return int(n)
     if cfg.projector in ("attention", "perceiver"):
-        return cfg.projector_num_tokens
+        return cfg.projection.num_tokens
     s = cfg.image_size
     vision = cfg.vision.to_dict() if cfg.vision is not None else {}  # the chosen encoder's settings
     if cfg.vision_encoder == "cnn":

@@ -21,6 +21,7 @@ from torch import nn
 from ..config.base import ConfigError
 from ..config.model_config import ModelConfig
 from ..registry import PROJECTORS
+from .parts import part_config_class
 
 
 class _ProjectorFactory(type):
@@ -47,8 +48,11 @@ class VisionProjector(nn.Module, metaclass=_ProjectorFactory):
     @classmethod
     def create(cls, in_dim: int, out_dim: int, projector_type: str = "mlp", num_tokens: int = 16,
                num_heads: int = 4, num_layers: int = 2, dropout: float = 0.0) -> "VisionProjector":
-        cfg = ModelConfig(projector=projector_type, projector_num_tokens=num_tokens, projector_num_heads=num_heads,
-                          projector_num_layers=num_layers, dropout=dropout)
+        settings = dict(num_tokens=num_tokens, num_heads=num_heads, num_layers=num_layers)
+        cls_ = part_config_class(PROJECTORS, projector_type) if projector_type in PROJECTORS else None
+        own = cls_.field_names() if cls_ is not None else []  # an unknown name: the config names the choices
+        cfg = ModelConfig(projector=projector_type, projection={k: v for k, v in settings.items() if k in own},
+                          dropout=dropout)
         return PROJECTORS.get(projector_type).from_config(cfg, in_dim, out_dim)
 
     def output_tokens(self, n_in: int) -> int:
@@ -59,7 +63,7 @@ class VisionProjector(nn.Module, metaclass=_ProjectorFactory):
 def _check_heads(dim: int, heads: int) -> None:
     if dim % heads:
         divisors = [h for h in (1, 2, 4, 8, 16) if dim % h == 0]
-        raise ConfigError(f"model.projector_num_heads: {heads} does not divide the language model's hidden size "
+        raise ConfigError(f"model.projection.num_heads: {heads} does not divide the language model's hidden size "
                           f"{dim}; choose one of {divisors} (or another divisor of {dim})")
 
 
@@ -146,7 +150,7 @@ class AttentionProjector(VisionProjector):
 
     @classmethod
     def from_config(cls, cfg, in_dim: int, out_dim: int) -> "AttentionProjector":
-        return cls(in_dim, out_dim, num_tokens=cfg.projector_num_tokens, num_heads=cfg.projector_num_heads,
+        return cls(in_dim, out_dim, num_tokens=cfg.projection.num_tokens, num_heads=cfg.projection.num_heads,
                    dropout=cfg.dropout)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -195,8 +199,9 @@ class PerceiverResampler(VisionProjector):
 
     @classmethod
     def from_config(cls, cfg, in_dim: int, out_dim: int) -> "PerceiverResampler":
-        return cls(in_dim, out_dim, num_tokens=cfg.projector_num_tokens, num_layers=cfg.projector_num_layers,
-                   num_heads=cfg.projector_num_heads, dropout=cfg.dropout)
+        p = cfg.projection
+        return cls(in_dim, out_dim, num_tokens=p.num_tokens, num_layers=p.num_layers, num_heads=p.num_heads,
+                   dropout=cfg.dropout)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         media = self.proj_in(tokens)  # (B, N, H)
