@@ -278,7 +278,8 @@ def test_vla_describe_lists_the_heads_fields_with_help(capsys):
     assert main(["describe", "il-bc", "--set", "model.action_head=diffusion",
                  "--set", "model.head.num_inference_steps=4"]) == 0
     out = capsys.readouterr().out
-    assert "model.head (DiffusionHeadConfig)" in out
+    assert all(ModelConfig.field_help().values()), [k for k, v in ModelConfig.field_help().items() if not v]
+    assert "model.head (DiffusionHeadConfig)" in out and "model.vision.film = true  (default false)" in out
     assert "model.head.num_inference_steps = 4  (default 10)\n      sampling steps at inference" in out
 
 

@@ -56,12 +56,12 @@ class ModelConfig(ConfigBase):
     # language backbone
     llm: str = "qwen2"  # a LANGUAGE_MODELS name: qwen2 llama smolvlm qwen2-vl
     llm_pretrained: str | None = None  # local folder or hub id for from_pretrained (its own tokenizer)
-    llm_hidden_size: int = 128
-    llm_num_layers: int = 2
-    llm_num_heads: int = 4
-    llm_intermediate_size: int = 256
+    llm_hidden_size: int = 128  # LM width when built from scratch (pretrained: its own)
+    llm_num_layers: int = 2  # LM decoder layers when built from scratch
+    llm_num_heads: int = 4  # LM attention heads when built from scratch
+    llm_intermediate_size: int = 256  # LM feed-forward width when built from scratch
     llm_layers: int = 0  # 0 = all; K = keep the first K decoder layers (SmolVLA does this with SmolVLM)
-    max_text_tokens: int = 48
+    max_text_tokens: int = 48  # instruction tokens kept (longer instructions are cut)
     # "plain": [instruction, observation tokens, learned action query]; "openvla": OpenVLA's prompt
     # [BOS, observation tokens, "In: What action should the robot take to {task}?\nOut:", empty token] with
     # the actions predicted from its last token (no action query); "smolvla": SmolVLA's prefix [image tokens and
@@ -73,18 +73,18 @@ class ModelConfig(ConfigBase):
     # the chosen head's settings, e.g. {hidden_dim: 256, num_inference_steps: 10}; absent keys take its defaults
     head: Any = None
     temporal_ensemble_coeff: float | None = None  # ACT temporal ensembling at inference (ACT: 0.01; < 0 weighs newer chunks more); None = off
-    action_dim: int = 2
+    action_dim: int = 2  # values per action (the task's action size)
     state_dim: int = 0  # 0 = no state input
-    chunk_size: int = 1
+    chunk_size: int = 1  # actions predicted at once (an action chunk)
     n_action_steps: int = 1  # actions executed from each predicted chunk (<= chunk_size)
-    n_obs_steps: int = 1
+    n_obs_steps: int = 1  # observation steps the model reads (the latest and n_obs_steps - 1 before it)
     action_loss: Literal["mse", "l1", "smooth_l1"] = "mse"  # training loss of the regression heads (mlp, transformer, diffusion)
-    dropout: float = 0.0
+    dropout: float = 0.0  # dropout in the parts that have it (LM from scratch, towers, heads)
     random_shift: int = 4  # training-time image augmentation: random shifts of up to this many pixels (0 = off)
     # inputs and normalisation
     image_keys: list[str] = field(default_factory=lambda: ["observation.images.front"])
-    normalization: Literal["mean_std", "min_max", "none"] = "mean_std"
-    use_gradient_checkpointing: bool = False
+    normalization: Literal["mean_std", "min_max", "none"] = "mean_std"  # how state and actions are normalised
+    use_gradient_checkpointing: bool = False  # recompute the LM's activations in the backward pass (less memory)
 
     def __post_init__(self) -> None:
         for part, sub, registry, kind, _ in SLOTS:
