@@ -310,3 +310,11 @@ def test_projector_settings_validate_and_follow_the_chosen_projector():
     old = ModelConfig.from_dict({"projector": "perceiver", "projector_num_tokens": 8, "projector_num_heads": 2})
     assert (old.projection.num_tokens, old.projection.num_heads) == (8, 2)
     assert ModelConfig.from_dict({"projector_num_tokens": 8}).projection.to_dict() == {}  # ignored by mlp
+
+
+def test_pretrained_refs_name_every_folder_the_config_loads():
+    cfg = ModelConfig(vision_encoder="dinosiglip", vision={"pretrained": "/d/dino", "siglip_pretrained": "/d/sig"},
+                      llm="llama", llm_pretrained="/d/lm")
+    assert cfg.pretrained_refs() == {"llm_pretrained": "/d/lm", "vision.pretrained": "/d/dino",
+                                     "vision.siglip_pretrained": "/d/sig"}
+    assert ModelConfig().pretrained_refs() == {}

@@ -115,6 +115,17 @@ class ModelConfig(ConfigBase):
                               f"{name} {kind}; its fields: {', '.join(cls.field_names())}")
         return cls.from_dict(data)
 
+    def pretrained_refs(self) -> dict[str, str]:
+        """Every pretrained folder / hub id the config names, by its field path (``{"vision.pretrained": ...,
+        "llm_pretrained": ...}``): what a shared demo must check lies in its own folders."""
+        out = {"llm_pretrained": self.llm_pretrained} if self.llm_pretrained else {}
+        for _, sub, _, _, _ in SLOTS:
+            settings = getattr(self, sub)
+            for k, v in (settings.to_dict() if isinstance(settings, ConfigBase) else {}).items():
+                if k.endswith("pretrained") and v:
+                    out[f"{sub}.{k}"] = v
+        return out
+
     @property
     def head_capabilities(self) -> HeadCapabilities:
         """What the chosen action head declares it needs (``models/configuration_heads.py``)."""
