@@ -51,13 +51,13 @@ from ..errors import CheckpointError  # one CheckpointError for the whole engine
 from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODERS
 from . import checkpoint, lora
 from .augment import pad_resize, random_shift
-from .ensemble import TemporalEnsembler
 from .configuration_heads import HeadCapabilities
-from .parts import part_config_class
+from .ensemble import TemporalEnsembler
 from .heads import ACTION_LOSSES, ActionHead
 from .inputs import ModelInputError, action_targets, fit_time, image_batch, image_tensor
 from .language import TextTokenCache, load_tokenizer
 from .normalize import NormalizationError, Normalizer
+from .parts import part_config_class
 from .prompts import OPENVLA_PROMPT, empty_token_id, input_sequence
 from .vlm_presets import PRESET_DESCRIPTIONS, VLM_PRESETS, WELL_KNOWN_VLMS, list_vlm_presets, resolve_vlm
 
