@@ -98,8 +98,13 @@ class AppContext:
     def check_model_paths(self, model: dict) -> dict:
         """On a shared demo, pretrained-weight folders must lie in runs_dir or datasets_dir."""
         if self.shared:
-            for key in ("vision_pretrained", "llm_pretrained"):
-                v = model.get(key)
+            from vla_engine.config.model_config import ModelConfig
+
+            try:  # every folder / hub id the config names, the parts' settings included
+                refs = ModelConfig.from_dict(model).pretrained_refs()
+            except ValueError as e:
+                raise AppError(str(e).splitlines()[0]) from None
+            for key, v in refs.items():
                 if v:
                     p = Path(str(v))
                     if not any(_within(p, r) for r in (self.runs_dir, self.datasets_dir)):

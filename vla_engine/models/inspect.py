@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..config.base import ConfigError
+
 PRECISIONS = {"fp32": 4, "bf16-mixed": 2, "fp16-mixed": 2}  # bytes per activation value
 PARTS = ("vision_encoder", "projector", "backbone", "action_head")
 _NOT_INPUTS = ("index", "frame_index", "episode_index", "task_index", "timestamp")
@@ -179,7 +181,6 @@ def synthetic_batch(cfg: Any, batch_size: int = 2) -> dict:
 def dataset_batch(dataset: Any, cfg: Any, batch_size: int = 2) -> dict:
     """``batch_size`` items spread over ``dataset`` (a LeRobotVLADataset) cut for model config ``cfg``:
     its observation history and chunk length. Sizes that do not fit the data are refused with the fix."""
-    from ..config.base import ConfigError
     from ..data import LeRobotVLADataset, collate_batch
 
     name = getattr(dataset, "repo_id", "the dataset")
