@@ -17,3 +17,10 @@ def artifacts_dir() -> Path:
     d = ROOT / "test-artifacts"
     d.mkdir(exist_ok=True)
     return d
+
+
+@pytest.fixture(autouse=True)
+def _fresh_migration_notes(monkeypatch):
+    """A migration note is said once per process; each test that looks for one starts afresh."""
+    from vla_engine.config import migrate
+    monkeypatch.setattr(migrate, "_seen", set())
