@@ -99,6 +99,10 @@ def train_job(run: RunDir, progress: bool = True) -> dict:
     data.pop("job", None)
     cfg = RunConfig.from_dict(data)
     trainer_cls = get_trainer(cfg.method)  # says clearly if the method is not built yet
+    if hasattr(trainer_cls, "run_job"):
+        # a trainer that gathers its own experience (RL, DAgger, GAIL) builds its env, model and data from
+        # the run config itself: run_job(cfg, run, progress) -> the job's summary
+        return trainer_cls.run_job(cfg, run, progress=progress)
     dataset, val = prepare_datasets(cfg, run, progress=progress)
     run.write_status(phase="train")
     model = build_model_for(cfg.model, dataset)

@@ -1,29 +1,51 @@
-"""The training methods: a registry of trainers, and the methods that later versions add.
+"""The training methods: a registry of trainers.
 
 A preset names its method; the method names the trainer class and the training-config type it
-reads. Methods that are planned but not built yet still validate, so their presets load, and
-running one says which capability is missing.
+reads. Every method of the design is registered here with the module that holds its trainer; a
+method whose module is not in this version yet still validates (its presets load), and running it
+says which capability is missing. Adding a trainer is its own file plus its line below.
 """
 
 from __future__ import annotations
 
+import importlib.util
+
 from ..registry import TRAINERS
 
-TRAINERS.register("bc", "vla_engine.train.il.bc:BehavioralCloning", config_type="il",
-                  description="Behaviour cloning: supervised regression of demonstrated actions")
-TRAINERS.register("sft", "vla_engine.train.finetune:VLAFineTuner", config_type="finetune",
-                  description="Supervised fine-tuning of a VLA on demonstrations (freeze options)")
-
-# method -> (training config type, what is missing)
-PLANNED_METHODS: dict[str, tuple[str, str]] = {
-    "dagger": ("il", "DAgger (interactive imitation with the scripted expert)"),
-    "gail": ("il", "GAIL (adversarial imitation)"),
-    "ppo": ("rl", "PPO reinforcement learning"),
-    "sac": ("rl", "SAC reinforcement learning"),
-    "grpo": ("rl", "GRPO reinforcement learning"),
-    "align": ("pretrain", "VLM pretraining stage 1: vision-language alignment"),
-    "instruct": ("pretrain", "VLM pretraining stage 2: visual instruction tuning"),
+# method -> (trainer "module:Class", training config type, description)
+METHODS: dict[str, tuple[str, str, str]] = {
+    "bc": ("vla_engine.train.il.bc:BehavioralCloning", "il",
+           "Behaviour cloning: supervised regression of demonstrated actions"),
+    "sft": ("vla_engine.train.finetune:VLAFineTuner", "finetune",
+            "Supervised fine-tuning of a VLA on demonstrations (freeze options)"),
+    "dagger": ("vla_engine.train.il.dagger:DAgger", "il",
+               "DAgger (interactive imitation with the scripted expert)"),
+    "gail": ("vla_engine.train.il.gail:GAIL", "il", "GAIL (adversarial imitation)"),
+    "ppo": ("vla_engine.train.rl.ppo:PPOTrainer", "rl", "PPO reinforcement learning"),
+    "sac": ("vla_engine.train.rl.sac:SACTrainer", "rl", "SAC reinforcement learning"),
+    "grpo": ("vla_engine.train.rl.grpo:GRPOTrainer", "rl", "GRPO reinforcement learning"),
+    "align": ("vla_engine.train.pretrain.align:AlignmentTrainer", "pretrain",
+              "VLM pretraining stage 1: vision-language alignment"),
+    "instruct": ("vla_engine.train.pretrain.instruct:InstructionTrainer", "pretrain",
+                 "VLM pretraining stage 2: visual instruction tuning"),
 }
+
+
+def _module_present(target: str) -> bool:
+    module = target.split(":")[0]
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its package is not there either
+        return False
+
+
+# method -> (training config type, what is missing): the methods whose trainer is not in this version
+PLANNED_METHODS: dict[str, tuple[str, str]] = {}
+for _name, (_target, _ctype, _desc) in METHODS.items():
+    if _module_present(_target):
+        TRAINERS.register(_name, _target, config_type=_ctype, description=_desc)
+    else:
+        PLANNED_METHODS[_name] = (_ctype, _desc)
 
 
 class CapabilityMissing(RuntimeError):
