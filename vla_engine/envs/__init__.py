@@ -49,6 +49,28 @@ for _task in ALL_TASKS:
         )
 
 
+# Task families beyond the tabletop suite (gymnasium ids, Meta-World, the driving world) register
+# themselves in TASKS when their module is imported; each module is light (no MuJoCo at import).
+# A family is its own module plus its name here.
+TASK_FAMILIES = ("vla_engine.envs.gym_tasks", "vla_engine.envs.metaworld_tasks", "vla_engine.envs.driving")
+
+
+def _register_families() -> None:
+    import importlib
+    import importlib.util
+
+    for module in TASK_FAMILIES:
+        try:
+            present = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            present = False
+        if present:
+            importlib.import_module(module)
+
+
+_register_families()
+
+
 def task_info(task: str) -> dict[str, Any]:
     """Metadata of a registered task (raises the registry's one-line error for unknown names)."""
     return dict(TASKS.meta(task))
