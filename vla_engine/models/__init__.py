@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..registry import ACTION_HEADS, LANGUAGE_MODELS, PROJECTORS, VISION_ENCODERS
+from ..registry import ACTION_HEADS, FUSIONS, LANGUAGE_MODELS, PROJECTORS, SENSOR_ENCODERS, VISION_ENCODERS
 
 _HEAD_CONFIGS = "vla_engine.models.configuration_heads:"  # the heads' settings classes (light)
 _VISION_CONFIGS = "vla_engine.models.configuration_vision:"  # the encoders' settings classes (light)
@@ -98,6 +98,23 @@ ACTION_HEADS.register("tokens", "vla_engine.models.action_tokens:ActionTokenHead
 ACTION_HEADS.register("smolvla-expert", "vla_engine.models.smolvla_expert:SmolVLAExpertHead",
                       config=_HEAD_CONFIGS + "SmolVLAExpertConfig",
                       description="SmolVLA's action expert: LM-layer copy cross-attending to the VLM's keys/values, flow matching")
+# sensor encoders and fusions of the multi-sensor (driving) model: models/sensors.py, models/fusion.py
+SENSOR_ENCODERS.register("pointnet", "vla_engine.models.sensors:PointNetEncoder",
+                         description="PointNet: shared per-point MLP + masked max-pool (lidar)")
+SENSOR_ENCODERS.register("point-transformer", "vla_engine.models.sensors:PointTransformerEncoder",
+                         description="Point Transformer: local attention over k nearest neighbours (lidar)")
+SENSOR_ENCODERS.register("radar", "vla_engine.models.sensors:RadarEncoder",
+                         description="radar target list (range, azimuth, radial velocity, rcs) or range-azimuth grid")
+SENSOR_ENCODERS.register("imu", "vla_engine.models.sensors:IMUEncoder",
+                         description="small transformer over the IMU sequence (accelerometer, gyro)")
+FUSIONS.register("concat", "vla_engine.models.fusion:SensorFusion",
+                 description="concatenate modality tokens + self-attention (SensorFusion)")
+FUSIONS.register("cross-modal", "vla_engine.models.fusion:CrossModalFusion",
+                 description="the camera feature cross-attends to the other sensors")
+FUSIONS.register("hierarchical", "vla_engine.models.fusion:HierarchicalFusion",
+                 description="spatial attention across sensors, then temporal attention across steps")
+FUSIONS.register("gated", "vla_engine.models.fusion:GatedFusion",
+                 description="learned per-sample modality weights (softmax gate), weighted sum")
 
 _LAZY = {
     "VLAModel": ".vla", "create_vla_model": ".vla", "CheckpointError": ".checkpoint", "ModelInputError": ".inputs",
@@ -117,6 +134,9 @@ _LAZY = {
     "LanguageBackbone": ".language", "Qwen2Backbone": ".language", "LlamaBackbone": ".language",
     "build_byte_tokenizer": ".language", "TextTokenCache": ".language",
     "Normalizer": ".normalize", "SmolVLAExpertHead": ".smolvla_expert", "IdentityProjector": ".projector",
+    "PointNetEncoder": ".sensors", "PointTransformerEncoder": ".sensors", "RadarEncoder": ".sensors",
+    "IMUEncoder": ".sensors", "pad_point_clouds": ".sensors", "SensorFusion": ".fusion", "CrossModalFusion": ".fusion",
+    "HierarchicalFusion": ".fusion", "GatedFusion": ".fusion", "MultiSensorVLA": ".multisensor",
     "SmolVLMVision": ".vlm", "Qwen2VLVision": ".vlm", "SmolVLMBackbone": ".vlm", "Qwen2VLBackbone": ".vlm",
 }
 
