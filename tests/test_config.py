@@ -95,7 +95,8 @@ def test_files_of_the_previous_layout_load_with_one_line_notes(caplog):
     """Each setting has one owner; a config that names a moved key loads, moved, and says where it went."""
     old = {"name": "old", "method": "sft",
            "model": {"action_dim": 2, "chunk_size": 4, "freeze_vision": True, "lora_r": 8, "lora_alpha": 16,
-                     "lora_scope": "policy", "lora_target_modules": ["q_proj", "v_proj"]},
+                     "lora_scope": "policy", "lora_target_modules": ["q_proj", "v_proj"],
+                     "use_gradient_checkpointing": True},
            "dataset": {"chunk_size": 4, "n_obs_steps": 1, "num_workers": 2},
            "training": {"type": "finetune", "action_loss": "l1", "max_steps": 10}}
     with caplog.at_level("WARNING", logger="vla_engine.config"):
@@ -103,7 +104,7 @@ def test_files_of_the_previous_layout_load_with_one_line_notes(caplog):
     t = cfg.training
     assert t.freeze_vision and t.use_lora and (t.lora_r, t.lora_alpha, t.lora_scope) == (8, 16, "policy")
     assert t.lora_target_modules == ["q_proj", "v_proj"] and cfg.model.action_loss == "l1"
-    assert cfg.model.chunk_size == 4
+    assert cfg.model.chunk_size == 4 and t.gradient_checkpointing
     saved = cfg.to_dict()
     assert "type" not in saved["training"] and "action_loss" not in saved["training"]
     assert not {"chunk_size", "n_obs_steps", "num_workers"} & set(saved["dataset"])

@@ -297,7 +297,7 @@ def test_finetuner_lora_gradient_checkpointing_runs_and_checkpoints(tmp_path):
                      lora_dropout=0.05, save_every=3)
     res = VLAFineTuner(model, cfg, run_dir=tmp_path / "run", progress=False).train(ds)
     assert res.state == "done" and res.step == 3 and res.checkpoint is not None
-    assert model.lora_spec.r == 4 and model.config.use_gradient_checkpointing
+    assert model.lora_spec.r == 4
     assert model.backbone.lm.is_gradient_checkpointing
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "LoRA r=4" in log and "parameters trainable" in log

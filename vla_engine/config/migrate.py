@@ -24,6 +24,8 @@ MOVED_KEYS: dict[tuple[str, str], tuple[str, str] | None] = {
     ("model", "lora_dropout"): ("training", "lora_dropout"),
     ("model", "lora_target_modules"): ("training", "lora_target_modules"),
     ("model", "lora_scope"): ("training", "lora_scope"),
+    # recomputing activations is a training decision (memory against time), not part of the model
+    ("model", "use_gradient_checkpointing"): ("training", "gradient_checkpointing"),
     # the loss is the action head's; a training.action_loss used to replace it, so it wins when moved
     ("training", "action_loss"): ("model", "action_loss"),
     # observation history and chunk length are the model's: the data was always cut to the model's values
@@ -78,6 +80,8 @@ def migrate_run_dict(data: dict[str, Any], where: str = "") -> dict[str, Any]:
     for key in ("freeze_vision", "freeze_vlm"):
         if key in model:
             move(model, "model", key, training, "training", key)
+    if "use_gradient_checkpointing" in model:
+        move(model, "model", "use_gradient_checkpointing", training, "training", "gradient_checkpointing")
     if any(k in model for k in _LORA_KEYS):
         lora = {k: model.pop(k) for k in _LORA_KEYS if k in model}
         if lora.get("lora_r"):

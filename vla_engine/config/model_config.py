@@ -84,7 +84,6 @@ class ModelConfig(ConfigBase):
     # inputs and normalisation
     image_keys: list[str] = field(default_factory=lambda: ["observation.images.front"])
     normalization: Literal["mean_std", "min_max", "none"] = "mean_std"  # how state and actions are normalised
-    use_gradient_checkpointing: bool = False  # recompute the LM's activations in the backward pass (less memory)
 
     def __post_init__(self) -> None:
         for part, sub, registry, kind, _ in SLOTS:
@@ -341,6 +340,10 @@ def _split_legacy(data: dict | None, where: str) -> tuple[dict[str, Any], LoRASp
         if key in fields:
             fields.pop(key)
             note(moved_note(f"model.{key}", None, where) + f"; freezing is set by training.{key}")
+    if "use_gradient_checkpointing" in fields:
+        fields.pop("use_gradient_checkpointing")
+        note(moved_note("model.use_gradient_checkpointing", None, where)
+             + "; training.gradient_checkpointing sets it for a run")
     old = {new: fields.pop(key) for key, new in _LEGACY_LORA.items() if key in fields}
     if record is not None:
         spec = LoRASpec.from_dict(record, where)

@@ -56,6 +56,8 @@ class TrainingConfig(ConfigBase):
     log_every: int = 10  # log metrics every this many optimiser steps
     freeze_vision: bool = False  # the vision encoder does not train
     freeze_vlm: bool = False  # the vision encoder and the language model do not train (projector, head do)
+    # recompute the language model's activations in the backward pass (less memory, slower)
+    gradient_checkpointing: bool = False
     # constructor-only: the model owns its loss (model.action_loss); a trainer given one sets it on the model
     action_loss: InitVar[str | None] = None
 
@@ -138,8 +140,6 @@ class FineTuningConfig(TrainingConfig):
     # names of the language model's linear layers that get adapters
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     lora_scope: Literal["lm", "policy", "all"] = "lm"  # policy: projector, FiLM and head too; all: vision too
-    # recompute the language model's activations in the backward pass (less memory, slower)
-    gradient_checkpointing: bool = False
 
     def validate(self) -> None:
         super().validate()

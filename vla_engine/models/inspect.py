@@ -54,7 +54,7 @@ def image_tokens_per_sample(cfg: Any, model: Any = None) -> int:
 
 def estimate_training_memory(cfg: Any, n_params: int, n_trainable: int, batch_size: int,
                              precision: str = "fp32", model: Any = None, freeze_vision: bool = False,
-                             freeze_vlm: bool = False) -> dict[str, float]:
+                             freeze_vlm: bool = False, gradient_checkpointing: bool = False) -> dict[str, float]:
     """A rough estimate (bytes) of the memory one AdamW training step needs.
 
     Weights stay fp32 (mixed precision keeps fp32 master weights); gradients and the two Adam moments
@@ -74,7 +74,7 @@ def estimate_training_memory(cfg: Any, n_params: int, n_trainable: int, batch_si
     seq = n_img + cfg.max_text_tokens + (cfg.n_obs_steps if cfg.state_dim else 0) + 1
     h, layers, ffn, heads = cfg.llm_hidden_size, cfg.llm_num_layers, cfg.llm_intermediate_size, cfg.llm_num_heads
     per_layer = seq * (16 * h + 2 * ffn) + 2 * heads * seq * seq
-    if cfg.use_gradient_checkpointing:
+    if gradient_checkpointing:
         llm_act = seq * h * layers + per_layer
     else:
         llm_act = per_layer * layers

@@ -171,8 +171,6 @@ class VLAModel(nn.Module):
         self._freeze_vlm = False
         self.lora_spec: LoRASpec | None = None
         self._apply_freezing()
-        if self.config.use_gradient_checkpointing:
-            self.backbone.gradient_checkpointing_enable()
 
     # -- freezing, modes ---------------------------------------------------------------------
     @property
@@ -224,8 +222,8 @@ class VLAModel(nn.Module):
         self.config = self.config.replace(action_loss=kind)
 
     def gradient_checkpointing_enable(self) -> None:
-        """Recompute the language model's activations in the backward pass (saves memory)."""
-        self.config = self.config.replace(use_gradient_checkpointing=True)
+        """Recompute the language model's activations in the backward pass (saves memory). A training
+        decision (``training.gradient_checkpointing``), so it is model state, not part of the config."""
         self.backbone.gradient_checkpointing_enable()
 
     def add_lora(self, r: int = 16, alpha: int = 32, dropout: float = 0.05,
@@ -556,11 +554,13 @@ def create_vla_model(vlm: str = "tiny", action_head: str = "mlp", action_dim: in
     a well-known hub name (small offline stand-in) or a local LM folder; any ModelConfig field can be overridden,
     and ``freeze_vision`` / ``freeze_vlm`` are passed to the ``VLAModel`` constructor."""
     fields = _with_part(resolve_vlm(vlm), "action_head", action_head)
-    fields.update(action_dim=action_dim, state_dim=state_dim,
-                  use_gradient_checkpointing=use_gradient_checkpointing)
+    fields.update(action_dim=action_dim, state_dim=state_dim)
     if vision_encoder is not None:
         fields = _with_part(fields, "vision_encoder", vision_encoder)
     if llm is not None:
         fields["llm"] = llm
     fields.update(overrides)
-    return VLAModel(fields)
+    model = VLAModel(fields)
+    if use_gradient_checkpointing:  # the seed's keyword; in a run, training.gradient_checkpointing
+        model.gradient_checkpointing_enable()
+    return model

@@ -31,12 +31,10 @@ class VLAFineTuner(SupervisedTrainer):
     config_class = FineTuningConfig
 
     def prepare_model(self) -> None:
-        super().prepare_model()  # the loss and the freeze flags
+        super().prepare_model()  # the loss, the freeze flags and gradient checkpointing
         c, m = self.config, self.model
         if c.use_lora:
             self._add_lora()
-        if c.gradient_checkpointing and hasattr(m, "gradient_checkpointing_enable"):
-            m.gradient_checkpointing_enable()
         self._log_parameters()
 
     def _add_lora(self) -> None:

@@ -80,6 +80,8 @@ class SupervisedTrainer:
                 m.vision_encoder.requires_grad_(False)
         if c.freeze_vlm and hasattr(m, "freeze_vlm"):
             m.freeze_vlm(True)
+        if c.gradient_checkpointing and hasattr(m, "gradient_checkpointing_enable"):
+            m.gradient_checkpointing_enable()
 
     def compute_loss(self, model: nn.Module, batch: dict):
         return model(batch)
