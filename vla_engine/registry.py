@@ -60,8 +60,11 @@ class Registry:
     def build(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return self.get(name)(*args, **kwargs)
 
-    def meta(self, name: str) -> dict:
-        self.get(name)
+    def meta(self, name: str, load: bool = True) -> dict:
+        """What ``name`` was registered with. ``load=False`` reads it without importing the entry's module
+        (a lazy "module:attr" entry stays unloaded: a part's light config class, a method's config type)."""
+        if load or name not in self._entries:
+            self.get(name)  # an unknown name: the one-line error listing the choices
         return self._meta.get(name, {})
 
     def names(self) -> list[str]:

@@ -13,8 +13,8 @@ def part_config_class(registry: Registry, name: str) -> Any:
     """The config class registered with part ``name`` of ``registry``, or None when it declares none."""
     if name not in registry:
         raise RegistryError(f"unknown {registry.kind} '{name}'; choose one of: {', '.join(registry.names())}")
-    # the registry's meta() imports the part (its heavy module); the declared config class is read directly
-    cls = registry._meta.get(name, {}).get("config")
+    # read without loading the part (its heavy module); the declared config class is imported alone
+    cls = registry.meta(name, load=False).get("config")
     if isinstance(cls, str):
         module, attr = cls.split(":")
         cls = getattr(importlib.import_module(module), attr)

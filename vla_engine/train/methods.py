@@ -58,7 +58,7 @@ def all_methods() -> list[str]:
 
 def method_config_type(method: str) -> str:
     if method in TRAINERS:
-        return TRAINERS.meta(method)["config_type"]
+        return TRAINERS.meta(method, load=False)["config_type"]
     if method in PLANNED_METHODS:
         return PLANNED_METHODS[method][0]
     raise CapabilityMissing(f"unknown training method '{method}'; choose one of: {', '.join(all_methods())}")
