@@ -173,8 +173,24 @@ def from_widget(spec: FieldSpec, value: Any) -> Any:
     return value
 
 
+# words written as people write them in labels
+_WORDS = {"llm": "LLM", "lm": "LM", "vlm": "VLM", "lora": "LoRA", "ema": "EMA", "lr": "LR", "fps": "FPS", "id": "ID",
+          "kl": "KL", "gae": "GAE", "mlp": "MLP", "cnn": "CNN", "vit": "ViT", "film": "FiLM", "rl": "RL", "bc": "BC",
+          "ppo": "PPO", "sac": "SAC", "grpo": "GRPO", "imu": "IMU", "adam": "Adam", "bf16": "bf16", "fp16": "fp16",
+          "dim": "dimension", "ffn": "FFN", "repo": "repo", "dagger": "DAgger", "gail": "GAIL", "max": "Max", "min": "Min"}
+
+
+def label_of(name: str) -> str:
+    """A field name as a form label: ``llm_num_heads`` -> "LLM heads", ``lora_r`` -> "LoRA r"."""
+    words = [w for w in name.split("_") if w and w != "num"] or [name]
+    out = [_WORDS.get(w, w) for w in words]
+    first = out[0]
+    out[0] = first[0].upper() + first[1:] if first.islower() else first
+    return " ".join(out)
+
+
 def _label(name: str) -> str:
-    return name
+    return label_of(name)
 
 
 class Form:
@@ -216,7 +232,10 @@ class Form:
     def _widget(self, spec: FieldSpec, value: Any, visible: bool) -> gr.components.Component:
         label = _label(spec.name)
         v = to_widget(spec, value)
-        common = dict(label=label, info=spec.info or None, visible=visible, interactive=True)
+        # the field's own help, then its name in the config file (what `vla train --set` and YAML take)
+        field_path = f"{self.section.replace('_', '.', 1) if self.section.startswith('model_') else self.section}.{spec.name}"
+        info = f"{spec.info} ({field_path})" if spec.info else field_path
+        common = dict(label=label, info=info, visible=visible, interactive=True)
         if spec.kind == "bool":
             return gr.Checkbox(value=bool(v), **common)
         if spec.kind == "int":

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from vla_engine.train.methods import PLANNED_METHODS
+
 gr = pytest.importorskip("gradio")
 from gradio_client import Client  # noqa: E402
 
@@ -315,12 +317,12 @@ def test_training_form_follows_preset_method_and_dataset(served):
     labels = [r["label"] for r in returns["/train_preset"]["returns"]]
     assert out[0]["value"] == "sft" and "finetune-lora" in out[-1]
     by_label = dict(zip(labels, out))  # training fields come after the model's, so they win on a shared label
-    assert by_label["use_lora"] == {"visible": True, "value": True, "__type__": "update"}
+    assert by_label["Use LoRA"] == {"visible": True, "value": True, "__type__": "update"}
     out = client.predict("ppo", api_name="/train_method")
     labels = [r["label"] for r in returns["/train_method"]["returns"]]
     by_label = dict(zip(labels, out))
-    assert "not built" in out[-1]
-    assert by_label["total_timesteps"]["visible"] and not by_label["use_lora"]["visible"]
+    assert ("not built" in out[-1]) == ("ppo" in PLANNED_METHODS)
+    assert by_label["Total timesteps"]["visible"] and not by_label["Use LoRA"]["visible"]
     action_dim, state_dim, note = client.predict("pick-place", 0, api_name="/train_dataset")
     assert action_dim["value"] == 4 and "4-D actions" in note
 

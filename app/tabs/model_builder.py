@@ -17,11 +17,10 @@ from vla_engine.models.inspect import (PRECISIONS, ForwardProbe, dataset_batch, 
 
 from ..context import AppContext, AppError, check_name, inside
 from ..events import handler
-from ..forms import Form
+from ..model_form import ModelForm
 
-PRIMARY = ["vision_encoder", "image_size", "vision_dim", "vision_pool", "film", "projector", "llm", "llm_hidden_size",
-           "llm_num_layers", "llm_num_heads", "llm_intermediate_size", "action_head", "head",
-           "action_dim", "state_dim", "chunk_size"]
+PRIMARY = ["vision_encoder", "image_size", "projector", "llm", "llm_hidden_size", "llm_num_layers", "llm_num_heads",
+           "llm_intermediate_size", "action_head", "action_dim", "state_dim", "chunk_size"]
 SYNTHETIC = "synthetic sample"
 
 
@@ -78,7 +77,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                                      label="Sample for the forward pass", scale=2, allow_custom_value=True)
             batch_size = gr.Number(64, precision=0, label="Batch size (memory estimate)", scale=1)
             precision = gr.Dropdown(list(PRECISIONS), value="fp32", label="Precision", scale=1)
-        form = Form("model", ModelConfig, default, registries=model_regs, primary=PRIMARY)
+        form = ModelForm(default, registries=model_regs, primary=PRIMARY)
+        form.wire_part_changes()
         with gr.Row():
             build_btn = gr.Button("Build & count", variant="primary")
             fwd_btn = gr.Button("Forward pass")

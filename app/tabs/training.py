@@ -14,6 +14,7 @@ from vla_engine.runs.schema import format_eval
 from ..context import AppContext, AppError, inside
 from ..events import POLL, handler
 from ..forms import Form, fmt_duration, progress_html
+from ..model_form import ModelForm
 from ..plots import curve_plot, empty_figure, overlay_figure
 
 DEFAULT_PRESET = "quickstart"
@@ -185,7 +186,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                                   info=f"local datasets in {ctx.datasets_dir}, or a built-in task")
             run_name = gr.Textbox(base["name"], label="Run name", scale=1)
         with gr.Accordion("Model", open=False):
-            model_form = Form("model", ModelConfig, base["model"], registries=model_regs, primary=MODEL_PRIMARY)
+            model_form = ModelForm(base["model"], registries=model_regs, primary=MODEL_PRIMARY)
+            model_form.wire_part_changes()
         with gr.Accordion("Dataset", open=False):
             data_form = Form("dataset", DatasetConfig, base["dataset"], skip=("repo_id", "root", "task"))
         with gr.Accordion("Training hyperparameters", open=True):
