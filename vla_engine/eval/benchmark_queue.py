@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..runs.runner import JobLimitReached
 from ..runs.schema import first_line
 from .leaderboard import Leaderboard
 
@@ -120,10 +121,10 @@ class BenchmarkQueue:
                 continue
             try:
                 run_id = self.runner.start("eval", item.config, name=f"bench-{item.task}")
+            except JobLimitReached:  # another job took the free slot first: wait for the next one
+                time.sleep(self.retry_s)
+                continue
             except ValueError as e:
-                if "limit" in str(e):  # another job took the free slot first: wait for the next one
-                    time.sleep(self.retry_s)
-                    continue
                 with self._lock:
                     self._state.pending.pop(0)
                 self._failed(what, e)

@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from .run_dir import RunDir, RunError, check_run_id, new_run_id
+
+
+class JobLimitReached(RunError):
+    """The runner already runs as many jobs as it may (``max_concurrent``); a later start may succeed."""
 from .schema import RunStatus
 
 JOB_KINDS = ("train", "eval", "datagen")
@@ -102,7 +106,7 @@ class JobRunner:
         if self.max_concurrent is not None:
             active = [r for r in self.list_runs() if r.status.active]
             if len(active) >= self.max_concurrent:
-                raise RunError(
+                raise JobLimitReached(
                     f"{len(active)} job(s) already running (limit {self.max_concurrent}); stop one or wait for it to finish"
                 )
         config = validate_job_config(job, config)  # a bad value stops here, before a run folder is made
