@@ -17,6 +17,7 @@ so the dataset does not depend on the number of workers.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.metadata
 import logging
 import math
@@ -89,6 +90,9 @@ def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0,
         expert.reset()
     u = env.unwrapped
     instruction = str(u.instruction)
+    meta = _task_meta(u)
+    sensor_obs = dict(meta.get("sensor_obs") or {})  # env obs key -> dataset key (lidar, radar, IMU, ...)
+    sensors: dict[str, list] = {key: [] for key in sensor_obs.values()}
     frames, states, actions, plans, plan_lengths = [], [], [], [], []
     success = bool(info.get("is_success", False))
     ret = 0.0
@@ -103,6 +107,8 @@ def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0,
             action = np.asarray(expert.act(env), dtype=np.float32)
         frames.append(np.array(obs["pixels"], dtype=np.uint8, copy=True))
         states.append(np.asarray(obs["agent_pos"], dtype=np.float32).copy())
+        for obs_key, key in sensor_obs.items():
+            sensors[key].append(np.asarray(obs[obs_key], dtype=np.float32).copy())
         actions.append(action.copy())
         executed = action
         if action_noise > 0:
@@ -123,11 +129,23 @@ def rollout_episode(env: Any, expert: Any, seed: int, action_noise: float = 0.0,
         "length": len(frames),
         "return": ret,
     }
+    out.update({key: np.stack(v) for key, v in sensors.items()})  # (T, ...) each
+    if meta.get("episode_labels"):  # labels from the whole episode, e.g. driving waypoints from the poses
+        module, attr = str(meta["episode_labels"]).split(":")
+        out.update(getattr(importlib.import_module(module), attr)(out))
     if plan_horizon > 0:
         out[PLAN_KEY] = np.stack(plans)  # (T, H, A)
         out[PLAN_VALID_KEY] = (np.arange(plan_horizon)[None, :] < np.asarray(plan_lengths)[:, None]).astype(
             np.float32)  # (T, H)
     return out
+
+
+def _task_meta(env: Any) -> dict[str, Any]:
+    """The registered meta of ``env``'s task (empty for an env of no registered task)."""
+    from vla_engine.registry import TASKS
+
+    name = getattr(env, "task_name", None)
+    return dict(TASKS.meta(name)) if name in TASKS else {}
 
 
 _ENVS: dict[tuple[str, int], tuple[Any, Any]] = {}
@@ -257,7 +275,7 @@ def generate_dataset(
             features=make_features(
                 image_size, int(meta["state_dim"]), int(meta["action_dim"]), use_videos=use_videos,
                 plan_horizon=plan_horizon,
-            ),
+            ) | {k: dict(v) for k, v in (meta.get("extra_features") or {}).items()},  # the task's other sensors
             use_videos=use_videos,
             image_writer_threads=1 if n_workers > 0 else 2,
         )

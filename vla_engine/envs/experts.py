@@ -311,7 +311,11 @@ _EXPERTS: dict[str, type[ScriptedExpert]] = {
 
 
 def make_expert(env: Any) -> ScriptedExpert:
-    """The scripted expert for ``env``'s task (``env`` may be wrapped)."""
+    """The scripted expert for ``env``'s task (``env`` may be wrapped). An env of another task family
+    that brings its own expert (a ``make_expert()`` method, as the driving world) builds it itself."""
+    own = getattr(getattr(env, "unwrapped", env), "make_expert", None)
+    if callable(own):
+        return own()
     u = ScriptedExpert._tabletop(env)
     name = getattr(u, "task_name", None)
     if name not in _EXPERTS:
