@@ -48,6 +48,10 @@ _EXPORTS = {
     "create_lerobot_dataloader": "vla_engine.data",
     "generate_dataset": "vla_engine.data",
     "DatasetError": "vla_engine.data",
+    "BCDataset": "vla_engine.data",
+    "FilteredBCDataset": "vla_engine.data",
+    "WeightedBCDataset": "vla_engine.data",
+    "create_bc_dataloader": "vla_engine.data",
     # envs
     "make_env": "vla_engine.envs",
     "make_expert": "vla_engine.envs.experts",

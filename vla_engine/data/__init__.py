@@ -7,6 +7,8 @@ Light on import: the names below load their modules (torch, lerobot) on first us
   decode-once frame cache; :class:`PushTDataset` for the hub's ``lerobot/pusht``
 * :func:`create_lerobot_dataloader`, :func:`collate_batch` -- batches with ``task`` as list of str
 * :class:`LeRobotWriter`, :func:`write_dataset` -- write episodes through lerobot's own writer
+* :class:`BCDataset`, :class:`FilteredBCDataset`, :class:`WeightedBCDataset`, :func:`create_bc_dataloader`
+  -- offline BC datasets read from Minari (``minari_io`` makes them with minari's DataCollector)
 * :class:`DatasetError` -- one-line errors for missing/corrupt datasets
 """
 
@@ -36,6 +38,10 @@ _EXPORTS = {
     "generate_dataset": ".datagen",
     "rollout_episode": ".datagen",
     "DatagenError": ".datagen",
+    "BCDataset": ".bc_datasets",
+    "FilteredBCDataset": ".bc_datasets",
+    "WeightedBCDataset": ".bc_datasets",
+    "create_bc_dataloader": ".bc_datasets",
 }
 
 __all__ = sorted(_EXPORTS)
