@@ -198,6 +198,27 @@ class RLConfig(TrainingConfig):
     # GRPO
     group_size: int = 4
     kl_coef: float = 0.1  # GRPO: weight of the KL to the reference policy
+    # PPO details
+    target_kl: float | None = None  # PPO: stop an update's epochs once the approximate KL passes this (empty: off)
+    clip_value_loss: bool = False  # PPO: clip the value update to clip_range around the old values
+    anneal_lr: bool = False  # PPO / SAC: decay the learning rate linearly to 0 over total_timesteps
+    normalize_advantages: bool = True  # PPO: advantages to zero mean, unit std per minibatch
+    normalize_observations: bool = True  # running mean/std of observations (saved with the policy)
+    normalize_rewards: bool = True  # PPO: rewards scaled by the running std of the discounted return
+    # SAC details
+    utd_ratio: float = 1.0  # SAC: gradient updates per environment step (update-to-data ratio)
+    policy_frequency: int = 2  # SAC: actor (and temperature) updates every this many critic updates
+    init_temperature: float = 1.0  # SAC: entropy temperature at the start (learned when auto_entropy)
+    # the policy network (state-based tasks; the VLA actor is the run's model)
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])  # widths of the MLP's hidden layers
+    activation: Literal["tanh", "relu"] = "tanh"  # the MLP's nonlinearity
+    log_std_init: float = 0.0  # PPO: initial log standard deviation of the Gaussian policy
+    ortho_init: bool = True  # orthogonal weight initialisation (CleanRL / SB3 default)
+    # what the run starts from and rolls out in
+    init_from: str | None = None  # a checkpoint to warm-start the actor from (run id, folder or shipped:<name>)
+    env_image_size: int = 96  # VLA actor: camera image size of the rollouts (the model's image_size)
+    max_episode_steps: int | None = None  # cut rollout episodes at this many steps (empty: the task's)
+    video_every: int = 0  # record a rollout video every this many updates into videos/ (0: none)
     algorithm: InitVar[str | None] = None  # constructor-only: ppo | sac | grpo (the trainer, or the run's method)
 
     _init_only: ClassVar[tuple[str, ...]] = ("action_loss", "algorithm")
@@ -223,6 +244,15 @@ class RLConfig(TrainingConfig):
         self._check_range("learning_starts", 0)
         self._check_range("group_size", 2)
         self._check_range("kl_coef", 0)
+        self._check_range("target_kl", 0, lo_open=True)
+        self._check_range("utd_ratio", 0, lo_open=True)
+        self._check_range("policy_frequency", 1)
+        self._check_range("init_temperature", 0, lo_open=True)
+        self._check_range("env_image_size", 8)
+        self._check_range("max_episode_steps", 1)
+        self._check_range("video_every", 0)
+        if not self.hidden_sizes or any(not isinstance(h, int) or h < 1 for h in self.hidden_sizes):
+            self._fail("hidden_sizes", "must be a list of positive layer widths, e.g. [64, 64]")
 
 
 TRAINING_CONFIG_TYPES: dict[str, type[TrainingConfig]] = {
