@@ -62,6 +62,16 @@ CHECKPOINT_FORMATS.register("smolvla", CheckpointFormat(
     description="a LeRobot SmolVLA policy", detect=is_smolvla_config,
     loader="vla_engine.models.convert_smolvla:load_smolvla", how_to_load="SmolVLAWrapper.from_lerobot(folder)"))
 
+CHECKPOINT_FORMATS.register("rl_mlp", CheckpointFormat(
+    description="an RL MLP policy (PPO / SAC on a state-based task)",
+    detect=lambda d: isinstance(d, dict) and d.get("type") == "rl_mlp",
+    loader="vla_engine.train.rl.policies:load_rl_policy", how_to_load="load_rl_policy(folder)"))
+
+CHECKPOINT_FORMATS.register("multisensor", CheckpointFormat(
+    description="a MultiSensorVLA checkpoint (camera VLM + lidar / radar / IMU encoders + fusion)",
+    detect=lambda d: isinstance(d, dict) and bool(d.get("sensors")),
+    loader="vla_engine.models.multisensor:load_multisensor", how_to_load="MultiSensorVLA.from_pretrained(folder)"))
+
 
 def detect_format(data: Any) -> CheckpointFormat | None:
     """The registered format whose ``detect`` accepts the parsed config.json, or None (a vla_engine checkpoint)."""
