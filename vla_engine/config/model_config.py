@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from .. import models  # noqa: F401  (registers the built-in parts; a light import: no torch)
 from ..models.configuration_heads import FLAT_HEAD_KEYS, HeadCapabilities
+from ..models.configuration_multisensor import multisensor_config
 from ..models.configuration_projector import FLAT_PROJECTOR_KEYS
 from ..models.configuration_vision import FLAT_VISION_KEYS
 from ..models.parts import part_config_class
@@ -84,10 +85,14 @@ class ModelConfig(ConfigBase):
     # inputs and normalisation
     image_keys: list[str] = field(default_factory=lambda: ["observation.images.front"])
     normalization: Literal["mean_std", "min_max", "none"] = "mean_std"  # how state and actions are normalised
+    # other sensors (lidar, radar, IMU) with their encoders and fusion (models/configuration_multisensor.py);
+    # set: a MultiSensorVLA (driving), null: a camera-only VLAModel
+    sensors: Any = None
 
     def __post_init__(self) -> None:
         for part, sub, registry, kind, _ in SLOTS:
             setattr(self, sub, self._part_config(part, sub, registry, kind))
+        self.sensors = multisensor_config(self.sensors)
         super().__post_init__()
 
     def _part_config(self, part: str, sub: str, registry: Any, kind: str) -> Any:

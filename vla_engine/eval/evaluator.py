@@ -98,7 +98,9 @@ def evaluate_policy(policy: torch.nn.Module, task: str, episodes: int = 50, seed
         obs, info = env.reset(seed=seed)
         text = instruction or uenv.instruction
         policy.reset()
-        frames = [obs["pixels"]] if video_dir is not None and ep < num_videos else None
+        frames = None
+        if video_dir is not None and ep < num_videos:  # a family may show more than the camera (driving: + BEV)
+            frames = [uenv.video_frame(obs) if hasattr(uenv, "video_frame") else obs["pixels"]]
         total_r, length, success, actions = 0.0, 0, False, []
         t0 = time.perf_counter()
         while True:
@@ -110,17 +112,19 @@ def evaluate_policy(policy: torch.nn.Module, task: str, episodes: int = 50, seed
             total_r += float(reward)
             length += 1
             if frames is not None:
-                frames.append(obs["pixels"])
+                frames.append(uenv.video_frame(obs) if hasattr(uenv, "video_frame") else obs["pixels"])
             success = success or bool(info.get("is_success", False))
             if terminated or truncated:
                 break
         dt = time.perf_counter() - t0
         row = {"episode": ep, "seed": seed, "instruction": text, "success": success,
                "return": total_r, "length": length, "ms_per_step": 1000 * dt / max(1, length)}
+        if hasattr(uenv, "episode_metrics"):  # a task family's own measures (driving: route completion, km, ...)
+            row.update(uenv.episode_metrics(info))
         if record_actions:
             row["actions"] = actions
         if frames is not None:
-            path = video_dir / f"{task}-seed{seed}-{'success' if success else 'fail'}.mp4"
+            path = video_dir / f"{task.replace('/', '-')}-seed{seed}-{'success' if success else 'fail'}.mp4"
             write_video(frames, path, fps=uenv.fps)
             row["video"] = path.name
             videos.append(str(path))
@@ -136,8 +140,10 @@ def evaluate_policy(policy: torch.nn.Module, task: str, episodes: int = 50, seed
     env.close()
     summary = summarize_episodes(results)
     summary["eval/ms_per_step"] = float(np.mean([r["ms_per_step"] for r in results]))
+    if hasattr(uenv, "summarize_metrics"):  # e.g. eval/route_completion, eval/collisions_per_km
+        summary.update(uenv.summarize_metrics(results))
     result = EvalResult(task, results, summary, videos)
     if video_dir is not None:
         video_dir.mkdir(parents=True, exist_ok=True)
-        (video_dir / f"{task}-results.json").write_text(json.dumps(result.to_dict(), indent=1))
+        (video_dir / f"{task.replace('/', '-')}-results.json").write_text(json.dumps(result.to_dict(), indent=1))
     return result

@@ -46,11 +46,11 @@ def build_model_for(model_cfg, dataset):
 
     Mismatched action/state sizes are reported by the trainer's data check, naming the field.
     """
-    from ..models import VLAModel
+    from ..models import MultiSensorVLA, VLAModel
 
     if dataset is not None and model_cfg.state_dim == 0:
         model_cfg = model_cfg.replace(state_dim=dataset.state_dim)
-    return VLAModel(model_cfg)
+    return MultiSensorVLA(model_cfg) if model_cfg.sensors is not None else VLAModel(model_cfg)
 
 
 def resolve_checkpoint(ref: str | Path, runs_dir: str | Path = "runs") -> Path:

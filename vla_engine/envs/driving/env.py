@@ -299,6 +299,34 @@ class DrivingEnv(gymnasium.Env):
         """A bird's-eye view (size, size, 3) uint8 from above the ego, forward up."""
         return self.world.render("bev", size)
 
+    # -- evaluation (vla_engine.eval.evaluator reads these) ------------------------------------------
+    @property
+    def action_dim(self) -> int:
+        return 3
+
+    @property
+    def fps(self) -> int:
+        return int(self.task.fps)
+
+    def episode_metrics(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Driving measures of the episode that just ended (one row of an evaluation)."""
+        return {"route_completion": float(info["route_completion"]), "collisions": int(info["collisions"]),
+                "off_road": bool(info["off_road"]), "distance_m": float(info["distance"])}
+
+    @staticmethod
+    def summarize_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+        """``eval/route_completion``, ``eval/collisions_per_km``, ``eval/off_road_rate``, ``eval/km`` of rows."""
+        from .metrics import driving_metrics
+
+        m = driving_metrics([{**r, "distance": r["distance_m"]} for r in rows])
+        return {"eval/route_completion": m["route_completion"], "eval/collisions_per_km": m["collisions_per_km"],
+                "eval/off_road_rate": float(np.mean([r["off_road"] for r in rows])), "eval/km": m["km"]}
+
+    def video_frame(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """The camera beside a bird's-eye view of the same height (H, 2H, 3) uint8."""
+        cam = obs["pixels"]
+        return np.concatenate([cam, self.render_bev(cam.shape[0])], axis=1)
+
     def get_privileged_state(self) -> dict[str, Any]:
         return {"ego": self.ego.copy(), "speed": self.speed, "progress_s": self.progress_s,
                 "vehicles": [v.pose for v in self.vehicles], "goal_s": self.scenario.goal_s}
