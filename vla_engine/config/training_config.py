@@ -104,10 +104,14 @@ class ILConfig(TrainingConfig):
 
     type_name: ClassVar[str] = "il"
 
-    # DAgger
+    # DAgger (max_steps / num_epochs are the training budget of each iteration)
+    # the expert's share beta_i of iteration i: linear 1 -> 0, exponential beta^i, constant beta
     beta_schedule: Literal["linear", "exponential", "constant"] = "linear"
+    beta: float = 0.5  # beta of the constant schedule; the base of the exponential one
     num_iterations: int = 10  # DAgger iterations (roll out, label by the expert, aggregate, retrain)
     rollouts_per_iteration: int = 20  # DAgger episodes rolled out per iteration
+    retrain: Literal["finetune", "scratch"] = "finetune"  # each iteration goes on training, or starts afresh
+    eval_episodes_per_iteration: int = 10  # learner-only episodes on held-out seeds after each iteration (0 = none)
     # GAIL
     discriminator_lr: float = 3e-4
     discriminator_steps: int = 1  # GAIL discriminator updates per policy update
@@ -123,6 +127,8 @@ class ILConfig(TrainingConfig):
         super().validate()
         self._check_range("num_iterations", 1)
         self._check_range("rollouts_per_iteration", 1)
+        self._check_range("beta", 0, 1)
+        self._check_range("eval_episodes_per_iteration", 0)
         self._check_range("discriminator_lr", 0, lo_open=True)
         self._check_range("discriminator_steps", 1)
 
@@ -207,7 +213,7 @@ class RLConfig(TrainingConfig):
     normalize_rewards: bool = True  # PPO: rewards scaled by the running std of the discounted return
     # SAC details
     utd_ratio: float = 1.0  # SAC: gradient updates per environment step (update-to-data ratio)
-    policy_frequency: int = 2  # SAC: actor (and temperature) updates every this many critic updates
+    policy_frequency: int = 1  # SAC: actor (and temperature) updates every this many critic updates (TD3-style delay)
     init_temperature: float = 1.0  # SAC: entropy temperature at the start (learned when auto_entropy)
     # the policy network (state-based tasks; the VLA actor is the run's model)
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])  # widths of the MLP's hidden layers
