@@ -59,6 +59,7 @@ _EXPORTS = {
     "TrainLoop": "vla_engine.train.loop",
     "TrainingError": "vla_engine.train.loop",
     "BehavioralCloning": "vla_engine.train.il.bc",
+    "DAgger": "vla_engine.train.il.dagger",
     "VLAFineTuner": "vla_engine.train.finetune",
     # evaluation and runs
     "evaluate_policy": "vla_engine.eval.evaluator",
