@@ -308,9 +308,16 @@ class AppContext:
 
     # -- presets ----------------------------------------------------------------------------
     def preset_choices(self) -> list[tuple[str, str]]:
-        from vla_engine.config.presets import list_presets
+        from vla_engine.config.presets import list_presets, load_preset_dict
+        from vla_engine.train.methods import PLANNED_METHODS
 
-        out = [(p, p) for p in list_presets()]
+        out = []
+        for p in list_presets():
+            try:  # a preset whose method is not built yet still shows (it validates), marked as such
+                planned = load_preset_dict(p).get("method") in PLANNED_METHODS
+            except Exception:  # noqa: BLE001 - a broken preset file is reported when it is chosen
+                planned = False
+            out.append((f"{p} (not built yet)" if planned else p, p))
         if self.user_presets_dir.exists():
             for f in sorted(self.user_presets_dir.glob("*.yaml")):
                 if _NAME_RE.match(f.stem):

@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping
 import gradio as gr
 
 from .context import user_message
+from .forms import with_label
 
 ERROR_PREFIX = "**Error:** "
 
@@ -37,8 +38,10 @@ class Handler:
     """A function wired to named inputs and outputs; see the module docstring."""
 
     def __init__(self, func: Callable[..., dict | None], inputs: Mapping[str, Any] | None = None,
-                 outputs: Mapping[str, Any] | None = None, status: str | None = None, warn: bool = True):
+                 outputs: Mapping[str, Any] | None = None, status: str | None = None, warn: bool = True,
+                 request: bool = False):
         self.func = func
+        self.request = request  # pass the page's gr.Request as ``request=`` (its address, its session)
         self.input_map = dict(inputs or {})
         self.output_map = dict(outputs or {})
         if status is not None and status not in self.output_map:
@@ -56,13 +59,21 @@ class Handler:
     # -- what gradio calls ----------------------------------------------------------------------
     def _gradio_fn(self, api_names: list[str]) -> Callable:
         @functools.wraps(self.func)
-        def fn(*values: Any) -> Any:
-            return self.pack(self.run(**self.unpack(values)))
+        def fn(*values: Any, request: gr.Request | None = None) -> Any:
+            kwargs = self.unpack(values)
+            if self.request:
+                kwargs["request"] = request
+            return self.pack(self.run(**kwargs))
 
         # gradio names the API parameters after the function's; all optional (a widget's value is the default)
-        fn.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in api_names])
-        fn.__annotations__ = {}
+        params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in api_names]
+        annotations: dict[str, Any] = {}
+        if self.request:  # gradio fills a parameter annotated gr.Request itself; it is not an input
+            params.append(inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                            annotation=gr.Request))
+            annotations["request"] = gr.Request
+        fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        fn.__annotations__ = annotations
         return fn
 
     def unpack(self, values: tuple) -> dict[str, Any]:
@@ -92,7 +103,7 @@ class Handler:
         try:
             return self.func(**kwargs) or {}
         except Exception as e:  # noqa: BLE001 - the whole point: nothing escapes to the user raw
-            msg = user_message(e)
+            msg = with_label(user_message(e))
             if self.warn:
                 gr.Warning(msg)
             return {self.status: f"{ERROR_PREFIX}{msg}"} if self.status is not None else {}
@@ -110,11 +121,12 @@ class Handler:
 
 
 def handler(inputs: Mapping[str, Any] | None = None, outputs: Mapping[str, Any] | None = None,
-            status: str | None = None, warn: bool = True) -> Callable[[Callable], Handler]:
-    """Decorator: ``func`` as a :class:`Handler` over named ``inputs`` and ``outputs``."""
+            status: str | None = None, warn: bool = True, request: bool = False) -> Callable[[Callable], Handler]:
+    """Decorator: ``func`` as a :class:`Handler` over named ``inputs`` and ``outputs`` (``request``: it also
+    gets the page's ``gr.Request`` as ``request=``)."""
 
     def deco(func: Callable) -> Handler:
-        return Handler(func, inputs, outputs, status=status, warn=warn)
+        return Handler(func, inputs, outputs, status=status, warn=warn, request=request)
 
     return deco
 

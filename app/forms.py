@@ -4,8 +4,9 @@ A :class:`Form` lays out one widget per dataclass field, chosen from the field's
 
 =========================  ==========================================================
 ``bool``                   ``gr.Checkbox``
-``int`` / ``int | None``   ``gr.Number(precision=0)`` (empty = None where allowed)
-``float``                  ``gr.Number``
+``int`` / ``float``        ``gr.Number`` (``precision=0`` for int)
+``int | None`` etc.        ``gr.Textbox`` that starts empty (empty = None, the documented default): a
+                           ``gr.Number`` cannot be empty and would show and send 0
 ``Literal[...]``           ``gr.Dropdown`` of the literal's values
 a registry field           ``gr.Dropdown`` of the registry's names (e.g. vision_encoder)
 ``str`` / ``str | None``   ``gr.Textbox`` (empty = None where allowed)
@@ -32,6 +33,17 @@ import gradio as gr
 
 
 NONE_CHOICE = ""  # dropdown value standing for None in an optional registry field
+
+# config path -> the label its widget shows ("training.max_steps" -> "Max steps"), filled as forms are laid out,
+# so an error the config raises names the field as the page does (see :func:`with_label`)
+FIELD_LABELS: dict[str, str] = {}
+
+
+def with_label(message: str) -> str:
+    """``training.max_steps: 0 is out of range`` -> ``Max steps (training.max_steps): 0 is out of range``."""
+    path, sep, rest = message.partition(":")
+    label = FIELD_LABELS.get(path.strip()) if sep else None
+    return f"{label} ({path.strip()}):{rest}" if label else message
 
 
 # ------------------------------------------------------------------------------------------------
@@ -130,6 +142,8 @@ def field_specs(cls: type, registries: dict[str, Any] | None = None,
 # Values <-> widgets.
 # ------------------------------------------------------------------------------------------------
 def to_widget(spec: FieldSpec, value: Any) -> Any:
+    if spec.kind in ("int", "float") and spec.optional:
+        return "" if value is None else str(value)
     if spec.kind == "mapping":
         import yaml
 
@@ -166,6 +180,15 @@ def from_widget(spec: FieldSpec, value: Any) -> Any:
         return items
     if spec.kind in ("str", "choice") and spec.optional and (value is None or value == NONE_CHOICE):
         return None
+    if spec.kind in ("int", "float") and isinstance(value, str):  # an optional number's text box
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            return text  # the config names the field and says it wants a number
+        return int(number) if spec.kind == "int" and number.is_integer() else number
     if spec.kind == "str" and isinstance(value, str):
         return value.strip()
     if spec.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
@@ -235,9 +258,12 @@ class Form:
         # the field's own help, then its name in the config file (what `vla train --set` and YAML take)
         field_path = f"{self.section.replace('_', '.', 1) if self.section.startswith('model_') else self.section}.{spec.name}"
         info = f"{spec.info} ({field_path})" if spec.info else field_path
+        FIELD_LABELS[field_path] = label
         common = dict(label=label, info=info, visible=visible, interactive=True)
         if spec.kind == "bool":
             return gr.Checkbox(value=bool(v), **common)
+        if spec.kind in ("int", "float") and spec.optional:
+            return gr.Textbox(value="" if v is None else str(v), placeholder="empty = none", **common)
         if spec.kind == "int":
             return gr.Number(value=v, precision=0, **common)
         if spec.kind == "float":
@@ -328,6 +354,32 @@ class Form:
 # ------------------------------------------------------------------------------------------------
 # Small widgets.
 # ------------------------------------------------------------------------------------------------
+def optional_number(label: str, empty: str, **kwargs: Any) -> gr.Textbox:
+    """A number the user may leave empty (empty = ``empty``, the documented default). A ``gr.Number`` cannot
+    be empty: it shows and sends 0."""
+    return gr.Textbox("", label=f"{label} (empty: {empty})", placeholder=empty, **kwargs)
+
+
+def parse_optional_int(value: Any, label: str, minimum: int | None = None, empty: str = "the default") -> int | None:
+    """The whole number in an optional number box, or None when it is empty; a one-line error names the field
+    by its label."""
+    from .context import AppError
+
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise AppError(f"{label}: {value!r} is not a number; type a whole number or leave it empty "
+                       f"({empty})") from None
+    if not number.is_integer():
+        raise AppError(f"{label}: {value!r} is not a whole number; type one such as {int(number) or 1}")
+    if minimum is not None and number < minimum:
+        raise AppError(f"{label}: {int(number)} is less than {minimum}; type {minimum} or more, or leave it empty "
+                       f"({empty})")
+    return int(number)
+
+
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -348,4 +400,5 @@ def progress_html(done: float | None, total: float | None, text: str = "") -> st
             f"<div class='vla-progress-text'>{text}</div>")
 
 
-__all__ = ["Form", "FieldSpec", "field_specs", "fmt_duration", "progress_html", "to_widget", "from_widget"]
+__all__ = ["Form", "FieldSpec", "field_specs", "fmt_duration", "label_of", "optional_number", "parse_optional_int",
+           "progress_html", "to_widget", "from_widget"]

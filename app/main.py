@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import gradio as gr
 
 from .context import AppContext
+from .polling import TAB_IDS, wire_tab_timers
 
 CSS = """
 .vla-progress { width: 100%; height: 10px; background: #e5e7eb; border-radius: 5px; overflow: hidden; }
@@ -23,18 +25,17 @@ enough): **1.** *Datasets*: generate the built-in **reach** demonstrations · **
 """
 
 
-TAB_IDS = ("datasets", "model", "training", "rollouts", "benchmark")
-
-
 def build_app(ctx: AppContext) -> gr.Blocks:
     """The whole app: one tab per module in ``app.tabs``; every tab shares ``ctx``."""
     from .tabs import TABS
 
     with gr.Blocks(title="VLA Workbench", analytics_enabled=False) as demo:
         gr.Markdown(INTRO.format(runs=ctx.runs_dir, data=ctx.datasets_dir))
+        ctx.extras["tab_timers"] = []  # each tab that follows jobs adds its timer (app.polling.TabTimer)
         with gr.Tabs() as tabs:
             for tab in TABS:
                 tab.build(ctx, demo)
+        wire_tab_timers(ctx.extras["tab_timers"])
 
         def select_tab(request: gr.Request):
             """``?tab=<id>`` in the page address opens that tab (datasets, model, training, rollouts, benchmark)."""
@@ -48,6 +49,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 def launch(demo: gr.Blocks, ctx: AppContext, host: str = "127.0.0.1", port: int | None = 7860,
            share: bool = False, concurrency: int = 4, **kwargs: Any):
     """Serve ``demo``: files only from runs_dir and datasets_dir; theme and CSS go to launch (Gradio 6)."""
+    # gradio's own calls of deprecated starlette / pandas names warn on every event; they are not the user's
+    warnings.filterwarnings("ignore", module=r"gradio(\.|$)")
     log = logging.getLogger("vla_app")
     if not log.handlers:
         handler = logging.StreamHandler()

@@ -4,6 +4,7 @@ gradio_client.
     python benchmarks/bench_ui.py                         # every part, 10 watchers
     python benchmarks/bench_ui.py --parts watchers --clients 10 --seconds 30
     python benchmarks/bench_ui.py --parts freshness,actions --rounds 40
+    python benchmarks/bench_ui.py --parts idle --idle-s 60       # an open page with no job running
 
 What it does, on a fresh runs/datasets folder:
 1. serves the app (the same ``build_app`` + ``launch`` as ``python launch.py``) on a free port, in a
@@ -20,6 +21,10 @@ What it does, on a fresh runs/datasets folder:
    job and polls the Training, Datasets, Rollouts and Benchmark tabs at their timers' periods, for
    ``--seconds`` each; p50 / p95 per poll endpoint. Targets: p95 <= 100 ms with one page and <= 300 ms
    with ten, on 2 cores.
+
+0. **idle** (before any job starts): a headless Chromium page open on the Training tab, shown and then
+   hidden, for ``--idle-s`` each: server CPU, browser CPU and the page's calls per minute (``ui_idle.py``).
+   Target: server under 2 % of a core and no calls while nothing runs.
 
 Every figure is printed; nothing is asserted (the machines are noisy).
 """
@@ -40,8 +45,8 @@ import time
 from pathlib import Path
 
 # the tabs' timer periods (seconds), as the browser fires them
-WATCH_ENDPOINTS = {"/train_poll": None, "/train_runs": 5.0, "/dataset_poll": 1.5, "/rollout_poll": 1.5,
-                   "/bench_poll": 3.0}
+# (a page polls only the tab it shows; the watchers here poll all four, the worst case of many pages)
+WATCH_ENDPOINTS = {"/train_poll": None, "/dataset_poll": 1.5, "/rollout_poll": 1.5, "/bench_poll": 3.0}
 
 
 def free_port() -> int:
@@ -221,7 +226,8 @@ def table(title: str, lat: dict[str, list[float]], target: str, cold: dict[str, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", default="freshness,actions,watchers", help="comma-separated parts to run")
+    ap.add_argument("--parts", default="idle,freshness,actions,watchers", help="comma-separated parts to run")
+    ap.add_argument("--idle-s", type=float, default=60.0, help="seconds of each idle phase")
     ap.add_argument("--rounds", type=int, default=20, help="calls of each tab action")
     ap.add_argument("--freshness-s", type=float, default=20.0, help="seconds of polling for the freshness figure")
     ap.add_argument("--clients", type=int, default=10, help="browser sessions in the many-watchers part")
@@ -242,11 +248,19 @@ def main() -> None:
     server.start()
     client = wait_for_server(url)
     runner = JobRunner(work / "runs")
+    if "idle" in parts:
+        from ui_idle import measure_idle, print_idle
+
+        print_idle(measure_idle(url, server.pid, args.idle_s))
+        if parts == {"idle"}:
+            server.terminate()
+            return
 
     overrides = "\n".join(["training.max_steps=100000", "training.log_every=2", "training.batch_size=16",
                            "training.save_every=100000", "dataset.episodes=20"])
     msg = client.predict(preset="quickstart", dataset="reach", run_name="bench-ui", overrides=overrides,
                          api_name="/train_start")
+    msg = msg[0] if isinstance(msg, (list, tuple)) else msg  # the status line is the first output
     if not msg.startswith("Started **"):
         sys.exit(f"could not start training: {msg}")
     run_id = msg.split("**")[1]

@@ -16,7 +16,14 @@ from vla_engine.eval.leaderboard import COLUMNS, table_rows
 
 from ..context import AppContext, AppError
 from ..events import POLL, handler
+from ..forms import optional_number, parse_optional_int
 from ..plots import success_bar_figure
+from ..polling import TabTimer, opened_tab, pace, start_following
+
+TAB_ID = "benchmark"
+POLL_SECONDS = 3.0  # the queue timer's base period (app.polling)
+MAX_STEPS_LABEL = "Max steps per episode"
+IDLE = {"run_id": None, "seen": None, "following": False, "active": False}
 
 
 def leaderboard_table(rows: list[dict]):
@@ -52,6 +59,7 @@ def submit(ctx: AppContext, refs: list[str], tasks: list[str], episodes: Any, vi
     if not tasks:
         raise AppError("no tasks chosen; pick one or more tasks")
     pairs = [(ref, task) for ref in refs for task in tasks]
+    max_steps = parse_optional_int(max_steps, MAX_STEPS_LABEL, minimum=1, empty="the task's")
     configs = [eval_job_config(ctx.resolve_checkpoint(ref), task, episodes=episodes, num_videos=videos,
                                seed_start=EVAL_SEED_START, max_episode_steps=max_steps, runs_dir=ctx.runs_dir)
                for ref, task in pairs]  # all validated before any job starts
@@ -61,7 +69,7 @@ def submit(ctx: AppContext, refs: list[str], tasks: list[str], episodes: Any, vi
 def build(ctx: AppContext, demo: gr.Blocks) -> None:
     tasks = ctx.task_names()
     board_rows = ctx.leaderboard.latest()
-    with gr.Tab("Benchmark", id="benchmark") as tab:
+    with gr.Tab("Benchmark", id=TAB_ID) as tab:
         gr.Markdown("Evaluate several checkpoints on several tasks on the same held-out seeds. Results are kept "
                     f"in `{ctx.leaderboard.path}` and form a leaderboard across runs.")
         with gr.Row():
@@ -72,15 +80,22 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             task_pick = gr.CheckboxGroup(tasks, value=tasks[:1], label="Tasks")
             episodes = gr.Number(20, precision=0, label="Episodes per task")
             videos = gr.Number(0, precision=0, label="Videos per evaluation")
-            max_steps = gr.Number(None, precision=0, label="Max steps per episode (empty: the task's)")
+            max_steps = optional_number(MAX_STEPS_LABEL, "the task's")
         start_btn = gr.Button("Run benchmark", variant="primary")
         status = gr.Markdown("")
         queue_md = gr.Markdown(queue_markdown(ctx))
         chart = gr.Plot(success_bar_figure(board_rows), show_label=False)
         board = gr.Dataframe(leaderboard_table(board_rows), interactive=False, wrap=True,
                              label="Leaderboard (latest result per checkpoint and task)")
-        seen = gr.State(None)  # what this page shows: (queue text, leaderboard file signature)
-        tick = gr.Timer(3.0)
+        # what this page follows (the queue, while it has work) and shows: (queue text, leaderboard signature)
+        seen = gr.State(dict(IDLE))
+        tick = gr.Timer(POLL_SECONDS, active=False)
+
+    ctx.extras.setdefault("tab_timers", []).append(TabTimer(TAB_ID, tab, tick, seen, POLL_SECONDS))
+
+    def queue_busy() -> bool:
+        q = ctx.benchmark_queue.state()
+        return bool(q.active or q.pending)
 
     @handler(inputs={"current": ckpts}, outputs={"checkpoints": ckpts})
     def refresh(current: list | None):
@@ -92,33 +107,49 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     refresh.listen(tab.select, api_name=False)
 
     @handler(inputs={"checkpoints": ckpts, "tasks": task_pick, "episodes": episodes, "videos": videos,
-                     "max_steps": max_steps}, outputs={"status": status}, status="status")
-    def start(checkpoints: list[str], tasks: list[str], episodes: Any, videos: Any, max_steps: Any):
+                     "max_steps": max_steps, "seen": seen}, outputs={"status": status, "seen": seen, "tick": tick},
+             status="status")
+    def start(checkpoints: list[str], tasks: list[str], episodes: Any, videos: Any, max_steps: Any, seen: dict):
         batch, count = submit(ctx, list(checkpoints or []), list(tasks or []), episodes, videos, max_steps)
-        return {"status": f"Queued **{count}** evaluation(s) (benchmark `{batch}`); they run one after another."}
+        watch, timer = start_following({**(seen or IDLE), "run_id": batch}, POLL_SECONDS)
+        return {"status": f"Queued **{count}** evaluation(s) (benchmark `{batch}`); they run one after another.",
+                "seen": watch, "tick": timer}
 
     start.listen(start_btn.click, api_name="bench_start", concurrency_limit=1)
 
-    poll_outputs = {"status": status, "queue": queue_md, "chart": chart, "board": board, "seen": seen}
+    poll_outputs = {"status": status, "queue": queue_md, "chart": chart, "board": board, "seen": seen,
+                    "tick": tick}
 
     @handler(inputs={"seen": seen}, outputs=poll_outputs, status="status", warn=False)
-    def poll(seen: tuple | None):
+    def poll(seen: dict | None):
         """The queue text when it changed; the chart and table only when the leaderboard file changed."""
+        watch = dict(seen or IDLE)
         text, sig = queue_markdown(ctx), ctx.leaderboard.signature()
-        last_text, last_sig = seen or (None, None)
-        out: dict[str, Any] = {"seen": (text, sig)}
+        last_text, last_sig = watch.get("seen") or (None, None)
+        out: dict[str, Any] = {}
         if text != last_text:
             out["queue"] = text
         if sig != last_sig:
             rows = ctx.leaderboard.latest()
             out.update(chart=success_bar_figure(rows), board=leaderboard_table(rows))
+        busy = queue_busy()
+        state, timer = pace({**watch, "seen": (text, sig), "run_id": watch.get("run_id") if busy else None},
+                            changed=bool(out), follow=busy or bool(out), base_s=POLL_SECONDS)
+        out.update(seen=state, tick=timer)
         return out
 
     poll.listen(tick.tick, api_name="bench_poll", **POLL)
 
-    @handler(inputs={"seen": seen}, outputs=poll_outputs, status="status", warn=False)
-    def on_load(seen: tuple | None):
+    @handler(inputs={"seen": seen}, outputs=poll_outputs, status="status", warn=False, request=True)
+    def on_load(seen: dict | None, request: gr.Request | None = None):
+        """On page load: results that finished while the app was down, and the queue followed while it works."""
         ctx.leaderboard.sync(ctx.runner)  # eval jobs that finished while the app was down
-        return poll.func(None)
+        out = poll.func(None)
+        if queue_busy():
+            watch = {**out["seen"], "run_id": "queue", "following": True}
+            if opened_tab(request) == TAB_ID:
+                watch, out["tick"] = start_following(watch, POLL_SECONDS)
+            out["seen"] = watch
+        return out
 
     on_load.listen(demo.load, api_name=False)

@@ -12,8 +12,11 @@ from ..context import AppContext, AppError
 from ..events import POLL, handler
 from ..forms import progress_html
 from ..plots import empty_figure, timeseries_figure
+from ..polling import TabTimer, opened_tab, pace, start_following
 
-EMPTY_GEN = {"run_id": None, "announced": True}
+TAB_ID = "datasets"
+POLL_SECONDS = 1.5  # the generation timer's base period (app.polling)
+EMPTY_GEN = {"run_id": None, "announced": True, "following": False, "active": False}
 
 
 def quickstart_episodes() -> int:
@@ -116,7 +119,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
 
     names = local_names(ctx)
     tasks = ctx.task_names()
-    with gr.Tab("Datasets", id="datasets") as tab:
+    with gr.Tab("Datasets", id=TAB_ID) as tab:
         with gr.Row():
             with gr.Column(scale=1):
                 gr.Markdown("### Built-in tasks (MuJoCo, scripted experts)")
@@ -128,9 +131,10 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         with gr.Accordion("Generate a dataset with the scripted expert", open=True):
             with gr.Row():
                 gen_task = gr.Dropdown(tasks, value="reach" if "reach" in tasks else tasks[0], label="Task")
-                gen_name = gr.Textbox("reach", label="Dataset name",
+                gen_name = gr.Textbox("reach", label="Dataset name", max_length=64,
                                       info="a folder name in the datasets folder")
-                gen_episodes = gr.Number(quickstart_episodes(), precision=0, label="Episodes")
+                # no precision: a fraction reaches the config's check instead of being rounded in the browser
+                gen_episodes = gr.Number(quickstart_episodes(), label="Episodes")
                 gen_seed = gr.Number(0, precision=0, label="First seed")
                 gen_size = gr.Number(96, precision=0, label="Image size")
                 gen_plan = gr.Number(0, precision=0, label="Expert plan steps",
@@ -159,7 +163,9 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 state_plot = gr.Plot(empty_figure("state"), show_label=False)
                 action_plot = gr.Plot(empty_figure("action"), show_label=False)
         gen_state = gr.State(dict(EMPTY_GEN))
-        tick = gr.Timer(1.5)
+        tick = gr.Timer(POLL_SECONDS, active=False)
+
+    ctx.extras.setdefault("tab_timers", []).append(TabTimer(TAB_ID, tab, tick, gen_state, POLL_SECONDS))
 
     # -- lists ---------------------------------------------------------------------------------
     @handler(outputs={"table": local_df, "pick": ds_pick})
@@ -172,9 +178,11 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     # -- generation ----------------------------------------------------------------------------
     @handler(inputs={"task": gen_task, "name": gen_name, "episodes": gen_episodes, "seed": gen_seed,
                      "size": gen_size, "overwrite": gen_overwrite, "plan": gen_plan},
-             outputs={"status": gen_status, "gen": gen_state}, status="status")
+             outputs={"status": gen_status, "gen": gen_state, "tick": tick}, status="status")
     def generate(task: str, name: str, episodes: Any, seed: Any, size: Any, overwrite: bool, plan: Any):
-        name = (name or "").strip() or task
+        name = (name or "").strip()
+        if not name:
+            raise AppError(f"Dataset name is empty; type a folder name such as {task or 'reach'}")
         root = ctx.dataset_root(name)
         # the dataset section's own validation: task, episode count, image size
         DatasetConfig.from_dict({"repo_id": f"local/{name}", "root": str(root), "task": task,
@@ -189,46 +197,57 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         cfg = {"task": task, "episodes": int(episodes), "out": str(root), "seed": int(seed),
                "image_size": int(size), "overwrite": bool(overwrite), "plan_horizon": int(plan or 0)}
         run_id = ctx.start_job("datagen", cfg, name=f"datagen-{name}")
+        gen, timer = start_following({"run_id": run_id, "announced": False, "name": name}, POLL_SECONDS)
         return {"status": f"Generating **{int(episodes)}** episodes of **{task}** into `{name}` (job `{run_id}`)…",
-                "gen": {"run_id": run_id, "announced": False, "name": name}}
+                "gen": gen, "tick": timer}
 
     generate.listen(gen_btn.click, api_name="dataset_generate", concurrency_limit=1)
 
     @handler(inputs={"gen": gen_state},
              outputs={"status": gen_status, "progress": gen_progress, "table": local_df, "pick": ds_pick,
-                      "gen": gen_state}, status="status", warn=False)
+                      "gen": gen_state, "tick": tick}, status="status", warn=False)
     def poll(gen: dict):
         gen = dict(gen or EMPTY_GEN)
         rid = gen.get("run_id")
         if not rid or gen.get("announced"):
-            return {}
+            state, timer = pace(gen, changed=False, follow=False, base_s=POLL_SECONDS)
+            return {"gen": state, "tick": timer} if state != gen else {"tick": timer}
         st = ctx.runner.status(rid)
         done, total = st.step, st.total_steps
         if st.active:
             key = (st.state, done, total)
-            if gen.get("seen") == key:
-                return {}
+            changed = gen.get("seen") != key
+            state, timer = pace({**gen, "seen": key}, changed=changed, follow=True, base_s=POLL_SECONDS)
+            if not changed:
+                return {"gen": state, "tick": timer} if state != gen else {}
             return {"status": f"Generating into `{gen.get('name')}` (job `{rid}`): {st.state}",
                     "progress": progress_html(done, total, f"{done}/{total or '?'} episodes"),
-                    "gen": {**gen, "seen": key}}
+                    "gen": state, "tick": timer}
         gen["announced"] = True
+        gen, timer = pace(gen, changed=True, follow=False, base_s=POLL_SECONDS)
         msg = (f"Dataset **{gen.get('name')}** is ready ({total} episodes)." if st.state == "done"
                else f"**Generation {st.state}:** {st.error or 'see the job log'}")
         n = local_names(ctx)
         pick = gr.update(choices=n, value=gen["name"]) if st.state == "done" and gen.get("name") in n \
             else gr.update(choices=n)
         return {"status": msg, "progress": progress_html(total if st.state == "done" else done, total or 1, st.state),
-                "table": local_table(ctx), "pick": pick, "gen": gen}
+                "table": local_table(ctx), "pick": pick, "gen": gen, "tick": timer}
 
     poll.listen(tick.tick, api_name="dataset_poll", **POLL)
 
-    @handler(outputs={"gen": gen_state}, warn=False)
-    def attach():
+    @handler(outputs={"gen": gen_state, "tick": tick}, warn=False, request=True)
+    def attach(request: gr.Request | None = None):
+        """On page load: follow a generation job that is running (live when the page opened on this tab)."""
         rows = [r for r in ctx.list_runs("datagen") if r.status.active]
         if not rows:
             return {"gen": dict(EMPTY_GEN)}
         out = ctx.run(rows[-1].run_id).read_config().get("out", "")
-        return {"gen": {"run_id": rows[-1].run_id, "announced": False, "name": str(out).rstrip("/").split("/")[-1]}}
+        gen = {"run_id": rows[-1].run_id, "announced": False, "name": str(out).rstrip("/").split("/")[-1],
+               "following": True, "active": False}
+        if opened_tab(request) == TAB_ID:
+            gen, timer = start_following(gen, POLL_SECONDS)
+            return {"gen": gen, "tick": timer}
+        return {"gen": gen}
 
     attach.listen(demo.load, api_name=False)
 

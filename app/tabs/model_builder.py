@@ -126,6 +126,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
 
     @handler(inputs={"name": named_default}, outputs={"model": form, "status": status}, status="status")
     def on_named(name: str):
+        if not name:  # the list opened and closed without a choice
+            return {}
         if name not in VLM_PRESETS:
             raise AppError(f"unknown named model {name!r}; choose one of: {', '.join(VLM_PRESETS)}")
         cfg = ModelConfig.from_dict({**ModelConfig().to_dict(), **VLM_PRESETS[name]})

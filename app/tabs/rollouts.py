@@ -16,11 +16,17 @@ from vla_engine.runs.schema import format_eval
 
 from ..context import AppContext, AppError, inside
 from ..events import POLL, handler
-from ..forms import progress_html
+from ..forms import optional_number, parse_optional_int, progress_html
 from ..plots import empty_figure, timeseries_figure
+from ..polling import TabTimer, opened_tab, pace, start_following
 
+TAB_ID = "rollouts"
+POLL_SECONDS = 1.5  # the evaluation timer's base period (app.polling)
 OWN_INSTRUCTION = ""  # dropdown value: the task's own instruction (drawn per episode)
-EMPTY = {"run_id": None, "shown": True}
+EMPTY = {"run_id": None, "shown": True, "following": False, "active": False}
+# the form's labels, so a validation error names the field as the page does
+LABELS = {"episodes": "Episodes", "num_videos": "Videos", "seed_start": "First seed",
+          "max_episode_steps": "Max steps per episode", "n_action_steps": "Actions executed per chunk"}
 
 
 def instruction_choices(task: str) -> list[tuple[str, str] | str]:
@@ -51,8 +57,9 @@ def inference_settings(action_steps: Any = None, ensemble: Any = "") -> dict:
     """The form's inference fields as ``VLAModel.configure_inference`` settings: ``action_steps`` empty =
     the checkpoint's; ``ensemble`` empty = the checkpoint's, "off", or a coefficient."""
     out: dict[str, Any] = {}
-    if action_steps not in (None, ""):
-        out["n_action_steps"] = int(action_steps)
+    steps = parse_optional_int(action_steps, LABELS["n_action_steps"], minimum=1, empty="the checkpoint's")
+    if steps is not None:
+        out["n_action_steps"] = steps
     text = str(ensemble if ensemble is not None else "").strip().lower()
     if text in ("off", "none", "null"):
         out["temporal_ensemble_coeff"] = None
@@ -73,9 +80,26 @@ def eval_config(ctx: AppContext, ref: str, task: str, episodes: Any, videos: Any
         task = checkpoint_task(ctx, ref)
         if not task:
             raise AppError("no task chosen and the checkpoint's run names none; pick a task")
-    return eval_job_config(ckpt, task, episodes=episodes, num_videos=videos, seed_start=seed_start,
-                           max_episode_steps=max_steps, instruction=instruction,
-                           inference=inference_settings(action_steps, ensemble), runs_dir=ctx.runs_dir)
+    max_steps = parse_optional_int(max_steps, LABELS["max_episode_steps"], minimum=1, empty="the task's")
+    return labelled(lambda: eval_job_config(ckpt, task, episodes=episodes, num_videos=videos, seed_start=seed_start,
+                                            max_episode_steps=max_steps, instruction=instruction,
+                                            inference=inference_settings(action_steps, ensemble),
+                                            runs_dir=ctx.runs_dir))
+
+
+def labelled(make: Any) -> Any:
+    """``make()``, with a config error's field named by its label on the page (``Episodes (eval.episodes): ...``)."""
+    from vla_engine.config.base import ConfigError
+
+    try:
+        return make()
+    except ConfigError as e:
+        msg = str(e)
+        for field, label in LABELS.items():
+            for prefix in (f"eval.{field}:", f"{field}:"):
+                if msg.startswith(prefix):
+                    raise AppError(f"{label} ({prefix[:-1]}):{msg[len(prefix):]}") from None
+        raise
 
 
 def results_of(ctx: AppContext, run_id: str) -> dict:
@@ -162,24 +186,27 @@ def eval_run_choices(ctx: AppContext) -> list[tuple[str, str]]:
 
 def build(ctx: AppContext, demo: gr.Blocks) -> None:
     tasks = ctx.task_names()
-    with gr.Tab("Rollouts", id="rollouts") as tab:
+    choices = ctx.checkpoint_choices()
+    first = choices[0][1] if choices else None
+    first_task = (checkpoint_task(ctx, first) if first else None) or (tasks[0] if tasks else None)
+    with gr.Tab("Rollouts", id=TAB_ID) as tab:
         gr.Markdown("Run a trained policy in its MuJoCo task on held-out seeds and watch what it does. "
                     "Type any instruction to probe its language grounding.")
         with gr.Row():
-            ckpt = gr.Dropdown(ctx.checkpoint_choices(), label="Checkpoint", allow_custom_value=True, scale=3)
-            task = gr.Dropdown(tasks, value=tasks[0] if tasks else None, label="Task", scale=1)
+            # the task follows the checkpoint: the first checkpoint shown comes with the task it was trained on
+            ckpt = gr.Dropdown(choices, value=first, label="Checkpoint", allow_custom_value=True, scale=3)
+            task = gr.Dropdown(tasks, value=first_task if first_task in tasks else None, label="Task", scale=1)
             refresh_btn = gr.Button("↻", scale=0, min_width=40)
-        instruction = gr.Dropdown(instruction_choices(tasks[0]) if tasks else [], value=OWN_INSTRUCTION,
+        instruction = gr.Dropdown(instruction_choices(first_task) if first_task else [], value=OWN_INSTRUCTION,
                                   label="Instruction (pick or type)", allow_custom_value=True)
         with gr.Row():
-            episodes = gr.Number(4, precision=0, label="Episodes")
-            videos = gr.Number(4, precision=0, label="Videos")
+            episodes = gr.Number(4, precision=0, label=LABELS["episodes"])
+            videos = gr.Number(4, precision=0, label=LABELS["num_videos"])
             seed_start = gr.Number(EVAL_SEED_START, precision=0,
-                                   label=f"First seed (held-out: >= {EVAL_SEED_START:,})")
-            max_steps = gr.Number(None, precision=0, label="Max steps per episode (empty: the task's)")
+                                   label=f"{LABELS['seed_start']} (held-out: >= {EVAL_SEED_START:,})")
+            max_steps = optional_number(LABELS["max_episode_steps"], "the task's")
         with gr.Row():  # how a chunking policy turns its chunks into actions (set after training)
-            action_steps = gr.Number(None, precision=0, minimum=1,
-                                     label="Actions executed per chunk (empty: the checkpoint's)")
+            action_steps = optional_number(LABELS["n_action_steps"], "the checkpoint's")
             ensemble = gr.Textbox("", label="Temporal ensembling (empty: the checkpoint's; off; or a coefficient: "
                                             "-1 weighs newer chunks more, ACT uses 0.01)")
         run_btn = gr.Button("Run episodes", variant="primary")
@@ -198,7 +225,9 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             action_plot = gr.Plot(empty_figure("actions"), show_label=False, scale=2)
         state = gr.State(dict(EMPTY))
         shown_run = gr.State(None)
-        tick = gr.Timer(1.5)
+        tick = gr.Timer(POLL_SECONDS, active=False)
+
+    ctx.extras.setdefault("tab_timers", []).append(TabTimer(TAB_ID, tab, tick, state, POLL_SECONDS))
 
     view = {"summary": summary, "results": results, "gallery": gallery, "episode": ep_pick, "video": video,
             "actions": action_plot}
@@ -238,38 +267,44 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
 
     @handler(inputs={"ref": ckpt, "t": task, "instr": instruction, "n": episodes, "nv": videos, "seed": seed_start,
                      "steps": max_steps, "act_steps": action_steps, "ens": ensemble},
-             outputs={"status": status, "state": state}, status="status")
+             outputs={"status": status, "state": state, "tick": tick}, status="status")
     def start(ref, t, instr, n, nv, seed, steps, act_steps, ens):
         cfg = eval_config(ctx, ref, t, n, nv, seed, steps, instr, act_steps, ens)
         run_id = ctx.start_job("eval", cfg, name=f"eval-{cfg['task']}")
         what = f"“{cfg['instruction']}”" if cfg["instruction"] else "the task's own instructions"
+        watch, timer = start_following({"run_id": run_id, "shown": False}, POLL_SECONDS)
         return {"status": f"Started **{run_id}**: {cfg['episodes']} episodes of **{cfg['task']}** with {what}.",
-                "state": {"run_id": run_id, "shown": False}}
+                "state": watch, "tick": timer}
 
     start.listen(run_btn.click, api_name="rollout_start", concurrency_limit=1)
 
     @handler(inputs={"st_state": state},
-             outputs={"status": status, "progress": progress, **view, "shown_run": shown_run, "state": state},
-             status="status", warn=False)
+             outputs={"status": status, "progress": progress, **view, "shown_run": shown_run, "state": state,
+                      "tick": tick, "evaluations": past}, status="status", warn=False)
     def poll(st_state: dict):
         s = dict(st_state or EMPTY)
         rid = s.get("run_id")
         if not rid or s.get("shown"):
-            return {}
+            state, timer = pace(s, changed=False, follow=False, base_s=POLL_SECONDS)
+            return {"state": state, "tick": timer} if state != s else {"tick": timer}
         st = ctx.runner.status(rid)
         if st.active:
             done, total = st.step, st.total_steps
             key = (st.state, done, total)
-            if s.get("seen") == key:
-                return {}
-            return {"status": f"Evaluating `{rid}`: {st.state}", "state": {**s, "seen": key},
+            changed = s.get("seen") != key
+            state, timer = pace({**s, "seen": key}, changed=changed, follow=True, base_s=POLL_SECONDS)
+            if not changed:
+                return {"state": state, "tick": timer} if state != s else {}
+            return {"status": f"Evaluating `{rid}`: {st.state}", "state": state, "tick": timer,
                     "progress": progress_html(done, total, f"episode {done}/{total or '?'}")}
         s["shown"] = True
+        s, timer = pace(s, changed=True, follow=False, base_s=POLL_SECONDS)
+        done_list = gr.update(choices=eval_run_choices(ctx), value=rid)  # the new evaluation is in the list
         if st.state != "done":
             return {"status": f"**Evaluation {st.state}:** {st.error or 'see its log'}",
-                    "progress": progress_html(0, 1, ""), "state": s}
+                    "progress": progress_html(0, 1, ""), "state": s, "tick": timer, "evaluations": done_list}
         return {"status": f"Evaluation `{rid}` done.", "progress": progress_html(1, 1, "done"),
-                **results_view(ctx, rid), "shown_run": rid, "state": s}
+                **results_view(ctx, rid), "shown_run": rid, "state": s, "tick": timer, "evaluations": done_list}
 
     poll.listen(tick.tick, api_name="rollout_poll", **POLL)
 
@@ -291,9 +326,16 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
 
     on_episode.listen(ep_pick.input, api_name="rollout_episode")
 
-    @handler(outputs={"state": state}, warn=False)
-    def attach():
+    @handler(outputs={"state": state, "tick": tick}, warn=False, request=True)
+    def attach(request: gr.Request | None = None):
+        """On page load: follow a running evaluation (live when the page opened on this tab)."""
         rows = [r for r in ctx.list_runs("eval") if r.status.active]
-        return {"state": {"run_id": rows[-1].run_id, "shown": False} if rows else dict(EMPTY)}
+        if not rows:
+            return {"state": dict(EMPTY)}
+        watch = {"run_id": rows[-1].run_id, "shown": False, "following": True, "active": False}
+        if opened_tab(request) == TAB_ID:
+            watch, timer = start_following(watch, POLL_SECONDS)
+            return {"state": watch, "tick": timer}
+        return {"state": watch}
 
     attach.listen(demo.load, api_name=False)

@@ -1,6 +1,11 @@
-"""Training tab: preset + dataset + method + hyperparameters (forms from the config dataclasses),
-Start as a background job, live curves read incrementally from metrics.jsonl, progress with ETA,
-log tail, Stop / Resume, the runs list, re-attaching to a running job on page load, overlays."""
+"""Training tab: preset + dataset + method + hyperparameters (forms from the config dataclasses), the
+equivalent ``vla train`` command, Start as a background job, live curves (smoothed as TensorBoard does) read
+incrementally from metrics.jsonl, progress with ETA, log tail, Stop / Resume, the runs of every kind, and
+runs compared side by side with the settings they differ in.
+
+The form always shows the run it is attached to: attaching on page load or picking a run to watch fills it
+from that run's ``config.yaml``. The curve timer runs only while this tab is shown and its run is alive
+(:mod:`app.polling`)."""
 
 from __future__ import annotations
 
@@ -16,18 +21,21 @@ from ..events import POLL, handler
 from ..forms import Form, fmt_duration, progress_html
 from ..model_form import ModelForm
 from ..plots import curve_plot, empty_figure, overlay_figure
+from ..polling import TabTimer, opened_tab, pace, start_following
+from ..runs_view import ALL_JOBS, JOB_NAMES, runs_table, settings_diff_table
 
+TAB_ID = "training"
 DEFAULT_PRESET = "quickstart"
 CURVES = (("train/loss", "loss", True), ("train/lr", "learning rate", False),
           ("perf/samples_per_s", "throughput (samples/s)", False))
-OVERLAY_METRICS = ["train/loss", "train/lr", "perf/samples_per_s", "train/grad_norm", "eval/success_rate"]
+OVERLAY_METRICS = ["train/loss", "train/lr", "perf/samples_per_s", "train/grad_norm", "eval/success_rate",
+                   "charts/episodic_return"]
 MODEL_PRIMARY = ["vision_encoder", "projector", "llm", "action_head", "llm_hidden_size", "llm_num_layers",
                  "chunk_size", "n_action_steps"]
 TRAIN_PRIMARY = ["learning_rate", "batch_size", "max_steps", "num_epochs", "warmup_steps",
                  "lr_scheduler", "save_every", "log_every", "device", "mixed_precision", "use_lora"]
-POLL_SECONDS = 0.5  # the curve timer: new metrics reach the page within this plus one request
-
-
+POLL_SECONDS = 0.5  # the curve timer's base period: new metrics reach the page within this plus one request
+SMOOTHING = 0.6  # the curves' default smoothing (TensorBoard's slider, 0 = raw)
 # ------------------------------------------------------------------------------------------------
 # Helpers (no widgets).
 # ------------------------------------------------------------------------------------------------
@@ -90,25 +98,6 @@ def newest_active_train_run(ctx: AppContext) -> str | None:
     return rows[-1].run_id if rows else None
 
 
-def runs_table(ctx: AppContext):
-    import pandas as pd
-
-    cols = ["run", "job", "name", "method", "state", "step", "ETA", "result", "error"]
-    data = []
-    for r in reversed(ctx.list_runs()):
-        st = r.status
-        summary = st.eval_summary
-        result = ""
-        if summary is not None:
-            result = f"success {summary.rate_with_ci()}, {summary.episodes} episodes"
-        elif st.get("loss") is not None:
-            result = f"loss {st.get('loss'):.4f}"
-        eta = fmt_duration(st.eta_s) if st.state == "running" and st.eta_s else ""
-        data.append([r.run_id, r.job, r.name, r.method or "", st.state, f"{st.step}/{st.total_steps or '?'}", eta,
-                     result, st.error or ""])
-    return pd.DataFrame(data, columns=cols)
-
-
 def status_markdown(run_id: str | None, st: Any) -> str:
     """The watched run's state, phase, loss, evaluation and error (``st``: its RunStatus)."""
     if not run_id:
@@ -140,14 +129,22 @@ def progress_of(st: Any) -> str:
     return progress_html(step, total, f"step {step}/{total} ({100 * step / total:.0f}%){eta} · {st.state}")
 
 
-def curve_plots(curves: Any) -> list:
+def curve_plots(curves: Any, smoothing: float = SMOOTHING) -> list:
     """The Training tab's live curves from a watched run's points (see ``app.watch.Curves``)."""
-    return [curve_plot(*curves.of(m), title, log_y=log) for m, title, log in CURVES]
+    return [curve_plot(*curves.of(m), title, log_y=log, smoothing=smoothing) for m, title, log in CURVES]
 
 
 def watch_state(run_id: str | None) -> dict:
-    """A page's watch: the run and what of it the page has shown (nothing yet)."""
-    return {"run_id": run_id, "seen": {}}
+    """A page's watch: the run and what of it the page has shown (nothing yet); app.polling adds the
+    timer's period and whether it runs."""
+    return {"run_id": run_id, "seen": {}, "active": False, "following": False}
+
+
+def smoothing_of(value: Any) -> float:
+    try:
+        return min(0.99, max(0.0, float(value)))
+    except (TypeError, ValueError):
+        return SMOOTHING
 
 
 # ------------------------------------------------------------------------------------------------
@@ -156,7 +153,7 @@ def watch_state(run_id: str | None) -> dict:
 def build(ctx: AppContext, demo: gr.Blocks) -> None:
     from vla_engine.config.base import apply_overrides
     from vla_engine.config.dataset_config import DatasetConfig
-    from vla_engine.config.model_config import ModelConfig
+    from vla_engine.config.diff import train_command
     from vla_engine.config.run_config import EvalConfig, RunConfig
     from vla_engine.config.training_config import TRAINING_CONFIG_TYPES
     from vla_engine.train.methods import PLANNED_METHODS, all_methods, get_trainer
@@ -173,7 +170,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     train_classes = [base_cls] + [c for c in TRAINING_CONFIG_TYPES.values() if c is not base_cls]
     method_choices = [(f"{m} (not built yet)" if m in PLANNED_METHODS else m, m) for m in all_methods()]
 
-    with gr.Tab("Training", id="training") as tab:
+    with gr.Tab("Training", id=TAB_ID) as tab:
         gr.Markdown("Pick a preset (the **quickstart** preset trains a small policy on the built-in *reach* task "
                     "in minutes on a CPU), adjust anything, and press **Start**. The job runs in the background: "
                     "close the page and come back, it keeps going.")
@@ -184,7 +181,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             dataset = gr.Dropdown(dataset_choices(ctx), value=dataset_name_of(base), label="Dataset",
                                   allow_custom_value=True, scale=2,
                                   info=f"local datasets in {ctx.datasets_dir}, or a built-in task")
-            run_name = gr.Textbox(base["name"], label="Run name", scale=1)
+            run_name = gr.Textbox(base["name"], label="Run name", scale=1, max_length=64)
         with gr.Accordion("Model", open=False):
             model_form = ModelForm(base["model"], registries=model_regs, primary=MODEL_PRIMARY)
             model_form.wire_part_changes()
@@ -203,58 +200,84 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             start_btn = gr.Button("Start", variant="primary")
             stop_btn = gr.Button("Stop", variant="stop")
             resume_btn = gr.Button("Resume")
-        status = gr.Markdown(status_markdown(None, {}))
+            command_btn = gr.Button("Show command")
+        with gr.Accordion("The same run from a terminal", open=False) as command_box:
+            command = gr.Code("", language="shell", show_label=False, interactive=False)
+        status = gr.Markdown("")  # what the last action said (an error stays until the next action)
+        run_md = gr.Markdown(status_markdown(None, {}))  # the attached run's own state
         progress = gr.HTML(progress_html(0, 1, ""))
+        smoothing = gr.Slider(0, 0.99, value=SMOOTHING, step=0.01, label="Smoothing",
+                              info="exponential moving average of the curves; the raw points stay faint behind")
         with gr.Row():
             plots = [gr.Plot(empty_figure(title), label=title, show_label=False) for _, title, _ in CURVES]
         log_box = gr.Textbox(label="Log (tail)", lines=10, max_lines=10, autoscroll=True, interactive=False)
         with gr.Accordion("Runs", open=True):
             with gr.Row():
-                watch = gr.Dropdown([], label="Watch run", scale=3, allow_custom_value=True)
+                watch = gr.Dropdown([], label="Watch a training run", scale=3, allow_custom_value=True)
+                kind = gr.Radio([(JOB_NAMES[k], k) for k in JOB_NAMES] + [("all", ALL_JOBS)], value="train",
+                                label="Jobs", scale=2)
                 refresh_btn = gr.Button("↻ Refresh", scale=1)
-            runs_df = gr.Dataframe(runs_table(ctx), interactive=False, wrap=True)
+            runs_df = gr.Dataframe(runs_table(ctx), interactive=False, wrap=False, max_height=360,
+                                   column_widths=["190px", "110px", "140px", "130px", "80px", "110px", "70px",
+                                                  "200px", "240px"])
         with gr.Accordion("Compare runs", open=False):
             with gr.Row():
                 overlay_runs = gr.Dropdown([], multiselect=True, label="Runs", scale=3, allow_custom_value=True)
                 overlay_metric = gr.Dropdown(OVERLAY_METRICS, value="train/loss", label="Metric", scale=1,
                                              allow_custom_value=True)
-                overlay_btn = gr.Button("Plot", scale=1)
+                overlay_btn = gr.Button("Compare", scale=1)
             overlay_plot = gr.Plot(empty_figure("overlay", "pick runs to compare"), show_label=False)
             overlay_note = gr.Markdown("")
+            diff_df = gr.Dataframe(interactive=False, wrap=False, label="Settings that differ")
         watching = gr.State(watch_state(None))
         runs_seen = gr.State(None)
-        tick = gr.Timer(POLL_SECONDS)
-        runs_tick = gr.Timer(5.0)
+        tick = gr.Timer(POLL_SECONDS, active=False)
 
+    ctx.extras.setdefault("tab_timers", []).append(TabTimer(TAB_ID, tab, tick, watching, POLL_SECONDS))
     forms = {"model": model_form, "data": data_form, "training": train_form, "eval": eval_form}
 
-    # -- preset / method / dataset --------------------------------------------------------------
-    @handler(inputs={"p": preset},
-             outputs={"method": method, "dataset": dataset, "run_name": run_name, "overrides": overrides, **forms,
-                      "status": status}, status="status")
-    def on_preset(p: str):
-        cfg = RunConfig.from_dict(ctx.preset_dict(p)).to_dict()
+    # -- the form from a config: a preset, or the run the tab is attached to ----------------------------
+    def form_of(cfg: dict, note: str) -> dict:
         cls = training_class(cfg["method"])
         return {"method": gr.update(value=cfg["method"]), "dataset": gr.update(value=dataset_name_of(cfg)),
                 "run_name": gr.update(value=cfg["name"]), "model": model_form.updates(cfg["model"]),
                 "data": data_form.updates(cfg["dataset"]), "training": train_form.updates(cfg["training"], cls),
-                "eval": eval_form.updates(cfg["eval"]),
-                "status": f"Loaded preset **{p}**: {cfg.get('description') or ''}"}
+                "eval": eval_form.updates(cfg["eval"]), "start": start_button(cfg["method"]), "status": note}
+
+    def start_button(m: str) -> Any:
+        planned = m in PLANNED_METHODS
+        return gr.update(interactive=not planned, value="Start (method not built yet)" if planned else "Start")
+
+    def run_form(rid: str | None) -> dict:
+        """The form filled from run ``rid``'s config.yaml (nothing when there is no run or it is unreadable)."""
+        if not rid:
+            return {}
+        data = {k: v for k, v in ctx.run(rid).read_config().items() if k != "job"}
+        try:
+            cfg = RunConfig.from_dict(data).to_dict()
+        except Exception as e:  # noqa: BLE001 - a run of an older, unreadable layout: keep the form
+            return {"status": f"Run `{rid}`: its config does not fill the form ({e})"}
+        return {"overrides": "", **form_of(cfg, f"The form shows run **{rid}**'s settings.")}
+
+    form_outputs = {"method": method, "dataset": dataset, "run_name": run_name, "overrides": overrides, **forms,
+                    "start": start_btn, "status": status}
+
+    # -- preset / method / dataset --------------------------------------------------------------
+    @handler(inputs={"p": preset}, outputs=form_outputs, status="status")
+    def on_preset(p: str):
+        cfg = RunConfig.from_dict(ctx.preset_dict(p)).to_dict()
+        return {"overrides": "", **form_of(cfg, f"Loaded preset **{p}**: {cfg.get('description') or ''}")}
 
     on_preset.listen(preset.input, api_name="train_preset")
 
-    @handler(inputs={"m": method, "training": train_form}, outputs={"training": train_form, "status": status},
-             status="status")
+    @handler(inputs={"m": method, "training": train_form},
+             outputs={"training": train_form, "start": start_btn, "status": status}, status="status")
     def on_method(m: str, training: tuple):
         cls = training_class(m)
         vals = train_form.values(training, cls)
-        algo = next((s for k, s in train_form.specs.items() if train_form.class_keys[cls].get("algorithm") == k),
-                    None)
-        if algo is not None and m in (algo.choices or []):
-            vals["algorithm"] = m
-        note = (f"Method **{m}** is not built in this version yet; its preset validates but Start will say so."
+        note = (f"Method **{m}** is not built in this version yet; its preset validates but it cannot start."
                 if m in PLANNED_METHODS else f"Method **{m}** uses the *{cls.type_name}* training config.")
-        return {"training": train_form.updates(vals, cls), "status": note}
+        return {"training": train_form.updates(vals, cls), "start": start_button(m), "status": note}
 
     on_method.listen(method.input, api_name="train_method")
 
@@ -298,23 +321,40 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         cfg["dataset"]["root"] = str(inside(root_p if root_p.is_absolute() else ctx.datasets_dir / root_p,
                                             ctx.datasets_dir))
         run_cfg = RunConfig.from_dict(cfg)  # validates; ConfigError names the field
-        get_trainer(run_cfg.method)  # a planned method says so now, not in the job
-        writer = ctx.dataset_writer(Path(cfg["dataset"]["root"]))
-        if writer:
-            raise AppError(f"dataset {Path(cfg['dataset']['root']).name!r} is being generated by run {writer}; "
-                           f"start training when it is done")
         return run_cfg
 
-    @handler(inputs={"preset": preset, "method": method, "dataset": dataset, "run_name": run_name,
-                     "overrides": overrides, **forms}, outputs={"status": status, "watch": watching}, status="status")
+    def command_of(preset: str, run_cfg: Any) -> str:
+        ref = RunConfig.from_dict(ctx.preset_dict(preset)).to_dict()
+        return train_command(preset, ref, run_cfg.to_dict())
+
+    start_inputs = {"preset": preset, "method": method, "dataset": dataset, "run_name": run_name,
+                    "overrides": overrides, **forms}
+
+    @handler(inputs=start_inputs, outputs={"status": status, "command": command, "box": command_box},
+             status="status")
+    def on_command(**fields: Any):
+        run_cfg = build_config(**fields)
+        return {"command": command_of(fields["preset"], run_cfg), "box": gr.update(open=True),
+                "status": "The command below starts this run from a terminal (`vla train`); the app runs the same."}
+
+    on_command.listen(command_btn.click, api_name="train_command")
+
+    @handler(inputs=start_inputs, outputs={"status": status, "watch": watching, "tick": tick, "command": command},
+             status="status")
     def on_start(**fields: Any):
         run_cfg = build_config(**fields)
+        get_trainer(run_cfg.method)  # a planned method says so now, not in the job
+        writer = ctx.dataset_writer(Path(run_cfg.dataset.root))
+        if writer:
+            raise AppError(f"dataset {Path(run_cfg.dataset.root).name!r} is being generated by run {writer}; "
+                           f"start training when it is done")
         run_id = ctx.start_job("train", run_cfg.to_dict(), name=run_cfg.name)
+        watch, timer = start_following(watch_state(run_id), POLL_SECONDS)
         return {"status": f"Started **{run_id}** ({run_cfg.method}, {run_cfg.training.max_steps or '?'} steps). "
                           f"Curves appear as soon as the first steps are logged.",
-                "watch": watch_state(run_id)}
+                "watch": watch, "tick": timer, "command": command_of(fields["preset"], run_cfg)}
 
-    on_start.listen(start_btn.click, api_name="train_start", concurrency_limit=1)
+    started = on_start.listen(start_btn.click, api_name="train_start", concurrency_limit=1)
 
     def attached(watch: dict | None) -> str:
         rid = (watch or {}).get("run_id")
@@ -331,91 +371,107 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
 
     on_stop.listen(stop_btn.click, api_name="train_stop")
 
-    @handler(inputs={"watch": watching}, outputs={"status": status, "watch": watching}, status="status")
+    @handler(inputs={"watch": watching}, outputs={"status": status, "watch": watching, "tick": tick}, status="status")
     def on_resume(watch: dict):
         rid = attached(watch)
         ctx.run(rid)
         ctx.runner.resume(rid)
-        return {"status": f"Resumed **{rid}** from its last checkpoint.", "watch": watch_state(rid)}
+        state, timer = start_following(watch_state(rid), POLL_SECONDS)
+        return {"status": f"Resumed **{rid}** from its last checkpoint.", "watch": state, "tick": timer}
 
     on_resume.listen(resume_btn.click, api_name="train_resume")
 
     # -- polling: a tail read of the watched run; only what changed since this page's last look is sent ----
     plot_outputs = {m: plot for (m, _, _), plot in zip(CURVES, plots)}
-
-    @handler(inputs={"watch": watching},
-             outputs={"status": status, "progress": progress, "log": log_box, **plot_outputs, "watch": watching},
-             status="status", warn=False)
-    def poll(watch: dict):
-        watch = watch or watch_state(None)
-        rid = watch.get("run_id")
-        if not rid:
-            return {}
-        w = ctx.watch(rid)
-        w.update()
-        st, st_sig = w.status()
-        log, log_sig = w.log_tail()
-        curves, version = w.plot("training", curve_plots)
-        seen = watch.get("seen") or {}
-        now = {"status": st_sig, "log": log_sig, "curves": version}
-        out: dict[str, Any] = {}
-        if seen.get("status") != st_sig:
-            out.update(status=status_markdown(rid, st), progress=progress_of(st))
-        if seen.get("log") != log_sig:
-            out["log"] = log
-        if seen.get("curves") != version:
-            out.update(zip(plot_outputs, curves))
-        if out:
-            out["watch"] = {"run_id": rid, "seen": now}
-        return out
-
-    poll.listen(tick.tick, api_name="train_poll", **POLL)
+    runs_outputs = {"table": runs_df, "watch_pick": watch, "overlay": overlay_runs, "seen": runs_seen}
 
     def train_run_choices() -> list[tuple[str, str]]:
         return [(f"{r.run_id} ({r.status.state})", r.run_id) for r in reversed(ctx.list_runs("train"))]
 
-    runs_outputs = {"table": runs_df, "watch_pick": watch, "overlay": overlay_runs, "seen": runs_seen}
-
-    def runs_view(watch: dict | None, seen: Any) -> dict:
+    def runs_view(watch: dict | None, seen: Any, which: str = "train") -> dict:
         """The runs table and run lists; nothing is sent when no run changed since the page's last look."""
-        table = runs_table(ctx)
+        table = runs_table(ctx, which or "train")
         rid = (watch or {}).get("run_id")
-        sig = hash((tuple(map(tuple, table.values.tolist())), rid))
+        sig = hash((tuple(map(tuple, table.values.tolist())), rid, which))
         if sig == seen:
             return {}
         choices = train_run_choices()
         return {"table": table, "watch_pick": gr.update(choices=choices, value=rid),
                 "overlay": gr.update(choices=choices), "seen": sig}
 
-    @handler(inputs={"watch": watching, "seen": runs_seen}, outputs=runs_outputs, warn=False)
-    def refresh_runs(watch: dict, seen: Any):
-        return runs_view(watch, seen)
+    @handler(inputs={"watch": watching, "smooth": smoothing, "seen": runs_seen, "kind": kind},
+             outputs={"run": run_md, "progress": progress, "log": log_box, **plot_outputs, "watch": watching,
+                      "tick": tick, **runs_outputs}, status="run", warn=False)
+    def poll(watch: dict, smooth: Any, seen: Any, kind: str):
+        watch = watch or watch_state(None)
+        rid = watch.get("run_id")
+        if not rid:
+            state, timer = pace(watch, changed=False, follow=False, base_s=POLL_SECONDS)
+            return {"watch": state, "tick": timer}
+        w = ctx.watch(rid)
+        w.update()
+        st, st_sig = w.status()
+        log, log_sig = w.log_tail()
+        s = smoothing_of(smooth)
+        curves, version = w.plot(("training", s), lambda c: curve_plots(c, s))
+        shown = watch.get("seen") or {}
+        now = {"status": st_sig, "log": log_sig, "curves": (version, s)}
+        out: dict[str, Any] = {}
+        if shown.get("status") != st_sig:
+            out.update(run=status_markdown(rid, st), progress=progress_of(st))
+            out.update(runs_view(watch, seen, kind))  # a state or step changed: so did its row
+        if shown.get("log") != log_sig:
+            out["log"] = log
+        if shown.get("curves") != now["curves"]:
+            out.update(zip(plot_outputs, curves))
+        state, timer = pace({**watch, "seen": now}, changed=bool(out), follow=st.active or bool(out),
+                            base_s=POLL_SECONDS)
+        if out or state != watch:
+            out["watch"] = state
+        out["tick"] = timer
+        return out
 
-    refresh_runs.listen(runs_tick.tick, api_name="train_runs", **POLL)
+    poll.listen(tick.tick, api_name="train_poll", **POLL)
+    poll.listen(smoothing.release, api_name=False, **POLL)
+    poll.listen(started.then, api_name=False)
 
-    @handler(inputs={"watch": watching}, outputs=runs_outputs, warn=False)
-    def refresh_now(watch: dict):
-        return runs_view(watch, None)
+    @handler(inputs={"watch": watching, "kind": kind}, outputs=runs_outputs, warn=False)
+    def refresh_runs(watch: dict, kind: str):
+        return runs_view(watch, None, kind)
 
-    refresh_now.listen(refresh_btn.click, api_name=False)
+    refresh_runs.listen(refresh_btn.click, kind.change, api_name="train_runs")
 
-    @handler(inputs={"rid": watch}, outputs={"status": status, "watch": watching}, status="status")
-    def on_watch(rid: str):
+    @handler(inputs={"rid": watch, "watch": watching},
+             outputs={**form_outputs, "watch": watching, "tick": tick}, status="status")
+    def on_watch(rid: str, watch: dict):
         if not rid:
             return {}
-        ctx.run(rid)
-        return {"status": f"Watching **{rid}**.", "watch": watch_state(rid)}
+        st = ctx.runner.status(rid)  # says so when the run does not exist
+        state = watch_state(rid)
+        timer = gr.skip()
+        if st.active:
+            state, timer = start_following(state, POLL_SECONDS)
+        out = run_form(rid)
+        out["status"] = f"Watching **{rid}**. " + out.get("status", "")
+        return {**out, "watch": state, "tick": timer}
 
     poll.listen(on_watch.listen(watch.input, api_name="train_watch").then, api_name=False)
 
-    @handler(outputs={"watch": watching, "preset": preset, "dataset": dataset}, warn=False)
-    def attach():
-        """On page load: re-attach to the newest running training job (if any) and refresh choices."""
-        return {"watch": watch_state(newest_active_train_run(ctx)),
-                "preset": gr.update(choices=ctx.preset_choices()), "dataset": gr.update(choices=dataset_choices(ctx))}
+    @handler(outputs={**form_outputs, "watch": watching, "tick": tick, "preset": preset}, warn=False, request=True)
+    def attach(request: gr.Request | None = None):
+        """On page load: re-attach to the newest running training job (if any), the form showing its settings;
+        its curves follow live when this tab is the one the page opened on."""
+        rid = newest_active_train_run(ctx)
+        state, timer = {**watch_state(rid), "following": bool(rid)}, gr.skip()
+        if rid and opened_tab(request) == TAB_ID:
+            state, timer = start_following(state, POLL_SECONDS)
+        out = run_form(rid) if rid else {}
+        return {**out, "watch": state, "tick": timer, "preset": gr.update(choices=ctx.preset_choices()),
+                "dataset": gr.update(choices=dataset_choices(ctx),
+                                     **({"value": out["dataset"]["value"]} if "dataset" in out else {}))}
 
     loaded = poll.listen(attach.listen(demo.load, api_name="train_attach").then, api_name=False)
-    refresh_now.listen(loaded.then, api_name=False)
+    refresh_runs.listen(loaded.then, api_name=False)
 
     @handler(outputs={"preset": preset, "dataset": dataset}, warn=False)
     def on_tab():
@@ -423,10 +479,15 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
 
     on_tab.listen(tab.select, api_name=False)
 
-    @handler(inputs={"run_ids": overlay_runs, "metric": overlay_metric},
-             outputs={"plot": overlay_plot, "note": overlay_note}, status="note")
-    def on_overlay(run_ids: list[str], metric: str):
+    @handler(inputs={"run_ids": overlay_runs, "metric": overlay_metric, "smooth": smoothing},
+             outputs={"plot": overlay_plot, "note": overlay_note, "diff": diff_df}, status="note")
+    def on_overlay(run_ids: list[str], metric: str, smooth: Any):
         series = {rid: ctx.run(rid).read_metrics(0)[0] for rid in run_ids or []}
-        return {"plot": overlay_figure(series, metric or "train/loss"), "note": f"{len(series)} run(s)"}
+        diff = settings_diff_table(ctx, list(series)) if len(series) > 1 else None
+        note = f"{len(series)} run(s)"
+        if diff is not None:
+            note += f" · {len(diff)} setting(s) differ" if len(diff) else " · the same settings"
+        return {"plot": overlay_figure(series, metric or "train/loss", smoothing_of(smooth)), "note": note,
+                "diff": diff if diff is not None else gr.skip()}
 
     on_overlay.listen(overlay_btn.click, api_name="train_overlay")

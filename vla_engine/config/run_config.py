@@ -38,6 +38,9 @@ class EvalConfig(ConfigBase):
             self._check_choice("task", TASKS)
 
 
+MAX_NAME_CHARS = 64  # a run name longer than this is refused (it names the run folder and table rows)
+
+
 @dataclass
 class RunConfig(ConfigBase):
     """A whole run: the ``method`` (which trainer, and so which training config class), the model, the data,
@@ -57,6 +60,10 @@ class RunConfig(ConfigBase):
     def validate(self) -> None:
         from ..train.methods import all_methods, method_config_type
 
+        if not isinstance(self.name, str) or not self.name.strip() or len(self.name) > MAX_NAME_CHARS:
+            length = len(self.name) if isinstance(self.name, str) else 0
+            raise ConfigError(f"name: a run name must be 1 to {MAX_NAME_CHARS} characters (this one has {length}); "
+                              f"choose a shorter name")
         if self.method not in all_methods():
             self._fail("method", f"is not a known training method; choose one of: {', '.join(all_methods())}")
         want = method_config_type(self.method)

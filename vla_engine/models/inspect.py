@@ -275,3 +275,36 @@ def forward_probe(model: Any, batch: dict, repeats: int = 5) -> ForwardProbe:
 __all__ = ["PRECISIONS", "ForwardProbe", "dataset_batch", "estimate_training_memory", "format_bytes",
            "forward_probe", "image_tokens_per_sample", "module_tree", "part_counts", "shape_of", "synthetic_batch",
            "vision_tokens"]
+
+
+def scratch_lm_parameters(cfg: Any, vocab_size: int = 512) -> int:
+    """The parameters of a language model built from scratch from ``cfg`` (llama-style: q/k/v/o projections,
+    a gated feed-forward, norms, tied embeddings); 0 for a pretrained one (its own size)."""
+    if getattr(cfg, "llm_pretrained", None):
+        return 0
+    h, ffn, layers = cfg.llm_hidden_size, cfg.llm_intermediate_size, cfg.llm_num_layers
+    return layers * (4 * h * h + 3 * h * ffn + 2 * h) + vocab_size * h + h
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can still give (Linux ``MemAvailable``), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_buildable(cfg: Any, vocab_size: int = 512) -> None:
+    """Refuse, in one line, a from-scratch language model whose fp32 weights alone do not fit in the memory the
+    system has available (instead of failing deep in the allocator)."""
+    need = 4 * scratch_lm_parameters(cfg, vocab_size)
+    have = available_memory_bytes()
+    if have is not None and need > 0.8 * have:
+        raise ConfigError(
+            f"model.llm_hidden_size {cfg.llm_hidden_size} with {cfg.llm_num_layers} layers (feed-forward "
+            f"{cfg.llm_intermediate_size}) needs about {format_bytes(need)} for its weights alone, more than the "
+            f"{format_bytes(have)} this machine has free; choose a smaller llm_hidden_size / llm_intermediate_size")

@@ -54,6 +54,7 @@ from .augment import pad_resize, random_shift
 from .configuration_heads import HeadCapabilities
 from .ensemble import TemporalEnsembler
 from .heads import ACTION_LOSSES, ActionHead
+from .inspect import check_buildable
 from .inputs import ModelInputError, action_targets, fit_time, image_batch, image_tensor
 from .language import TextTokenCache, load_tokenizer
 from .normalize import NormalizationError, Normalizer
@@ -118,6 +119,7 @@ class VLAModel(nn.Module):
     def _build(self, cfg: ModelConfig, action_head: nn.Module | None = None, tokenizer: Any = None,
                llm_hf_config: Any = None, vision_hf_config: Any = None, rebuild: bool = False) -> None:
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.llm_pretrained)
+        check_buildable(cfg, len(self.tokenizer))  # a size that cannot fit is refused before any allocation
         self.text_cache = TextTokenCache(self.tokenizer, cfg.max_text_tokens)
         self._prompt_end_id = empty_token_id(self.tokenizer) if cfg.prompt_format == "openvla" else None
         self.vision_encoder = VISION_ENCODERS.get(cfg.vision_encoder).from_config(

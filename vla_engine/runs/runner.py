@@ -71,6 +71,7 @@ class RunInfo:
     name: str | None
     method: str | None
     status: RunStatus
+    task: str | None = None  # the task it trains on, evaluates or generates (None when its config names none)
 
     @property
     def state(self) -> str:
@@ -165,12 +166,15 @@ class JobRunner:
         return st
 
     def _config_head(self, run: RunDir) -> dict:
-        """job / name / method of a run's config.yaml, read again only when the file changes."""
+        """job / name / method / task of a run's config.yaml, read again only when the file changes."""
         mtime = run.config_path.stat().st_mtime
         cached = self._configs.get(run.run_id)
         if cached is None or cached[0] != mtime:
             cfg = run.read_config()
-            cached = (mtime, {k: cfg.get(k) for k in ("job", "name", "method")})
+            head = {k: cfg.get(k) for k in ("job", "name", "method")}
+            dataset = cfg.get("dataset") if isinstance(cfg.get("dataset"), dict) else {}
+            head["task"] = cfg.get("task") or dataset.get("task")
+            cached = (mtime, head)
             self._configs[run.run_id] = cached
         return cached[1]
 
@@ -189,7 +193,8 @@ class JobRunner:
             except (RunError, OSError, ValueError):
                 continue
             if job is None or head.get("job") == job:
-                rows.append(RunInfo(p.name, head.get("job"), head.get("name"), head.get("method"), st))
+                rows.append(RunInfo(p.name, head.get("job"), head.get("name"), head.get("method"), st,
+                                    head.get("task")))
         return rows
 
     # -- control --------------------------------------------------------------------------------
