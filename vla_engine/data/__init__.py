@@ -42,6 +42,9 @@ _EXPORTS = {
     "FilteredBCDataset": ".bc_datasets",
     "WeightedBCDataset": ".bc_datasets",
     "create_bc_dataloader": ".bc_datasets",
+    "NuScenesDataset": ".driving",
+    "KittiRawDataset": ".driving",
+    "create_driving_dataloader": ".driving",
 }
 
 __all__ = sorted(_EXPORTS)
