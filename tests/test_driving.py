@@ -101,3 +101,17 @@ def test_waypoints_and_ade_fde():
     pred = wp[None, 0] + np.array([0.0, 1.0])  # 1 m off sideways everywhere
     ade, fde = ade_fde(pred, wp[None, 0])
     assert ade == pytest.approx(1.0) and fde == pytest.approx(1.0)
+
+
+def test_datagen_writes_every_sensor_as_lerobot_features(tmp_path):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from vla_engine.data import generate_dataset
+
+    out = generate_dataset("driving/stop-behind", 1, tmp_path / "ds", workers=0, progress=False, image_size=32)
+    ds = LeRobotDataset("local/driving-stop-behind", root=out)  # lerobot's own reader
+    item = ds[3]
+    assert tuple(item["observation.lidar"].shape) == (64 * 16, 4) and item["observation.lidar_mask"].sum() > 0
+    assert tuple(item["observation.radar"].shape) == (16, 4) and tuple(item["observation.imu"].shape)[1] == 6
+    wp = item["action.waypoints"].numpy()
+    assert wp.shape == (6, 2) and wp[-1, 0] > wp[0, 0] >= 0  # ahead of the ego, further out with time

@@ -146,6 +146,9 @@ class World:
         s = int(size or self.image_size)
         r = self._renderers.get(s)
         if r is None:
+            from ..tabletop import _load_triton_before_gl
+
+            _load_triton_before_gl()  # before the first GL context: llvmpipe's LLVM and triton's clash otherwise
             r = self._renderers[s] = self._mj.Renderer(self.model, s, s)
         r.update_scene(self.data, camera=camera)
         return r.render()
