@@ -211,6 +211,7 @@ class RLConfig(TrainingConfig):
     normalize_advantages: bool = True  # PPO: advantages to zero mean, unit std per minibatch
     normalize_observations: bool = True  # running mean/std of observations (saved with the policy)
     normalize_rewards: bool = True  # PPO: rewards scaled by the running std of the discounted return
+    value_warmup_updates: int = 0  # PPO: first updates train the value head only (a warm-started actor stays put)
     # SAC details
     utd_ratio: float = 1.0  # SAC: gradient updates per environment step (update-to-data ratio)
     policy_frequency: int = 1  # SAC: actor (and temperature) updates every this many critic updates (TD3-style delay)
@@ -252,6 +253,7 @@ class RLConfig(TrainingConfig):
         self._check_range("kl_coef", 0)
         self._check_range("target_kl", 0, lo_open=True)
         self._check_range("utd_ratio", 0, lo_open=True)
+        self._check_range("value_warmup_updates", 0)
         self._check_range("policy_frequency", 1)
         self._check_range("init_temperature", 0, lo_open=True)
         self._check_range("env_image_size", 8)

@@ -182,7 +182,10 @@ class RLRun:
                                   f"to resume from the previous one") from None
         from ..loop import load_weights
 
-        load_weights(policy, ckpt / "model.safetensors")
+        if hasattr(policy, "load_state_for_resume"):  # the VLA actor: the VLA's folder plus its RL heads
+            policy.load_state_for_resume(ckpt)
+        else:
+            load_weights(policy, ckpt / "model.safetensors")
         try:
             opt_state = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
             for k, opt in optimizers.items():

@@ -44,7 +44,8 @@ class PPOTrainer:
         self.run_dir, self.progress = run_dir, progress
 
     def eval_policy(self):
-        return self.policy
+        """What the evaluator runs: the MLP policy, or the VLA itself (its mean action)."""
+        return getattr(self.policy, "vla", self.policy)
 
     def train(self, total_timesteps: int | None = None) -> dict:
         c, dev, policy, runner = self.config, self.device, self.policy, self.runner
@@ -140,7 +141,9 @@ class PPOTrainer:
                         else:
                             v_loss = 0.5 * ((new_value - b_returns[mb]) ** 2).mean()
                         ent = entropy.mean()
-                        loss = pg_loss - c.entropy_coef * ent + c.value_coef * v_loss
+                        # value warm-up: a warm-started actor does not move until the critic knows its returns
+                        actor_on = float(update >= c.value_warmup_updates)
+                        loss = actor_on * (pg_loss - c.entropy_coef * ent) + c.value_coef * v_loss
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
                         if c.max_grad_norm > 0:
@@ -171,7 +174,7 @@ class PPOTrainer:
                 row.update(episodes.drain())
                 t_update = time.perf_counter()
                 if c.video_every and update % c.video_every == 0:
-                    row.update(record_video(policy, self.task, rl.run, global_step))
+                    row.update(record_video(self.eval_policy(), self.task, rl.run, global_step))
                 rl.log(global_step, row)
                 if rl.run is not None and (update % max(1, c.save_every) == 0 or update == num_updates):
                     ckpt = save()

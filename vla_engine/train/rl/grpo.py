@@ -1,0 +1,198 @@
+"""GRPO (group relative policy optimisation) for a VLA: "optimise a VLA like an LLM".
+
+    trainer = GRPOTrainer(model, env, RLConfig(algorithm="grpo", group_size=4, kl_coef=0.1))
+    trainer.train()
+
+Each iteration rolls out ``num_envs`` episodes at once in ``num_envs / group_size`` groups: the episodes of a
+group start from the same seed (same layout, same instruction) and differ only by the sampled actions.
+An episode's score is ``success + 0.01 * return`` (success first; the dense return breaks ties, e.g. faster
+or closer pushes); its advantage is the score relative to its group, ``(R - mean_group) / (std_group + eps)``
+(no critic). Every step of an episode shares its advantage; the loss is PPO's clipped ratio on those steps
+plus ``kl_coef`` times the KL to a frozen reference policy (the checkpoint the run starts from: the BC
+policy), with the unbiased estimator ``exp(ref - new) - (ref - new) - 1`` (zero when the two agree).
+No value function is trained. Group seeds are training seeds (below the evaluation seeds, 1,000,000+).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...config.base import ConfigError
+from ...config.training_config import RLConfig
+from .common import RLRun, finish_job, linear_lr, record_video, rl_task_of, setup_torch
+
+SCORE_RETURN_COEF = 0.01  # weight of the dense return next to success in an episode's score
+
+
+def group_advantages(scores: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
+    """Scores (G * K,) laid out group by group -> advantages relative to each group's mean and std."""
+    g = scores.reshape(-1, group_size)  # (groups, K)
+    adv = (g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True, unbiased=False) + eps)
+    return adv.reshape(-1)
+
+
+def kl_to_reference(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-sample KL(new || ref) estimate ``exp(ref - new) - (ref - new) - 1`` (>= 0, zero when equal)."""
+    d = ref_logp - logp
+    return d.exp() - d - 1
+
+
+class GRPOTrainer:
+    """GRPO over a VLA actor on an image task; ``train()`` returns a summary with the success curve."""
+
+    algorithm = "grpo"
+
+    def __init__(self, model: Any = None, env: Any = None, config: RLConfig | None = None, run_dir: Any = None,
+                 progress: bool = True, task: str | None = None):
+        from .setup import build_actor_and_runner
+
+        self.config = c = config or RLConfig(algorithm="grpo")
+        if c.num_envs % c.group_size:
+            raise ConfigError(f"training.num_envs: {c.num_envs} episodes per iteration do not split into groups of "
+                              f"group_size {c.group_size}; make num_envs a multiple of it (e.g. {2 * c.group_size})")
+        self.device = setup_torch(c)
+        self.policy, self.runner, self.task = build_actor_and_runner("grpo", model, env, c, self.device, task)
+        # the reference: a frozen copy of the policy the run starts from (the BC checkpoint)
+        self.reference = copy.deepcopy(self.policy).requires_grad_(False).eval()
+        if hasattr(self.policy, "texts"):
+            self.reference.texts = self.policy.texts  # one table of instruction strings for both
+        self.run_dir, self.progress = run_dir, progress
+
+    def eval_policy(self):
+        return getattr(self.policy, "vla", self.policy)
+
+    # -- one iteration's experience ------------------------------------------------------------------
+    @torch.no_grad()
+    def rollout_groups(self, iteration: int) -> dict[str, Any]:
+        """``num_envs`` episodes, group_size per seed, stepped in lockstep; returns the steps and scores."""
+        c, runner, policy = self.config, self.runner, self.policy
+        n, k = runner.num_envs, c.group_size
+        seeds = [c.seed * 100_003 + iteration * (n // k) + i // k for i in range(n)]
+        for i in range(n):
+            runner.reset_env(i, seed=seeds[i])
+        steps: list[tuple[dict, torch.Tensor, torch.Tensor, np.ndarray]] = []  # (obs, action, logp, env ids)
+        alive = np.ones(n, bool)
+        ret, length, success = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, bool)
+        policy.eval()
+        while alive.any():
+            ids = np.flatnonzero(alive)
+            obs = {key: v[ids] for key, v in runner.observe().items()}
+            action, logp, _ = policy.act(obs)
+            raw = policy.env_action(action)
+            steps.append((obs, action, logp, ids))
+            for j, i in enumerate(ids):
+                o, r, term, trunc, info = runner.envs[i].step(raw[j])
+                runner._obs[i] = o
+                ret[i] += r
+                length[i] += 1
+                success[i] |= bool(info.get("is_success", False))
+                if term or trunc:
+                    alive[i] = False
+        scores = torch.as_tensor(success + SCORE_RETURN_COEF * ret, dtype=torch.float32)
+        return {"steps": steps, "scores": scores, "success": success, "return": ret, "length": length,
+                "seeds": seeds}
+
+    def train(self, total_timesteps: int | None = None) -> dict:
+        c, dev, policy, reference = self.config, self.device, self.policy, self.reference
+        total = int(total_timesteps or c.total_timesteps)
+        params = [p for p in policy.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=c.learning_rate, eps=1e-5)
+        rl = RLRun(self.run_dir, c, total, self.progress)
+        state, _ = rl.resume(policy, {"optimizer": opt})
+        iteration, global_step = (state["iteration"], state["step"]) if state else (0, 0)
+        rl.start(global_step, f"GRPO on {self.task}: {self.runner.num_envs // c.group_size} groups of "
+                              f"{c.group_size} per iteration, {sum(p.numel() for p in params):,} trainable parameters")
+        ckpt, state_name, curve = None, "done", []
+
+        def save() -> Any:
+            return rl.save(global_step, policy, {"optimizer": opt}, {"iteration": iteration})
+
+        try:
+            while global_step < total and not rl.stop_requested:
+                if c.anneal_lr:
+                    linear_lr(opt, c.learning_rate, 1.0 - global_step / total)
+                t0 = time.perf_counter()
+                exp = self.rollout_groups(iteration)
+                adv_ep = group_advantages(exp["scores"], c.group_size).to(dev)  # (n,)
+                # flatten the steps: observations, actions, old and reference log-probs, advantages
+                obs = {key: torch.cat([s[0][key] for s in exp["steps"]]) for key in exp["steps"][0][0]}
+                actions = torch.cat([s[1] for s in exp["steps"]])
+                old_logp = torch.cat([s[2] for s in exp["steps"]])
+                adv = torch.cat([adv_ep[torch.as_tensor(s[3], device=dev)] for s in exp["steps"]])
+                n_steps = len(actions)
+                with torch.no_grad():
+                    ref_logp = torch.cat([reference.evaluate({k: v[i:i + 256] for k, v in obs.items()},
+                                                             actions[i:i + 256])[0] for i in range(0, n_steps, 256)])
+                rollout_s = time.perf_counter() - t0
+
+                # clipped-ratio updates with the KL to the reference, over minibatches of steps
+                policy.train()
+                minibatch = max(1, n_steps // c.num_minibatches)
+                kls, pg, ents = [], [], []
+                for _ in range(c.update_epochs):
+                    order = torch.randperm(n_steps, device=dev)
+                    for start in range(0, n_steps, minibatch):
+                        mb = order[start:start + minibatch]
+                        logp, entropy, _ = policy.evaluate({k: v[mb] for k, v in obs.items()}, actions[mb])
+                        ratio = (logp - old_logp[mb]).exp()
+                        pg_loss = torch.max(-adv[mb] * ratio,
+                                            -adv[mb] * ratio.clamp(1 - c.clip_range, 1 + c.clip_range)).mean()
+                        kl = kl_to_reference(logp, ref_logp[mb]).mean()
+                        loss = pg_loss + c.kl_coef * kl - c.entropy_coef * entropy.mean()
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        if c.max_grad_norm > 0:
+                            torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+                        opt.step()
+                        kls.append(kl.item())
+                        pg.append(pg_loss.item())
+                        ents.append(entropy.mean().item())
+                iteration += 1
+                global_step += n_steps
+                success = float(exp["success"].mean())
+                curve.append(success)
+                row = {"charts/success_rate": success, "charts/episodic_return": float(exp["return"].mean()),
+                       "charts/episodic_length": float(exp["length"].mean()), "charts/iteration": iteration,
+                       "grpo/score_mean": float(exp["scores"].mean()),
+                       "grpo/groups_with_signal": float((exp["scores"].reshape(-1, c.group_size).std(1) > 0)
+                                                        .float().mean()),
+                       "losses/policy_loss": float(np.mean(pg)), "losses/kl": float(np.mean(kls)),
+                       "losses/kl_first": kls[0], "charts/entropy": float(np.mean(ents)),
+                       "perf/steps_per_s": n_steps / max(1e-9, time.perf_counter() - t0),
+                       "perf/rollout_steps_per_s": n_steps / max(1e-9, rollout_s)}
+                if c.video_every and iteration % c.video_every == 0:
+                    row.update(record_video(self.eval_policy(), self.task, rl.run, global_step))
+                rl.log(global_step, row)
+                if rl.run is not None and iteration % max(1, c.save_every) == 0:
+                    ckpt = save()
+            if rl.stop_requested:
+                state_name = "stopped"
+            if rl.run is not None:
+                ckpt = save()
+            rl.finish(state_name, global_step, ckpt)
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                ckpt = save()
+                rl.finish("stopped", global_step, ckpt)
+            else:
+                rl.fail(global_step, e)
+            raise
+        finally:
+            rl.close()
+        return {"state": state_name, "step": global_step, "iterations": iteration, "success_curve": curve,
+                "checkpoint": str(ckpt) if ckpt else None, "history": rl.history}
+
+    @classmethod
+    def run_job(cls, cfg: Any, run: Any, progress: bool = True) -> dict:
+        """The background job of a run config (``vla train rl-grpo``): train from the warm start, then evaluate."""
+        from .setup import model_for_job
+
+        trainer = cls(model_for_job(cfg, run), rl_task_of(cfg), cfg.training, run_dir=run, progress=progress)
+        out = trainer.train()
+        out.pop("history", None)
+        return finish_job(trainer, cfg, run, out, progress)
