@@ -61,6 +61,10 @@ _EXPORTS = {
     "BehavioralCloning": "vla_engine.train.il.bc",
     "DAgger": "vla_engine.train.il.dagger",
     "VLAFineTuner": "vla_engine.train.finetune",
+    "PPOTrainer": "vla_engine.train.rl",
+    "SACTrainer": "vla_engine.train.rl",
+    "GRPOTrainer": "vla_engine.train.rl",
+    "ReplayBuffer": "vla_engine.train.rl.buffers",
     # evaluation and runs
     "evaluate_policy": "vla_engine.eval.evaluator",
     "wilson_interval": "vla_engine.eval.metrics",

@@ -29,6 +29,8 @@ _EXPORTS = {
     "STATE_KEY": ".lerobot_io",
     "ACTION_KEY": ".lerobot_io",
     "EVAL_SEED_START": "..config.run_config",  # owned by the run config; re-exported here
+    "ReplayBuffer": "..train.rl.buffers",  # the RL buffers (the seed imports ReplayBuffer with the datasets)
+    "RolloutBuffer": "..train.rl.buffers",
     "LeRobotVLADataset": ".vla_dataset",
     "PushTDataset": ".vla_dataset",
     "collate_batch": ".collate",
