@@ -56,9 +56,21 @@ def _start_or_run(args, job: str, config: dict, name: str) -> int:
 
 # ------------------------------------------------------------------------------------------------
 def cmd_datagen(args) -> int:
+    from .config.base import ConfigError
     from .data import generate_dataset
     from .runs.schema import DatagenJobConfig
 
+    if args.suite:  # a Meta-World suite: every task's demonstrations in one dataset
+        if args.background:
+            raise ConfigError("datagen.suite: --background runs one task; generate a suite in the foreground")
+        from .envs.metaworld.suite import generate_suite_dataset
+
+        out = generate_suite_dataset(args.suite, args.episodes, args.out, seed=args.seed, image_size=args.image_size,
+                                     overwrite=args.overwrite, action_noise=args.action_noise)
+        print(f"wrote {args.episodes} episodes of each task of '{args.suite}' to {out}")
+        return 0
+    if not args.task:
+        raise ConfigError("datagen.task: give --task (e.g. push, metaworld/reach-v3) or --suite (e.g. mt10)")
     cfg = DatagenJobConfig(task=args.task, episodes=args.episodes, out=args.out, seed=args.seed,
                            image_size=args.image_size, overwrite=args.overwrite, action_noise=args.action_noise,
                            targets_per_layout=args.targets_per_layout, plan_horizon=args.plan_horizon)  # validates
@@ -252,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     sp = add("datagen", cmd_datagen, "generate expert demonstrations as a LeRobot v3 dataset")
-    sp.add_argument("--task", required=True)
+    sp.add_argument("--task", default=None, help="a task with a scripted expert: push, metaworld/reach-v3, ...")
+    sp.add_argument("--suite", default=None, help="a Meta-World suite (mt10, mt50): --episodes of each task")
     sp.add_argument("--episodes", type=int, default=200)
     sp.add_argument("--out", required=True)
     sp.add_argument("--seed", type=int, default=0)
