@@ -21,18 +21,22 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
     episodes are bootstrapped by the caller (their final value is folded into the reward).
     Returns (advantages, returns), each (T, N).
     """
-    T = rewards.shape[0]
-    adv = torch.zeros_like(rewards)  # (T, N)
-    last_gae = torch.zeros_like(last_value)  # (N,)
+    # the backward recursion runs in numpy: T small steps, each far cheaper there than as torch ops
+    r, v, d = (x.detach().cpu().double().numpy() for x in (rewards, values, dones))
+    lv, ld = last_value.detach().cpu().double().numpy(), last_done.detach().cpu().double().numpy()
+    T = r.shape[0]
+    adv = np.zeros_like(r)  # (T, N)
+    last_gae = np.zeros_like(lv)  # (N,)
     for t in reversed(range(T)):
         if t == T - 1:
-            next_nonterminal, next_value = 1.0 - last_done, last_value
+            next_nonterminal, next_value = 1.0 - ld, lv
         else:
-            next_nonterminal, next_value = 1.0 - dones[t + 1], values[t + 1]
-        delta = rewards[t] + gamma * next_value * next_nonterminal - values[t]
+            next_nonterminal, next_value = 1.0 - d[t + 1], v[t + 1]
+        delta = r[t] + gamma * next_value * next_nonterminal - v[t]
         last_gae = delta + gamma * gae_lambda * next_nonterminal * last_gae
         adv[t] = last_gae
-    return adv, adv + values
+    adv_t = torch.from_numpy(adv).to(rewards.device, rewards.dtype)
+    return adv_t, adv_t + values
 
 
 class RolloutBuffer:

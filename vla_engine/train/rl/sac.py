@@ -54,8 +54,8 @@ class SACTrainer:
         total = int(total_timesteps or c.total_timesteps)
         N, A = runner.num_envs, runner.action_dim
         q_target = copy.deepcopy(policy.q).requires_grad_(False)
-        actor_opt = torch.optim.Adam(policy.actor.parameters(), lr=c.learning_rate)
-        q_opt = torch.optim.Adam(policy.q.parameters(), lr=c.learning_rate)
+        actor_opt = torch.optim.Adam(policy.actor.parameters(), lr=c.learning_rate, fused=True)
+        q_opt = torch.optim.Adam(policy.q.parameters(), lr=c.learning_rate, fused=True)
         log_alpha = torch.tensor(math.log(c.init_temperature), device=dev, requires_grad=c.auto_entropy)
         alpha_opt = torch.optim.Adam([log_alpha], lr=c.learning_rate) if c.auto_entropy else None
         target_entropy = -float(A)

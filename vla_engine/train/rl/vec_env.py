@@ -167,12 +167,39 @@ class StateRunner:
         self.venv, self.obs_rms, self.device = venv, obs_rms, device
         self.num_envs, self.action_dim = venv.num_envs, venv.action_dim
         self.update = True
+        self._stats: list[np.ndarray] | None = None  # numpy copy of the statistics while collecting
+
+    def begin(self) -> None:
+        """Before a rollout: the statistics to numpy (updated there per step, cheaply)."""
+        r = self.obs_rms
+        self._stats = [r.mean.cpu().numpy().copy(), r.var.cpu().numpy().copy(), float(r.count)]
+
+    def end(self) -> None:
+        """After a rollout: the statistics back into the policy's buffers (saved with it)."""
+        if self._stats is not None:
+            mean, var, count = self._stats
+            self.obs_rms.mean.copy_(torch.from_numpy(mean))
+            self.obs_rms.var.copy_(torch.from_numpy(var))
+            self.obs_rms.count.fill_(count)
+            self._stats = None
 
     def _norm(self, obs: np.ndarray, update: bool) -> dict[str, torch.Tensor]:
-        x = torch.from_numpy(obs).to(self.device)
-        if update and bool(self.obs_rms.enabled):
-            self.obs_rms.update(x)
-        return {"state": self.obs_rms(x)}
+        if not bool(self.obs_rms.enabled):
+            return {"state": torch.from_numpy(obs).to(self.device)}
+        if self._stats is None:  # outside a rollout: the torch module
+            x = torch.from_numpy(obs).to(self.device)
+            if update:
+                self.obs_rms.update(x)
+            return {"state": self.obs_rms(x)}
+        mean, var, count = self._stats
+        if update:  # the parallel-variance update of RunningMeanStd, in numpy
+            b_mean, b_var, b = obs.mean(0), obs.var(0), obs.shape[0]
+            delta, tot = b_mean - mean, count + b
+            mean = mean + delta * b / tot
+            var = (var * count + b_var * b + delta ** 2 * count * b / tot) / tot
+            self._stats = [mean, var, tot]
+        y = np.clip((obs - mean) / np.sqrt(var + 1e-8), -self.obs_rms.clip, self.obs_rms.clip)
+        return {"state": torch.from_numpy(y.astype(np.float32)).to(self.device)}
 
     def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
         return self._norm(self.venv.reset(seed), self.update)
