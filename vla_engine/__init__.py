@@ -60,6 +60,7 @@ _EXPORTS = {
     "TrainingError": "vla_engine.train.loop",
     "BehavioralCloning": "vla_engine.train.il.bc",
     "DAgger": "vla_engine.train.il.dagger",
+    "GAIL": "vla_engine.train.il.gail",
     "VLAFineTuner": "vla_engine.train.finetune",
     "PPOTrainer": "vla_engine.train.rl",
     "SACTrainer": "vla_engine.train.rl",

@@ -112,9 +112,16 @@ class ILConfig(TrainingConfig):
     rollouts_per_iteration: int = 20  # DAgger episodes rolled out per iteration
     retrain: Literal["finetune", "scratch"] = "finetune"  # each iteration goes on training, or starts afresh
     eval_episodes_per_iteration: int = 10  # learner-only episodes on held-out seeds after each iteration (0 = none)
-    # GAIL
-    discriminator_lr: float = 3e-4
-    discriminator_steps: int = 1  # GAIL discriminator updates per policy update
+    # GAIL (the policy is trained by PPO with learning_rate; PPO's other settings are its defaults)
+    discriminator_lr: float = 3e-4  # GAIL: Adam learning rate of the discriminator
+    discriminator_steps: int = 5  # GAIL: discriminator epochs over each rollout (before its PPO update)
+    expert_dataset: str | None = None  # GAIL: the expert demonstrations, a Minari dataset id or folder
+    expert_episodes: int = 10  # GAIL: how many of its episodes (the first ones) the discriminator sees
+    gp_weight: float = 10.0  # GAIL: weight of the discriminator's gradient penalty (0 = none)
+    disc_hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])  # GAIL: the discriminator MLP's widths
+    total_timesteps: int = 200_000  # GAIL: environment steps in all
+    num_envs: int = 8  # GAIL: environments stepped together
+    steps_per_update: int = 256  # GAIL: steps per env in each rollout (one discriminator + one PPO update)
     algorithm: InitVar[str | None] = None  # constructor-only: bc | dagger | gail (the trainer, or the run's method)
 
     _init_only: ClassVar[tuple[str, ...]] = ("action_loss", "algorithm")
@@ -131,6 +138,11 @@ class ILConfig(TrainingConfig):
         self._check_range("eval_episodes_per_iteration", 0)
         self._check_range("discriminator_lr", 0, lo_open=True)
         self._check_range("discriminator_steps", 1)
+        self._check_range("expert_episodes", 1)
+        self._check_range("gp_weight", 0)
+        self._check_range("total_timesteps", 1)
+        self._check_range("num_envs", 1)
+        self._check_range("steps_per_update", 1)
 
 
 @dataclass

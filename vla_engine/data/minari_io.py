@@ -270,13 +270,21 @@ class _ScriptedExpert:
 
 
 def load_policy(ref: str) -> Policy:
-    """``scripted`` or a saved state policy (``StateMLPPolicy`` checkpoint folder) as ``obs -> action``."""
+    """``scripted``, or a saved state policy (an RL MLP checkpoint of PPO / SAC, or a ``StateMLPPolicy``
+    folder) as ``obs -> action`` (its mean action)."""
     if ref == "scripted":
         return _ScriptedExpert()
     from ..train.il.policies import StateMLPPolicy
 
     if not (Path(ref) / "model.safetensors").exists():
         raise DatasetError(f"{ref} is not a policy checkpoint folder (no model.safetensors); train one first")
+    import json
+
+    from ..train.rl.policies import is_rl_policy_config, load_rl_policy
+
+    if is_rl_policy_config(json.loads((Path(ref) / "config.json").read_text())):  # a PPO / SAC expert
+        rl = load_rl_policy(ref).eval()
+        return lambda obs: rl.select_action(np.asarray(obs, dtype=np.float32)[None])[0].detach().cpu().numpy()
     return StateMLPPolicy.from_pretrained(ref).as_callable()
 
 
