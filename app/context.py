@@ -123,8 +123,28 @@ class AppContext:
         return {"tasks": R.TASKS, "vision_encoders": R.VISION_ENCODERS, "projectors": R.PROJECTORS,
                 "language_models": R.LANGUAGE_MODELS, "action_heads": R.ACTION_HEADS, "trainers": R.TRAINERS}
 
-    def task_names(self) -> list[str]:
-        return self.registries["tasks"].names()
+    def task_names(self, with_expert: bool = False) -> list[str]:
+        """Every registered task, or those a scripted expert can demonstrate (what the Datasets tab generates)."""
+        tasks = self.registries["tasks"]
+        names = tasks.names()
+        if with_expert:
+            names = [t for t in names if tasks.meta(t, load=False).get("has_expert", True)]
+        return names
+
+    def task_groups(self) -> dict[str, list[str]]:
+        """Tasks by family (tabletop, gym, metaworld, driving) and the benchmark suites (Meta-World MT10 / MT50)."""
+        tasks = self.registries["tasks"]
+        groups: dict[str, list[str]] = {}
+        for t in tasks.names():
+            groups.setdefault(tasks.meta(t, load=False).get("family") or "tabletop", []).append(t)
+        try:
+            from vla_engine.envs.metaworld_tasks import SUITES
+        except ImportError:  # the Meta-World family is not in this version
+            SUITES = {}
+        for suite in SUITES:
+            groups[f"metaworld/{suite}"] = [f"metaworld/{name}" if "/" not in name else name
+                                            for name in SUITES[suite]]
+        return groups
 
     # -- runs -------------------------------------------------------------------------------
     def run(self, run_id: str):

@@ -65,6 +65,50 @@ class PartForm:
         return self.form.updates(dict(data or {}), cls)
 
 
+class SensorsForm:
+    """``model.sensors``: off for a camera-only VLA; on, the encoders of lidar / radar / IMU and their fusion
+    (a MultiSensorVLA, for the driving tasks)."""
+
+    def __init__(self, values: dict | None, columns: int):
+        from vla_engine.models.configuration_multisensor import MultiSensorConfig
+        from vla_engine.registry import FUSIONS, SENSOR_ENCODERS
+
+        self.cls = MultiSensorConfig
+        self.enabled = gr.Checkbox(values is not None, label="Other sensors (lidar, radar, IMU)",
+                                   info="on: a multi-sensor VLA that fuses them with the camera (the driving "
+                                        "tasks); off: a camera-only VLA (model.sensors)")
+        registries = {"lidar": SENSOR_ENCODERS, "radar": SENSOR_ENCODERS, "imu": SENSOR_ENCODERS,
+                      "fusion": FUSIONS}
+        self.form = Form("model_sensors", MultiSensorConfig, values or {}, registries=registries,
+                         columns=columns, primary=["lidar", "radar", "imu", "fusion", "fusion_dim",
+                                                   "prediction_horizon", "fuse_camera", "sensor_dropout"])
+        for comp in self.form.inputs:
+            comp.visible = values is not None
+        self.enabled.change(lambda on, *w: [gr.update(visible=bool(on)) for _ in w],
+                            [self.enabled, *self.form.inputs], self.form.inputs, api_name=False, queue=False,
+                            show_progress="hidden")
+
+    @property
+    def inputs(self) -> list:
+        return [self.enabled] + self.form.inputs
+
+    @property
+    def param_names(self) -> list[str]:
+        return ["model_sensors__enabled"] + self.form.param_names
+
+    def values(self, widget_values: Sequence[Any]) -> dict | None:
+        on, *rest = widget_values
+        return self.form.values(rest, self.cls) if on else None
+
+    def updates(self, data: Any) -> list:
+        if hasattr(data, "to_dict"):
+            data = data.to_dict()
+        on = data is not None
+        ups = self.form.updates(dict(data or {}), self.cls)
+        return [gr.update(value=on)] + [gr.update(**{**u, "visible": on}) if isinstance(u, dict) else u
+                                        for u in ups]
+
+
 class ModelForm:
     """The model config as a form: its own fields plus the chosen parts' settings (see the module docstring)."""
 
@@ -73,8 +117,8 @@ class ModelForm:
         values = dict(values or ModelConfig().to_dict())
         registries = registries or {}
         subs = [sub for _, sub, _, _, _ in SLOTS]
-        self.main = Form("model", ModelConfig, values, registries=registries, skip=subs, primary=primary,
-                         columns=columns)
+        self.main = Form("model", ModelConfig, values, registries=registries, skip=[*subs, "sensors"],
+                         primary=primary, columns=columns)
         self.parts: list[PartForm] = []
         with gr.Row(equal_height=False):
             for part, sub, registry, _, _ in SLOTS:
@@ -82,20 +126,22 @@ class ModelForm:
                     with gr.Accordion(SUBFORM_TITLES.get(sub, sub), open=sub == "head"):
                         self.parts.append(PartForm(part, sub, registries.get(part, registry), values.get(part),
                                                    values.get(sub), columns=2))
+        with gr.Accordion("Other sensors (lidar, radar, IMU)", open=values.get("sensors") is not None):
+            self.sensors = SensorsForm(values.get("sensors"), columns=4)
 
     # -- the Form protocol of app.events -------------------------------------------------------
     @property
     def inputs(self) -> list:
-        return self.main.inputs + [c for p in self.parts for c in p.inputs]
+        return self.main.inputs + [c for p in self.parts for c in p.inputs] + self.sensors.inputs
 
     @property
     def param_names(self) -> list[str]:
-        return self.main.param_names + [n for p in self.parts for n in p.param_names]
+        return self.main.param_names + [n for p in self.parts for n in p.param_names] + self.sensors.param_names
 
     def component(self, name: str) -> Any:
         return self.main.component(name)
 
-    def _split(self, widget_values: Sequence[Any]) -> tuple[list, list[list]]:
+    def _split(self, widget_values: Sequence[Any]) -> tuple[list, list[list], list]:
         values = list(widget_values)
         n = len(self.main.inputs)
         main, rest, out = values[:n], values[n:], []
@@ -103,14 +149,15 @@ class ModelForm:
             k = len(p.inputs)
             out.append(rest[:k])
             rest = rest[k:]
-        return main, out
+        return main, out, rest
 
     def values(self, widget_values: Sequence[Any]) -> dict:
-        """The model config's field dict: its own fields and each chosen part's settings."""
-        main, parts = self._split(widget_values)
+        """The model config's field dict: its own fields, each chosen part's settings and the sensors."""
+        main, parts, sensors = self._split(widget_values)
         data = self.main.values(main)
         for p, vals in zip(self.parts, parts):
             data[p.sub] = p.values(vals, data.get(p.part))
+        data["sensors"] = self.sensors.values(sensors)
         return data
 
     def updates(self, data: dict) -> list:
@@ -118,7 +165,7 @@ class ModelForm:
         out = self.main.updates(data)
         for p in self.parts:
             out += p.updates(data.get(p.sub), data.get(p.part))
-        return out
+        return out + self.sensors.updates(data.get("sensors"))
 
     # -- re-show a part's settings when another part is chosen -----------------------------------
     def wire_part_changes(self) -> None:
@@ -135,4 +182,4 @@ class ModelForm:
                             show_progress="hidden")
 
 
-__all__ = ["ModelForm", "PartForm"]
+__all__ = ["ModelForm", "PartForm", "SensorsForm"]

@@ -26,7 +26,7 @@ API_NAMES = {
     "datasets_refresh", "dataset_generate", "dataset_poll", "dataset_info", "dataset_episode", "dataset_frame",
     "model_defaults", "model_summary", "model_forward", "model_save_preset",
     "rollout_refresh", "rollout_checkpoint", "rollout_start", "rollout_poll", "rollout_show", "rollout_episode",
-    "bench_refresh", "bench_start", "bench_poll",
+    "bench_refresh", "bench_start", "bench_poll", "bench_add_tasks",
 }
 
 
@@ -183,14 +183,15 @@ def test_bad_inputs_give_messages_and_the_app_keeps_serving(served):
 
 def test_dataset_facts_and_episode_browser(served, dataset):
     _, client, _, _ = served
-    info, stats, ep, fr, image, instruction, state_plot, action_plot = client.predict(dataset,
-                                                                                      api_name="/dataset_info")
+    info, stats, ep, fr, image, instruction, state_plot, action_plot, bev, imu = client.predict(
+        dataset, api_name="/dataset_info")
+    assert "no lidar or radar" in bev["plot"]  # a camera-only dataset: the sensor plots say so (and stay hidden)
     assert "**3** episodes" in info and "instruction" in info
     assert "expert plans of **4** steps" in info  # generated with plan steps 4
     assert {r[0] for r in stats["data"]} >= {"action", "observation.state"}
     assert instruction and image
-    image, instruction, state_plot, action_plot, frame, note = client.predict(dataset, 1,
-                                                                              api_name="/dataset_episode")
+    image, instruction, state_plot, action_plot, _bev, _imu, frame, note = client.predict(
+        dataset, 1, api_name="/dataset_episode")
     assert instruction and not note
     out = client.predict(dataset, 1, 1, api_name="/dataset_frame")
     assert out[1] == instruction and out[-1] == ""
@@ -377,3 +378,29 @@ def test_screenshots_of_each_tab(served, artifacts_dir):
                 assert out.exists() and out.stat().st_size > 10_000, tab
         finally:
             driver.quit()
+
+
+def test_second_half_parts_in_the_tabs(served):
+    """The driving world's sensors in the Datasets tab, the multi-sensor model in the Model builder, and the
+    task families and suites (Meta-World MT10) in the Benchmark tab."""
+    from vla_engine.data.datagen import generate_dataset
+
+    ctx, client, _, _ = served
+    generate_dataset("driving/stop-behind", 1, ctx.datasets_dir / "drive", progress=False)
+    out = client.predict("drive", api_name="/dataset_info")
+    plots = [json.loads(v["plot"]) for v in out if isinstance(v, dict) and "plot" in v]
+    bev = next(p for p in plots if "bird" in str(p["layout"].get("title")))
+    assert any(t.get("name", "").startswith("lidar (") for t in bev["data"])  # the point cloud is drawn
+
+    status, params, memory, tree, _ = client.predict(batch_size=8, precision="fp32", model__action_dim=3,
+                                                     model_sensors__enabled=True, api_name="/model_summary")
+    assert tree.startswith("model (MultiSensorVLA)") and "sensor_encoders" in tree
+    status, report = client.predict(sample="synthetic sample", model__action_dim=3, model_sensors__enabled=True,
+                                    api_name="/model_forward")
+    assert "Predicted action chunk" in report, (status, report)
+
+    groups = ctx.task_groups()
+    assert {"tabletop", "driving"} <= set(groups) and "reach" in groups["tabletop"]
+    if "metaworld/mt10" in groups:
+        tasks, _ = client.predict("metaworld/mt10", ["reach"], api_name="/bench_add_tasks")
+        assert tasks["value"][0] == "reach" and len(tasks["value"]) == 11

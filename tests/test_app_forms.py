@@ -69,3 +69,30 @@ def test_labels_are_words_and_the_field_name_is_in_the_help(form):
     assert label_of("llm_num_heads") == "LLM heads" and label_of("lora_r") == "LoRA r"
     box = form.component("llm_num_heads")
     assert box.label == "LLM heads" and "model.llm_num_heads" in box.info
+
+
+def test_sensors_sub_form_is_off_for_a_camera_model_and_round_trips_a_driving_one(form):
+    """model.sensors: off (None) for the camera-only VLA; on, the encoders and fusion read back as set."""
+    assert form.values(_widget_values(form, form.updates(ModelConfig().to_dict())))["sensors"] is None
+    driving = ModelConfig().to_dict()
+    driving["sensors"] = {"lidar": "point-transformer", "radar": None, "imu": "imu", "fusion": "cross-modal",
+                          "fusion_dim": 128, "prediction_horizon": 6}
+    values = form.values(_widget_values(form, form.updates(driving)))
+    cfg = ModelConfig.from_dict(values)
+    assert cfg.sensors.sensors == ["lidar", "imu"] and cfg.sensors.fusion == "cross-modal"
+    assert cfg.sensors.fusion_dim == 128 and cfg.sensors.prediction_horizon == 6
+
+
+def test_training_curves_follow_what_the_run_logs():
+    """BC shows loss and learning rate; RL its return, success, losses and entropy; DAgger and GAIL their own."""
+    from app.curves import PANELS, panels_for
+
+    titles = lambda metrics: [title for _, title, _ in panels_for(set(metrics))]  # noqa: E731
+    assert titles(["train/loss", "train/lr"])[:2] == ["loss", "learning rate"]
+    ppo = titles(["charts/episodic_return", "charts/success_rate", "losses/policy_loss", "charts/entropy"])
+    assert ppo == ["episode return", "success rate", "policy loss", "policy entropy"]
+    sac = panels_for({"charts/episodic_return", "losses/qf_loss", "losses/actor_loss", "losses/alpha"})
+    assert [m for m, _, _ in sac] == ["charts/episodic_return", "losses/qf_loss", "losses/actor_loss", "losses/alpha"]
+    assert titles(["dagger/expert_labels", "dagger/learner_success_rate", "train/loss"])[0] == "learner success rate"
+    assert titles(["gail/disc_loss", "charts/episodic_return"])[1] == "discriminator loss"
+    assert all(len(panels_for(m)) == PANELS for m in ({"train/loss"}, {"charts/episodic_return"}, set()))

@@ -76,8 +76,13 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             ckpts = gr.Dropdown(ctx.checkpoint_choices(), multiselect=True, label="Checkpoints", scale=3,
                                 allow_custom_value=True)
             refresh_btn = gr.Button("↻", scale=0, min_width=40)
+        groups = ctx.task_groups()
         with gr.Row():
-            task_pick = gr.CheckboxGroup(tasks, value=tasks[:1], label="Tasks")
+            task_pick = gr.Dropdown(tasks, value=tasks[:1], multiselect=True, label="Tasks", scale=3)
+            suite = gr.Dropdown([(f"{g} ({len(ts)} tasks)", g) for g, ts in groups.items()], value=None,
+                                label="Add a family or suite", scale=1,
+                                info="adds every task of the tabletop suite, Meta-World MT10 / MT50, ...")
+        with gr.Row():
             episodes = gr.Number(20, precision=0, label="Episodes per task")
             videos = gr.Number(0, precision=0, label="Videos per evaluation")
             max_steps = optional_number(MAX_STEPS_LABEL, "the task's")
@@ -104,6 +109,15 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         return {"checkpoints": gr.update(choices=choices, value=current or ([choices[0][1]] if choices else []))}
 
     refresh.listen(refresh_btn.click, api_name="bench_refresh")
+
+    @handler(inputs={"group": suite, "current": task_pick}, outputs={"tasks": task_pick, "group": suite})
+    def add_group(group: str | None, current: list | None):
+        """The chosen family's or suite's tasks join the chosen tasks (the picker resets for the next one)."""
+        chosen = list(current or [])
+        chosen += [t for t in groups.get(group or "", []) if t not in chosen]
+        return {"tasks": gr.update(value=chosen), "group": gr.update(value=None)}
+
+    add_group.listen(suite.input, api_name="bench_add_tasks")
     refresh.listen(tab.select, api_name=False)
 
     @handler(inputs={"checkpoints": ckpts, "tasks": task_pick, "episodes": episodes, "videos": videos,

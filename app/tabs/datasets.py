@@ -13,6 +13,7 @@ from ..events import POLL, handler
 from ..forms import progress_html
 from ..plots import empty_figure, timeseries_figure
 from ..polling import TabTimer, opened_tab, pace, start_following
+from ..sensor_view import sensor_views
 
 TAB_ID = "datasets"
 POLL_SECONDS = 1.5  # the generation timer's base period (app.polling)
@@ -36,8 +37,17 @@ def tasks_table(ctx: AppContext):
     rows = []
     for t in ctx.task_names():
         i = task_info(t)
-        rows.append([t, i["action_dim"], i["state_dim"], i["fps"], i["max_episode_steps"], i.get("description", "")])
-    return pd.DataFrame(rows, columns=["task", "action dim", "state dim", "fps", "max steps", "description"])
+        sensors = ", ".join(i.get("sensors") or {}) if isinstance(i.get("sensors"), dict) else ""
+        observes = "state" if i.get("state_based") else ("camera" + (f" + {sensors}" if sensors else ""))
+        rows.append([t, i.get("family") or "tabletop", observes, "yes" if i.get("has_expert", True) else "no",
+                     i["action_dim"], i["state_dim"], i["fps"], i["max_episode_steps"], i.get("description", "")])
+    return pd.DataFrame(rows, columns=["task", "family", "observes", "scripted expert", "action dim", "state dim",
+                                       "fps", "max steps", "description"])
+
+
+def dataset_name_for(task: str) -> str:
+    """The default dataset name for a task's demonstrations (a folder name: no '/')."""
+    return (task or "").replace("/", "-")
 
 
 def local_table(ctx: AppContext):
@@ -111,19 +121,19 @@ def episode_view(ctx: AppContext, name: str, episode: int, frame: int) -> tuple:
     state_fig = (timeseries_figure(data["observation.state"], state_names, "state", t, ds.fps)
                  if "observation.state" in data else empty_figure("state", "no state in this dataset"))
     action_fig = timeseries_figure(data["action"], action_names, "action", t, ds.fps)
-    return frames[t], data.get("task", ""), state_fig, action_fig, len(frames)
+    return frames[t], data.get("task", ""), state_fig, action_fig, len(frames), sensor_views(data, t, ds.fps)
 
 
 def build(ctx: AppContext, demo: gr.Blocks) -> None:
     from vla_engine.config.dataset_config import DatasetConfig
 
     names = local_names(ctx)
-    tasks = ctx.task_names()
+    tasks = ctx.task_names(with_expert=True)  # what a scripted expert can demonstrate
     with gr.Tab("Datasets", id=TAB_ID) as tab:
         with gr.Row():
             with gr.Column(scale=1):
-                gr.Markdown("### Built-in tasks (MuJoCo, scripted experts)")
-                gr.Dataframe(tasks_table(ctx), interactive=False, wrap=True)
+                gr.Markdown("### Built-in tasks (MuJoCo): tabletop, gymnasium, Meta-World, driving")
+                gr.Dataframe(tasks_table(ctx), interactive=False, wrap=True, max_height=320)
             with gr.Column(scale=1):
                 gr.Markdown(f"### Local datasets in `{ctx.datasets_dir}`")
                 local_df = gr.Dataframe(local_table(ctx), interactive=False, wrap=True)
@@ -162,6 +172,9 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             with gr.Column(scale=2):
                 state_plot = gr.Plot(empty_figure("state"), show_label=False)
                 action_plot = gr.Plot(empty_figure("action"), show_label=False)
+        with gr.Row(visible=False) as sensor_row:  # lidar / radar / IMU datasets (the driving tasks)
+            bev_plot = gr.Plot(empty_figure("bird's-eye view"), show_label=False)
+            imu_plot = gr.Plot(empty_figure("IMU"), show_label=False)
         gen_state = gr.State(dict(EMPTY_GEN))
         tick = gr.Timer(POLL_SECONDS, active=False)
 
@@ -176,13 +189,21 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     refresh.listen(tab.select, api_name=False)
 
     # -- generation ----------------------------------------------------------------------------
+    @handler(inputs={"task": gen_task, "name": gen_name}, outputs={"name": gen_name})
+    def on_task(task: str, name: str):
+        """The dataset name follows the task while it is still a task's default name."""
+        defaults = {dataset_name_for(t) for t in tasks}
+        return {"name": dataset_name_for(task)} if (name or "").strip() in defaults | {""} else {}
+
+    on_task.listen(gen_task.input, api_name=False)
+
     @handler(inputs={"task": gen_task, "name": gen_name, "episodes": gen_episodes, "seed": gen_seed,
                      "size": gen_size, "overwrite": gen_overwrite, "plan": gen_plan},
              outputs={"status": gen_status, "gen": gen_state, "tick": tick}, status="status")
     def generate(task: str, name: str, episodes: Any, seed: Any, size: Any, overwrite: bool, plan: Any):
         name = (name or "").strip()
         if not name:
-            raise AppError(f"Dataset name is empty; type a folder name such as {task or 'reach'}")
+            raise AppError(f"Dataset name is empty; type a folder name such as {dataset_name_for(task) or 'reach'}")
         root = ctx.dataset_root(name)
         # the dataset section's own validation: task, episode count, image size
         DatasetConfig.from_dict({"repo_id": f"local/{name}", "root": str(root), "task": task,
@@ -252,11 +273,14 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     attach.listen(demo.load, api_name=False)
 
     # -- inspection ----------------------------------------------------------------------------
-    view = {"image": image, "instruction": instruction, "state_plot": state_plot, "action_plot": action_plot}
+    view = {"image": image, "instruction": instruction, "state_plot": state_plot, "action_plot": action_plot,
+            "bev": bev_plot, "imu": imu_plot, "sensor_row": sensor_row}
 
     def frame_view(name: str, episode: Any, frame: Any) -> tuple[dict, int]:
-        img, instr, sfig, afig, n_frames = episode_view(ctx, name, episode, frame)
-        return {"image": img, "instruction": instr, "state_plot": sfig, "action_plot": afig}, n_frames
+        img, instr, sfig, afig, n_frames, sensors = episode_view(ctx, name, episode, frame)
+        return {"image": img, "instruction": instr, "state_plot": sfig, "action_plot": afig,
+                "bev": sensors["bev"], "imu": sensors["imu"],
+                "sensor_row": gr.update(visible=sensors["visible"])}, n_frames
 
     @handler(inputs={"name": ds_pick},
              outputs={"info": info_md, "stats": stats_df, "episode": episode, "frame": frame, **view},

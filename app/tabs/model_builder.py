@@ -102,13 +102,13 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
 
     def get_model(cfg: Any) -> Any:
         """Build (or reuse the last built) model for ``cfg``."""
-        from vla_engine.models import VLAModel
+        from vla_engine.runs.jobs import build_model_for
 
         key = json.dumps(cfg.to_dict(), sort_keys=True)
         cache = ctx.extras.setdefault("model_builder", {})
         if cache.get("key") != key:
             cache.clear()
-            cache["model"] = VLAModel(cfg)
+            cache["model"] = build_model_for(cfg, None)  # a VLAModel, or a MultiSensorVLA with model.sensors
             cache["key"] = key
         return cache["model"]
 

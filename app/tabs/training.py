@@ -20,16 +20,13 @@ from ..context import AppContext, AppError, inside
 from ..events import POLL, handler
 from ..forms import Form, fmt_duration, progress_html
 from ..model_form import ModelForm
-from ..plots import curve_plot, empty_figure, overlay_figure
+from ..curves import DEFAULT_TITLES, OVERLAY_METRICS, PANELS, curve_plots, latest_video
+from ..plots import empty_figure, overlay_figure
 from ..polling import TabTimer, opened_tab, pace, start_following
 from ..runs_view import ALL_JOBS, JOB_NAMES, runs_table, settings_diff_table
 
 TAB_ID = "training"
 DEFAULT_PRESET = "quickstart"
-CURVES = (("train/loss", "loss", True), ("train/lr", "learning rate", False),
-          ("perf/samples_per_s", "throughput (samples/s)", False))
-OVERLAY_METRICS = ["train/loss", "train/lr", "perf/samples_per_s", "train/grad_norm", "eval/success_rate",
-                   "charts/episodic_return"]
 MODEL_PRIMARY = ["vision_encoder", "projector", "llm", "action_head", "llm_hidden_size", "llm_num_layers",
                  "chunk_size", "n_action_steps"]
 TRAIN_PRIMARY = ["learning_rate", "batch_size", "max_steps", "num_epochs", "warmup_steps",
@@ -129,11 +126,6 @@ def progress_of(st: Any) -> str:
     return progress_html(step, total, f"step {step}/{total} ({100 * step / total:.0f}%){eta} · {st.state}")
 
 
-def curve_plots(curves: Any, smoothing: float = SMOOTHING) -> list:
-    """The Training tab's live curves from a watched run's points (see ``app.watch.Curves``)."""
-    return [curve_plot(*curves.of(m), title, log_y=log, smoothing=smoothing) for m, title, log in CURVES]
-
-
 def watch_state(run_id: str | None) -> dict:
     """A page's watch: the run and what of it the page has shown (nothing yet); app.polling adds the
     timer's period and whether it runs."""
@@ -208,8 +200,13 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         progress = gr.HTML(progress_html(0, 1, ""))
         smoothing = gr.Slider(0, 0.99, value=SMOOTHING, step=0.01, label="Smoothing",
                               info="exponential moving average of the curves; the raw points stay faint behind")
-        with gr.Row():
-            plots = [gr.Plot(empty_figure(title), label=title, show_label=False) for _, title, _ in CURVES]
+        plots = []  # the panels follow what the run logs (app.curves): loss and lr for BC, return for RL, ...
+        for row in range(0, PANELS, 2):
+            with gr.Row():
+                plots += [gr.Plot(empty_figure(title), label=title, show_label=False)
+                          for title in DEFAULT_TITLES[row:row + 2]]
+        with gr.Accordion("Latest rollout video (RL runs record one every few updates)", open=False):
+            video = gr.Video(label="Latest rollout video", interactive=False, height=260)
         log_box = gr.Textbox(label="Log (tail)", lines=10, max_lines=10, autoscroll=True, interactive=False)
         with gr.Accordion("Runs", open=True):
             with gr.Row():
@@ -382,7 +379,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     on_resume.listen(resume_btn.click, api_name="train_resume")
 
     # -- polling: a tail read of the watched run; only what changed since this page's last look is sent ----
-    plot_outputs = {m: plot for (m, _, _), plot in zip(CURVES, plots)}
+    plot_outputs = {f"panel{i}": plot for i, plot in enumerate(plots)}
     runs_outputs = {"table": runs_df, "watch_pick": watch, "overlay": overlay_runs, "seen": runs_seen}
 
     def train_run_choices() -> list[tuple[str, str]]:
@@ -400,7 +397,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 "overlay": gr.update(choices=choices), "seen": sig}
 
     @handler(inputs={"watch": watching, "smooth": smoothing, "seen": runs_seen, "kind": kind},
-             outputs={"run": run_md, "progress": progress, "log": log_box, **plot_outputs, "watch": watching,
+             outputs={"run": run_md, "progress": progress, "log": log_box, **plot_outputs, "video": video,
+                      "watch": watching,
                       "tick": tick, **runs_outputs}, status="run", warn=False)
     def poll(watch: dict, smooth: Any, seen: Any, kind: str):
         watch = watch or watch_state(None)
@@ -424,6 +422,12 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             out["log"] = log
         if shown.get("curves") != now["curves"]:
             out.update(zip(plot_outputs, curves))
+            newest = latest_video(ctx.run(rid).videos_dir)  # a new video comes with new metric rows
+            now["video"] = newest
+            if newest and newest != shown.get("video"):
+                out["video"] = newest
+        else:
+            now["video"] = shown.get("video")
         state, timer = pace({**watch, "seen": now}, changed=bool(out), follow=st.active or bool(out),
                             base_s=POLL_SECONDS)
         if out or state != watch:

@@ -175,6 +175,15 @@ def synthetic_batch(cfg: Any, batch_size: int = 2) -> dict:
     batch["action_is_pad"] = torch.zeros(batch_size, cfg.chunk_size, dtype=torch.bool)
     texts = ["touch the red block", "push the blue block into the left zone"]
     batch["task"] = [texts[i % len(texts)] for i in range(batch_size)]
+    sensors = getattr(cfg, "sensors", None)
+    if sensors is not None:  # a multi-sensor model: a lidar cloud, radar targets, IMU samples (driving shapes)
+        shapes = {"lidar": (256, 4), "radar": (16, 4), "imu": (4, 6)}
+        for name in sensors.sensors:
+            n = shapes[name][0]
+            batch[f"observation.{name}"] = torch.randn(batch_size, *shapes[name], generator=g)
+            batch[f"observation.{name}_mask"] = torch.ones(batch_size, n, dtype=torch.bool)
+        if sensors.prediction_horizon:
+            batch[sensors.waypoint_key] = torch.randn(batch_size, sensors.prediction_horizon, 2, generator=g)
     return batch
 
 
