@@ -67,12 +67,13 @@ class PPOTrainer:
         rl.start(global_step, f"PPO on {self.task}: {num_updates} updates of {N} envs x {T} steps, "
                               f"{sum(p.numel() for p in params):,} trainable parameters")
 
-        # rollout storage, preallocated; observations are dicts of tensors (a state vector, or images + state)
+        # rollout storage, preallocated numpy arrays (a per-step write there is far cheaper than a torch op);
+        # observations are dicts of tensors (a state vector, or images + state + instruction ids)
         obs = runner.reset(seed=c.seed + 1000 * update)
-        obs_buf = {k: torch.zeros((T, N, *v.shape[1:]), dtype=v.dtype, device=dev) for k, v in obs.items()}
-        actions = torch.zeros((T, N, runner.action_dim), device=dev)
-        logprobs, rewards, dones, values = (torch.zeros((T, N), device=dev) for _ in range(4))
-        next_done = torch.zeros(N, device=dev)
+        obs_buf = {k: np.zeros((T, N, *v.shape[1:]), dtype=v.cpu().numpy().dtype) for k, v in obs.items()}
+        actions = np.zeros((T, N, runner.action_dim), np.float32)
+        logprobs, rewards, dones, values = (np.zeros((T, N), np.float32) for _ in range(4))
+        next_done = np.zeros(N, np.float32)
         ckpt, state_name, t_update = None, "done", time.perf_counter()
 
         def save() -> Any:
@@ -95,41 +96,42 @@ class PPOTrainer:
                 with torch.inference_mode():
                     for t in range(T):
                         for k, v in obs.items():
-                            obs_buf[k][t] = v
+                            obs_buf[k][t] = v.cpu().numpy()
                         dones[t] = next_done
                         if fast:
-                            a_np, lp_np, v_np = policy.act_numpy(obs["state"].numpy())
+                            a_np, logprobs[t], values[t] = policy.act_numpy(obs["state"].numpy())
                             action = torch.from_numpy(a_np)
-                            actions[t], logprobs[t], values[t] = action, torch.from_numpy(lp_np), torch.from_numpy(v_np)
                         else:
                             action, logp, value = policy.act(obs)
-                            actions[t], logprobs[t], values[t] = action, logp, value
+                            logprobs[t], values[t] = logp.cpu().numpy(), value.cpu().numpy()
+                        actions[t] = action.cpu().numpy()
                         obs, r, term, trunc, final_obs, finished = runner.step(action)
                         global_step += N
                         if reward_scaler is not None:
                             r = reward_scaler(r, term | trunc)
-                        r = torch.as_tensor(r, device=dev)
                         # a time-limit truncation is not a failure: bootstrap with the critic's value of the
                         # episode's last observation (Stable-Baselines3 does the same)
                         for i, o in final_obs.items():
                             if trunc[i] and not term[i]:
-                                r[i] += c.gamma * policy.value(o)[0]
+                                r[i] += c.gamma * float(policy.value(o)[0])
                         rewards[t] = r
-                        next_done = torch.as_tensor(term | trunc, dtype=torch.float32, device=dev)
+                        next_done = (term | trunc).astype(np.float32)
                         episodes.add(finished)
                     if fast:
                         runner.end()
                     # ---- 2. advantages: GAE over the rollout ------------------------------------------
-                    next_value = policy.value(obs)
-                    advantages, returns = compute_gae(rewards, values, dones, next_value, next_done,
-                                                      c.gamma, c.gae_lambda)
+                    next_value = policy.value(obs).cpu()
+                    advantages, returns = compute_gae(*(torch.from_numpy(x) for x in (rewards, values, dones)),
+                                                      next_value, torch.from_numpy(next_done), c.gamma, c.gae_lambda)
                 rollout_s = time.perf_counter() - t0
 
                 # ---- 3. optimise the clipped surrogate for update_epochs over shuffled minibatches -----
                 policy.train()
-                b_obs = {k: v.reshape(batch_size, *v.shape[2:]) for k, v in obs_buf.items()}
-                b_actions, b_logprobs = actions.reshape(batch_size, -1), logprobs.reshape(-1)
-                b_adv, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+                b_obs = {k: torch.from_numpy(v).to(dev).reshape(batch_size, *v.shape[2:]) for k, v in obs_buf.items()}
+                b_actions = torch.from_numpy(actions).to(dev).reshape(batch_size, -1)
+                b_logprobs = torch.from_numpy(logprobs).to(dev).reshape(-1)
+                b_values = torch.from_numpy(values).to(dev).reshape(-1)
+                b_adv, b_returns = advantages.to(dev).reshape(-1), returns.to(dev).reshape(-1)
                 clipfracs, approx_kl, n_grad = [], torch.zeros(()), 0
                 t0 = time.perf_counter()
                 for epoch in range(c.update_epochs):
@@ -140,9 +142,10 @@ class PPOTrainer:
                                                                        b_actions[mb])
                         log_ratio = new_logp - b_logprobs[mb]
                         ratio = log_ratio.exp()
-                        with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
-                            approx_kl = ((ratio - 1) - log_ratio).mean()
-                            clipfracs.append(((ratio - 1.0).abs() > c.clip_range).float().mean())
+                        if start + minibatch >= batch_size:  # each epoch's last minibatch: the KL check's stats
+                            with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
+                                approx_kl = ((ratio - 1) - log_ratio).mean()
+                                clipfracs.append(((ratio - 1.0).abs() > c.clip_range).float().mean())
                         adv = b_adv[mb]
                         if c.normalize_advantages and len(mb) > 1:
                             adv = (adv - adv.mean()) / (adv.std() + 1e-8)

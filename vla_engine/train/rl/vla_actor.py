@@ -116,7 +116,8 @@ class VLAActorCritic(nn.Module):
         from safetensors.torch import load_file
 
         f = load_file(str(directory / "rl_heads.safetensors"))
-        self.value_head.load_state_dict({k[len("value_head."):]: v for k, v in f.items() if k.startswith("value_head.")})
+        prefix = "value_head."
+        self.value_head.load_state_dict({k[len(prefix):]: v for k, v in f.items() if k.startswith(prefix)})
         if self.log_std is not None and "log_std" in f:
             self.log_std.data.copy_(f["log_std"])
 
