@@ -267,7 +267,8 @@ def test_rollouts_and_benchmark(served, trained):
     video, action_plot, note = client.predict(0, api_name="/rollout_episode")
     assert video and '"y":[' in str(action_plot.get("plot"))
 
-    assert client.predict([], api_name="/bench_refresh")["value"] == [run_id]
+    checkpoints, tasks = client.predict([], api_name="/bench_refresh")
+    assert checkpoints["value"] == [run_id] and tasks["value"] == ["reach"]  # the tasks follow the checkpoint
     status = say(client, [run_id], ["reach"], 1, 0, 3, api_name="/bench_start")
     assert "Queued **1**" in status, status
 
@@ -340,44 +341,101 @@ def test_training_form_follows_preset_method_and_dataset(served):
     assert action_dim["value"] == 4 and "4-D actions" in note
 
 
-def test_screenshots_of_each_tab(served, artifacts_dir):
-    """Each tab opened by its URL in headless Chromium (driven through Debian's chromedriver): the tab
-    is the selected one, and its screenshot is written to test-artifacts/."""
+def chrome(window: str = "1400,2200"):
+    """Headless Chromium driven through Debian's chromedriver (no browser download), or a skip."""
     chromium = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
     if chromium is None or not os.path.exists("/usr/bin/chromedriver"):
         pytest.skip("headless Chromium / chromedriver are not installed (apt: chromium chromium-driver)")
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    from app.main import TAB_IDS
-
-    _, _, url, _ = served
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     # no background networking (update checks, sync, QUIC): those connections hang on a machine without
     # internet. (Chromium 156's --screenshot with --virtual-time-budget never returns on the Training tab.)
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--disable-quic", "--window-size=1400,2200"):
+                "--disable-quic", f"--window-size={window}", f"--user-data-dir={tempfile.mkdtemp(prefix='vla-chrome-')}"):
         opts.add_argument(arg)
-    with tempfile.TemporaryDirectory() as profile:
-        opts.add_argument(f"--user-data-dir={profile}")
-        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-        try:
-            driver.set_page_load_timeout(60)
-            selected = "return [...document.querySelectorAll('[role=tab][aria-selected=true]')].map(b => b.innerText)"
-            for tab in TAB_IDS:
-                out = Path(artifacts_dir) / f"app-{tab}.png"
-                driver.get(f"{url}?tab={tab}")
-                # the page opens on the first tab; the app's load event then selects the one in the URL
-                WebDriverWait(driver, 60).until(
-                    lambda d: [t.strip().lower()[:len(tab)] for t in d.execute_script(selected)] == [tab])
-                time.sleep(1.0)  # let the tab's first values arrive
-                driver.save_screenshot(str(out))
-                assert out.exists() and out.stat().st_size > 10_000, tab
-        finally:
-            driver.quit()
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+SELECTED_TAB = "return [...document.querySelectorAll('[role=tab][aria-selected=true]')].map(b => b.innerText)"
+EVENT_CALLS = ("return performance.getEntriesByType('resource').map(e => e.name)"
+               ".filter(n => n.includes('/gradio_api/') && (n.includes('/queue/join') || n.includes('/run/'))).length")
+
+
+def open_tab(driver, url: str, tab: str) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{url}?tab={tab}")
+    # the page opens on the first tab; the app's load event then selects the one in the URL
+    WebDriverWait(driver, 60).until(
+        lambda d: [t.strip().lower()[:len(tab)] for t in d.execute_script(SELECTED_TAB)] == [tab])
+
+
+def test_screenshots_of_each_tab(served, artifacts_dir):
+    """Each tab opened by its URL in headless Chromium: the tab is the selected one, and its screenshot is
+    written to test-artifacts/."""
+    from app.main import TAB_IDS
+
+    _, _, url, _ = served
+    driver = chrome()
+    try:
+        for tab in TAB_IDS:
+            out = Path(artifacts_dir) / f"app-{tab}.png"
+            open_tab(driver, url, tab)
+            time.sleep(1.0)  # let the tab's first values arrive
+            driver.save_screenshot(str(out))
+            assert out.exists() and out.stat().st_size > 10_000, tab
+    finally:
+        driver.quit()
+
+
+def test_quick_start_steps_3_and_4_in_a_browser_with_the_defaults(served, artifacts_dir):
+    """As the page's Quick Start says, in a real browser: an idle page makes no calls; in Rollouts, "Run episodes"
+    with the default values runs (optional numbers are empty, not 0) and shows its result; in Benchmark, "Run
+    benchmark" with the defaults fills the leaderboard."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    ctx, _, url, _ = served
+    driver = chrome("1400,1800")
+    page = lambda d: d.find_element(By.TAG_NAME, "body").text  # noqa: E731
+
+    def click(label: str) -> None:
+        button = next(b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == label
+                      and b.is_displayed())
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click();", button)
+
+    try:
+        open_tab(driver, url, "rollouts")
+        time.sleep(3.0)  # the load events finish
+        before = driver.execute_script(EVENT_CALLS)
+        time.sleep(6.0)
+        assert driver.execute_script(EVENT_CALLS) == before  # nothing runs: the open page makes no calls
+        optional = [e.get_attribute("value") for e in driver.find_elements(
+            By.XPATH, "//label[contains(., '(empty:')]//*[self::textarea or self::input]")]
+        assert len(optional) >= 2 and all(v == "" for v in optional), optional  # max steps, actions per chunk
+        click("Run episodes")
+        WebDriverWait(driver, 180, 1.0).until(lambda d: "done." in page(d) or "Error" in page(d))
+        assert "Error" not in page(driver) and "success" in page(driver).lower(), page(driver)[-1500:]
+        driver.save_screenshot(str(Path(artifacts_dir) / "quickstart-rollouts.png"))
+
+        open_tab(driver, url, "benchmark")
+        time.sleep(3.0)
+        results = len(ctx.leaderboard.read())
+        click("Run benchmark")
+        WebDriverWait(driver, 240, 1.0).until(lambda d: len(ctx.leaderboard.read()) > results or "Error" in page(d))
+        assert "Error" not in page(driver), page(driver)[-1500:]
+        ran = ctx.leaderboard.read()[-1]
+        # the page shows the new row: its evaluation run's id in the leaderboard table
+        WebDriverWait(driver, 60, 1.0).until(lambda d: ran["eval_run"] in page(d))
+        driver.save_screenshot(str(Path(artifacts_dir) / "quickstart-benchmark.png"))
+    finally:
+        driver.quit()
 
 
 def test_second_half_parts_in_the_tabs(served):
@@ -402,5 +460,5 @@ def test_second_half_parts_in_the_tabs(served):
     groups = ctx.task_groups()
     assert {"tabletop", "driving"} <= set(groups) and "reach" in groups["tabletop"]
     if "metaworld/mt10" in groups:
-        tasks, _ = client.predict("metaworld/mt10", ["reach"], api_name="/bench_add_tasks")
+        tasks, _ = client.predict("metaworld/mt10", ["reach"], api_name="/bench_add_tasks")[:2]
         assert tasks["value"][0] == "reach" and len(tasks["value"]) == 11

@@ -99,7 +99,8 @@ def test_stop_a_background_run(work):
 def test_bad_inputs_are_one_line_errors(work):
     for args, needle in [
         (("train", "il-bc", "--set", "training.learning_rate=-1"), "training.learning_rate"),
-        (("train", "rl-ppo"), "not built"),
+        (("train", "rl-ppo", "--set", "training.clip_range=0"), "training.clip_range"),
+        (("train", "no-such-preset"), "no-such-preset"),
         (("eval", "no-such-run", "--task", "reach"), "neither a checkpoint folder nor a run"),
         (("eval", "no-such-run", "--set", "model.chunk_size=4"), "the rest is fixed by training"),
         (("datagen", "--task", "fly", "--episodes", "1", "--out", "x"), "'fly' is not a known task"),

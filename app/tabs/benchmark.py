@@ -94,6 +94,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                              label="Leaderboard (latest result per checkpoint and task)")
         # what this page follows (the queue, while it has work) and shows: (queue text, leaderboard signature)
         seen = gr.State(dict(IDLE))
+        tasks_picked = gr.State(False)  # the user chose tasks: they no longer follow the checkpoints
         tick = gr.Timer(POLL_SECONDS, active=False)
 
     ctx.extras.setdefault("tab_timers", []).append(TabTimer(TAB_ID, tab, tick, seen, POLL_SECONDS))
@@ -102,20 +103,49 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         q = ctx.benchmark_queue.state()
         return bool(q.active or q.pending)
 
-    @handler(inputs={"current": ckpts}, outputs={"checkpoints": ckpts})
-    def refresh(current: list | None):
-        """Fresh checkpoint list; the newest checkpoint is chosen when none is."""
+    def tasks_of(refs: list[str]) -> list[str]:
+        """The tasks the checkpoints were trained on (what "compare checkpoints" means by default)."""
+        from .rollouts import checkpoint_task
+
+        out = []
+        for ref in refs:
+            try:
+                t = checkpoint_task(ctx, ref)
+            except Exception:  # noqa: BLE001 - a checkpoint that cannot be read is reported when it runs
+                t = None
+            if t and t in tasks and t not in out:
+                out.append(t)
+        return out
+
+    @handler(inputs={"current": ckpts, "picked": tasks_picked}, outputs={"checkpoints": ckpts, "tasks": task_pick})
+    def refresh(current: list | None, picked: bool):
+        """Fresh checkpoint list; the newest checkpoint is chosen when none is, and until tasks are picked by
+        hand they follow the checkpoints' own tasks."""
         choices = ctx.checkpoint_choices()
-        return {"checkpoints": gr.update(choices=choices, value=current or ([choices[0][1]] if choices else []))}
+        chosen = current or ([choices[0][1]] if choices else [])
+        out = {"checkpoints": gr.update(choices=choices, value=chosen)}
+        follow = [] if picked else tasks_of(chosen)
+        if follow:
+            out["tasks"] = gr.update(value=follow)
+        return out
 
     refresh.listen(refresh_btn.click, api_name="bench_refresh")
 
-    @handler(inputs={"group": suite, "current": task_pick}, outputs={"tasks": task_pick, "group": suite})
+    @handler(inputs={"current": ckpts, "picked": tasks_picked}, outputs={"tasks": task_pick}, warn=False)
+    def on_checkpoints(current: list | None, picked: bool):
+        follow = [] if picked else tasks_of(list(current or []))
+        return {"tasks": gr.update(value=follow)} if follow else {}
+
+    on_checkpoints.listen(ckpts.input, api_name=False)
+    task_pick.input(lambda: True, None, tasks_picked, api_name=False, queue=False, show_progress="hidden")
+
+    @handler(inputs={"group": suite, "current": task_pick},
+             outputs={"tasks": task_pick, "group": suite, "picked": tasks_picked})
     def add_group(group: str | None, current: list | None):
         """The chosen family's or suite's tasks join the chosen tasks (the picker resets for the next one)."""
         chosen = list(current or [])
         chosen += [t for t in groups.get(group or "", []) if t not in chosen]
-        return {"tasks": gr.update(value=chosen), "group": gr.update(value=None)}
+        return {"tasks": gr.update(value=chosen), "group": gr.update(value=None), "picked": True}
 
     add_group.listen(suite.input, api_name="bench_add_tasks")
     refresh.listen(tab.select, api_name=False)

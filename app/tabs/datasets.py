@@ -40,9 +40,12 @@ def tasks_table(ctx: AppContext):
         sensors = ", ".join(i.get("sensors") or {}) if isinstance(i.get("sensors"), dict) else ""
         observes = "state" if i.get("state_based") else ("camera" + (f" + {sensors}" if sensors else ""))
         rows.append([t, i.get("family") or "tabletop", observes, "yes" if i.get("has_expert", True) else "no",
-                     i["action_dim"], i["state_dim"], i["fps"], i["max_episode_steps"], i.get("description", "")])
-    return pd.DataFrame(rows, columns=["task", "family", "observes", "scripted expert", "action dim", "state dim",
-                                       "fps", "max steps", "description"])
+                     f"{i['action_dim']} / {i['state_dim']}", i["max_episode_steps"]])
+    # short columns that fit side by side (`vla tasks` prints each task's description too)
+    return pd.DataFrame(rows, columns=["task", "family", "observes", "expert", "act/state", "steps"])
+
+
+TASK_COLUMN_WIDTHS = ["31%", "13%", "19%", "12%", "13%", "12%"]
 
 
 def dataset_name_for(task: str) -> str:
@@ -133,7 +136,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         with gr.Row():
             with gr.Column(scale=1):
                 gr.Markdown("### Built-in tasks (MuJoCo): tabletop, gymnasium, Meta-World, driving")
-                gr.Dataframe(tasks_table(ctx), interactive=False, wrap=True, max_height=320)
+                gr.Dataframe(tasks_table(ctx), interactive=False, wrap=False, max_height=320,
+                             column_widths=TASK_COLUMN_WIDTHS)
             with gr.Column(scale=1):
                 gr.Markdown(f"### Local datasets in `{ctx.datasets_dir}`")
                 local_df = gr.Dataframe(local_table(ctx), interactive=False, wrap=True)
