@@ -8,7 +8,7 @@ Ratios are ours / SB3 on the medians (wall time: lower is better).
 
     pip install -e '.[bench]'                             # stable-baselines3 (bench only)
     python benchmarks/bench_rl.py envs                    # runner steps/s vs mj_step / frame_skip, Sync/Async
-    python benchmarks/bench_rl.py ppo --steps 200000 --seeds 0 1 2     # Hopper-v5, the issue's target
+    python benchmarks/bench_rl.py ppo --steps 200000 --seeds 0 1 2     # Hopper-v5, the target setting
     python benchmarks/bench_rl.py sac --steps 100000 --seeds 0 1 2     # HalfCheetah-v5
     python benchmarks/bench_rl.py ppo --steps 20000 --seeds 0 --json out.json   # a quick look
 """

@@ -62,3 +62,22 @@ def test_ppo_solves_inverted_pendulum(tmp_path):
     s = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     assert torch.allclose(loaded.select_action(s), trainer.policy.select_action(s))
     assert bool(loaded.obs_rms.enabled) and loaded.obs_rms.count > 1000
+
+
+def test_gym_tasks_register_with_meta_and_build_envs_the_evaluator_reads():
+    from vla_engine.envs import make_env, task_info
+
+    info = task_info("gym/Hopper-v5")
+    assert (info["state_dim"], info["action_dim"], info["family"], info["has_expert"]) == (11, 3, "gym", False)
+    assert info["state_based"] and info["gym_id"] == "Hopper-v5" and info["fps"] == 125
+    env = make_env("gym/Reacher-v5", image_size=32, max_episode_steps=5)
+    u = env.unwrapped
+    assert (u.action_dim, u.instruction, u.task_name) == (2, "reach the target", "gym/Reacher-v5")
+    obs, _ = env.reset(seed=0)
+    assert obs["agent_pos"].shape == (10,) and obs["agent_pos"].dtype == np.float32
+    frame = obs["pixels"]  # rendered when read
+    assert frame.shape == (32, 32, 3) and frame.dtype == np.uint8 and frame.std() > 0
+    for _ in range(5):
+        obs, r, term, trunc, info = env.step(np.zeros(2, np.float32))
+    assert trunc and info["is_success"] in (True, False)
+    env.close()
