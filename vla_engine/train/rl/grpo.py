@@ -120,7 +120,7 @@ class GRPOTrainer:
                 exp = self.rollout_groups(iteration)
                 adv_ep = group_advantages(exp["scores"], c.group_size).to(dev)  # (n,)
                 # flatten the steps: observations, actions, old and reference log-probs, advantages
-                obs = {key: torch.cat([s[0][key] for s in exp["steps"]]) for key in exp["steps"][0][0]}
+                obs = {key: torch.cat([s[0][key] for s in exp["steps"]]).to(dev) for key in exp["steps"][0][0]}
                 actions = torch.cat([s[1] for s in exp["steps"]])
                 old_logp = torch.cat([s[2] for s in exp["steps"]])
                 adv = torch.cat([adv_ep[torch.as_tensor(s[3], device=dev)] for s in exp["steps"]])
