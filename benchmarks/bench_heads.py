@@ -114,19 +114,19 @@ def main() -> None:
             if run.read_config() != yaml.safe_load(yaml.safe_dump(config)):
                 sys.exit(f"{run.path} was trained with other settings than this row's; remove it or use another --workdir")
             st = run.read_status()
-            if st.get("state") != "done" or "eval" not in st:
-                sys.exit(f"{run.path} has not finished training and evaluation (state {st.get('state')}); "
+            if st.state != "done" or st.eval is None:
+                sys.exit(f"{run.path} has not finished training and evaluation (state {st.state}); "
                          f"wait for it, or remove it to train the row again")
-            wall = float(st.get("ended_at", t0)) - float(st.get("started_at", t0))
+            wall = float(st.ended_at or t0) - float(st.started_at or t0)
         else:
             run = RunDir.create(work / "runs", f"{args.task}-{head}", config)
             rc = run_job(run.path, progress=False)
             wall = time.time() - t0
             st = run.read_status()
             if rc != 0:
-                print(f"{head}: FAILED: {st.get('error')}", flush=True)
+                print(f"{head}: FAILED: {st.error}", flush=True)
                 continue
-        ev = st["eval"]
+        ev = st.eval
         ms = ev.get("eval/ms_per_step")
         rows.append((head, ev["eval/success_rate"], ev["eval/success_ci_low"], ev["eval/success_ci_high"],
                      ev["eval/mean_return"], ms, wall))

@@ -60,7 +60,7 @@ def train_base(args, work: Path) -> Path:
     run = RunDir.create(work / "runs", f"base-{task}", {"job": "train", **cfg.to_dict()})
     t0 = time.time()
     if run_job(run.path, progress=False) != 0:
-        sys.exit(f"FAILED base training: {run.read_status().get('error')}")
+        sys.exit(f"FAILED base training: {run.read_status().error}")
     ckpt = run.last_checkpoint()
     print(f"base: BC on {task}, {args.episodes} episodes, {args.base_steps} steps in {time.time() - t0:.0f} s -> {ckpt}")
     return ckpt

@@ -26,6 +26,8 @@ CANDIDATES = {
                    "training.warmup_steps=50"],
     "small-64px": ["dataset.episodes=500", "training.max_steps=600", "training.learning_rate=0.001",
                    "training.warmup_steps=50", "dataset.image_size=64", "model.image_size=64"],
+    "mid-64px": ["dataset.episodes=800", "training.max_steps=1500", "training.learning_rate=0.001",
+                 "training.warmup_steps=100", "dataset.image_size=64", "model.image_size=64"],
     "tiny-64px": ["dataset.episodes=300", "training.max_steps=400", "training.learning_rate=0.001",
                   "training.warmup_steps=40", "dataset.image_size=64", "model.image_size=64"],
 }
@@ -46,10 +48,10 @@ def run_once(task: str, preset: str, overrides: list[str], eval_episodes: int, w
     wall = time.time() - t0
     st = run.read_status()
     if rc != 0:
-        sys.exit(f"FAILED: {st.get('error')}")
+        sys.exit(f"FAILED: {st.error}")
     rows = [json.loads(l) for l in run.metrics_path.read_text().splitlines()]
     sps = sorted(r["perf/samples_per_s"] for r in rows if "perf/samples_per_s" in r)
-    return {"cfg": cfg, "eval": st["eval"], "wall": wall, "step": st["step"], "run": run,
+    return {"cfg": cfg, "eval": st.eval, "wall": wall, "step": st.step, "run": run,
             "samples_per_s": sps[len(sps) // 2] if sps else float("nan")}
 
 

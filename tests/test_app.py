@@ -422,6 +422,8 @@ def test_quick_start_steps_3_and_4_in_a_browser_with_the_defaults(served, artifa
         click("Run episodes")
         WebDriverWait(driver, 180, 1.0).until(lambda d: "done." in page(d) or "Error" in page(d))
         assert "Error" not in page(driver) and "success" in page(driver).lower(), page(driver)[-1500:]
+        # ... and the episodes' videos are on the page
+        WebDriverWait(driver, 30, 1.0).until(lambda d: d.find_elements(By.CSS_SELECTOR, "video"))
         driver.save_screenshot(str(Path(artifacts_dir) / "quickstart-rollouts.png"))
 
         open_tab(driver, url, "benchmark")

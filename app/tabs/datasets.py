@@ -10,7 +10,7 @@ import gradio as gr
 
 from ..context import AppContext, AppError
 from ..events import POLL, handler
-from ..forms import progress_html
+from ..forms import fmt_duration, progress_html
 from ..plots import empty_figure, timeseries_figure
 from ..polling import TabTimer, opened_tab, pace, start_following
 from ..sensor_view import sensor_views
@@ -18,6 +18,26 @@ from ..sensor_view import sensor_views
 TAB_ID = "datasets"
 POLL_SECONDS = 1.5  # the generation timer's base period (app.polling)
 EMPTY_GEN = {"run_id": None, "announced": True, "following": False, "active": False}
+
+
+# reach demonstrations per second with both cores on a 2-core machine (1500 episodes at 96 px in 170 s, see
+# docs/benchmarks.md): the estimate before this machine has generated anything itself
+REFERENCE_EPISODES_PER_S = 8.8
+
+
+def generation_rate(ctx: AppContext) -> tuple[float, str]:
+    """Episodes per second of the newest finished data generation here, else the reference figure."""
+    for info in reversed(ctx.list_runs("datagen")):
+        st = info.status
+        total = (st.extra or {}).get("datagen_total") or st.total_steps
+        if st.state == "done" and total and st.started_at and st.ended_at and st.ended_at > st.started_at:
+            return total / (st.ended_at - st.started_at), "as your last generation ran"
+    return REFERENCE_EPISODES_PER_S, "on a 2-core machine"
+
+
+def generation_estimate(ctx: AppContext, episodes: int) -> str:
+    rate, basis = generation_rate(ctx)
+    return f"about {fmt_duration(episodes / rate)} for {episodes} reach episodes {basis}"
 
 
 def quickstart_episodes() -> int:
@@ -148,7 +168,9 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 gen_name = gr.Textbox("reach", label="Dataset name", max_length=64,
                                       info="a folder name in the datasets folder")
                 # no precision: a fraction reaches the config's check instead of being rounded in the browser
-                gen_episodes = gr.Number(quickstart_episodes(), label="Episodes")
+                gen_episodes = gr.Number(quickstart_episodes(), label="Episodes",
+                                         info=f"the Quick Start trains on {quickstart_episodes()}: "
+                                              f"{generation_estimate(ctx, quickstart_episodes())}")
                 gen_seed = gr.Number(0, precision=0, label="First seed")
                 gen_size = gr.Number(96, precision=0, label="Image size")
                 gen_plan = gr.Number(0, precision=0, label="Expert plan steps",

@@ -135,7 +135,7 @@ def results_view(ctx: AppContext, run_id: str) -> dict:
     md = (f"`{run_id}` · **{format_eval(s, data.get('task'))}**"
           + (f" · {s['eval/ms_per_step']:.1f} ms per action" if "eval/ms_per_step" in s else "")
           + "".join(f" · `{k}: {v}`" for k, v in (data.get("inference") or {}).items()))
-    rows = [[e.get("episode"), e.get("seed"), e.get("instruction"), "✅" if e.get("success") else "❌",
+    rows = [[e.get("episode"), e.get("seed"), e.get("instruction"), "yes" if e.get("success") else "no",
              round(float(e.get("return", 0)), 3), e.get("length"), round(float(e.get("ms_per_step", 0)), 1),
              e.get("video") or ""] for e in eps]
     df = pd.DataFrame(rows, columns=["episode", "seed", "instruction", "success", "return", "length", "ms/step",
