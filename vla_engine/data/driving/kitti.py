@@ -48,7 +48,7 @@ def oxts_poses(oxts: np.ndarray) -> np.ndarray:
 
 
 def read_timestamps(path: Path) -> np.ndarray:
-    """KITTI ``timestamps.txt`` ("2011-09-26 13:02:25.964389445" per line) -> seconds from the first."""
+    """KITTI ``timestamps.txt`` ("YYYY-MM-DD hh:mm:ss.nnnnnnnnn" per line, nanoseconds) -> seconds from the first."""
     out = []
     for line in path.read_text().split("\n"):
         if not line.strip():
