@@ -63,7 +63,8 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
     return d
 
 
-def _read_json(d: Path) -> tuple[Path, Any]:
+def read_config_json(d: Path) -> tuple[Path, Any]:
+    """``d/config.json`` and its parsed content, or a one-line CheckpointError."""
     if not d.is_dir():
         raise CheckpointError(f"checkpoint folder {d} does not exist; give a folder written by save_pretrained")
     cfg_file = d / "config.json"
@@ -79,7 +80,7 @@ def load_pretrained(cls: type, directory: str | os.PathLike, map_location: str |
                     unnorm_key: str | None = None) -> nn.Module:
     """A ``cls`` (a VLAModel class) rebuilt from a checkpoint folder, in eval mode; see the module docstring."""
     d = Path(directory)
-    cfg_file, data = _read_json(d)
+    cfg_file, data = read_config_json(d)
     fmt = detect_format(data)
     if unnorm_key is not None and (fmt is None or "unnorm_key" not in fmt.options):
         what = fmt.description if fmt is not None else "a vla_engine checkpoint"
@@ -87,6 +88,12 @@ def load_pretrained(cls: type, directory: str | os.PathLike, map_location: str |
     if fmt is not None:
         options = {"unnorm_key": unnorm_key} if "unnorm_key" in fmt.options else {}
         return fmt.load(d, cls=cls, map_location=map_location, **options)
+    return load_native(cls, d, cfg_file, data, map_location)
+
+
+def load_native(cls: type, d: Path, cfg_file: Path, data: Any, map_location: str | torch.device = "cpu") -> nn.Module:
+    """A ``cls`` rebuilt from a vla_engine checkpoint folder ``d`` whose ``config.json`` (``cfg_file``) holds
+    ``data``: the model fields, the tokenizer files, the LM / vision configs and the weights; in eval mode."""
     if not isinstance(data, dict):
         raise CheckpointError(f"checkpoint {cfg_file} holds no mapping of model fields; it was not written by "
                               f"VLAModel.save_pretrained")

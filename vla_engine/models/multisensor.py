@@ -23,7 +23,6 @@ hold them in ``config.json``, so ``VLAModel.from_pretrained(folder)`` rebuilds a
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -35,15 +34,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config.base import ConfigError
-from ..config.model_config import ModelConfig, read_model_dict
+from ..config.model_config import ModelConfig
 from ..errors import CheckpointError
 from ..registry import ACTION_HEADS, FUSIONS, SENSOR_ENCODERS
-from ._util import _first_line, _import_transformers
-from .checkpoint import load_weights
+from .checkpoint import load_native, read_config_json
 from .configuration_multisensor import SENSOR_NAMES, MultiSensorConfig
 from .fusion import Fusion
-from .language import build_byte_tokenizer
-from .lora import apply_lora_spec
 from .sensors import SensorEncoder
 from .vla import VLAModel
 
@@ -300,35 +296,8 @@ def load_multisensor(directory: str | os.PathLike, cls: type | None = None,
     """A MultiSensorVLA from a checkpoint folder (``config.json`` with ``sensors``), in eval mode; the
     loader that ``VLAModel.from_pretrained`` uses for such folders (``models/formats.py``)."""
     d = Path(directory)
-    cfg_file = d / "config.json"
-    try:
-        data = json.loads(cfg_file.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"checkpoint {cfg_file} is unreadable or not valid JSON ({_first_line(e)})") from None
-    try:
-        cfg, adapters = read_model_dict(data, where=str(cfg_file))
-    except ConfigError as e:
-        raise CheckpointError(f"checkpoint {cfg_file} does not fit this version of vla_engine ({e})") from None
-    if cfg.sensors is None:
+    cfg_file, data = read_config_json(d)
+    if not isinstance(data, dict) or data.get("sensors") is None:
         raise CheckpointError(f"checkpoint {d} has no sensors; load it with VLAModel.from_pretrained")
-    weights = d / "model.safetensors"
-    if not weights.exists():
-        raise CheckpointError(f"checkpoint {d} has no model.safetensors; the save did not finish, use another checkpoint")
-    tf = _import_transformers()
-    try:
-        tokenizer = tf.AutoTokenizer.from_pretrained(str(d), trust_remote_code=False)
-    except Exception:  # noqa: BLE001
-        if cfg.llm_pretrained is not None:
-            raise CheckpointError(f"checkpoint {d} has no readable tokenizer files") from None
-        tokenizer = build_byte_tokenizer()
-    hf = {part: tf.AutoConfig.from_pretrained(str(d / part), trust_remote_code=False)
-          for part in ("llm", "vision") if (d / part / "config.json").exists()}
     target = cls if isinstance(cls, type) and issubclass(cls, MultiSensorVLA) else MultiSensorVLA
-    model = target.__new__(target)
-    nn.Module.__init__(model)
-    model._build(cfg, tokenizer=tokenizer, llm_hf_config=hf.get("llm"), vision_hf_config=hf.get("vision"),
-                 rebuild=True)
-    if adapters is not None:
-        apply_lora_spec(model, adapters)
-    load_weights(model, weights, map_location)
-    return model.eval()
+    return load_native(target, d, cfg_file, data, map_location)
