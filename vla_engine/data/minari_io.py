@@ -37,6 +37,17 @@ Policy = Callable[[Any], Any]
 LEVELS = ("random", "medium", "expert", "mixed")
 
 
+def run_episode(env: Any, act: Any, seed: int) -> float:
+    """One episode of ``act`` (obs -> action) in ``env`` from ``reset(seed=seed)``; its undiscounted return."""
+    obs, _ = env.reset(seed=seed)
+    done, ret = False, 0.0
+    while not done:
+        obs, r, term, trunc, _ = env.step(np.asarray(act(obs), dtype=np.float32))
+        ret += float(r)
+        done = term or trunc
+    return ret
+
+
 @contextlib.contextmanager
 def _datasets_path(root: str | Path | None) -> Iterator[Path]:
     """minari reads its root from MINARI_DATASETS_PATH at call time; point it at ``root`` meanwhile."""
@@ -128,12 +139,7 @@ def collect_minari(env: str, policy: Policy | Mapping[str, Policy] | list[Policy
             for i in it:
                 pol = policies[i % len(policies)]
                 act = pol.for_env(base) if hasattr(pol, "for_env") else pol
-                obs, _ = collector.reset(seed=seed + i)
-                done, ret = False, 0.0
-                while not done:
-                    obs, r, term, trunc, _ = collector.step(np.asarray(act(obs), dtype=np.float32))
-                    ret += float(r)
-                    done = term or trunc
+                ret = run_episode(collector, act, seed + i)
                 returns.append(ret)
                 if on_episode is not None:
                     on_episode(i, episodes, ret)
@@ -207,13 +213,7 @@ def rollout_returns(env: str, policy: Policy, episodes: int, *, seed: int = 0,
     rets = []
     try:
         for i in range(episodes):
-            obs, _ = e.reset(seed=seed + i)
-            done, ret = False, 0.0
-            while not done:
-                obs, r, term, trunc, _ = e.step(np.asarray(act(obs), dtype=np.float32))
-                ret += float(r)
-                done = term or trunc
-            rets.append(ret)
+            rets.append(run_episode(e, act, seed + i))
     finally:
         e.close()
     return np.asarray(rets)
