@@ -464,3 +464,44 @@ def test_second_half_parts_in_the_tabs(served):
     if "metaworld/mt10" in groups:
         tasks, _ = client.predict("metaworld/mt10", ["reach"], api_name="/bench_add_tasks")[:2]
         assert tasks["value"][0] == "reach" and len(tasks["value"]) == 11
+
+
+def test_rl_preset_trains_from_the_training_tab_and_rolls_out(served):
+    """An RL preset as a user runs it: pick it (the form fills from it), Start, watch its return curve; then the
+    RL checkpoint runs in the Rollouts tab with the defaults."""
+    ctx, client, _, _ = served
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    params = [p["parameter_name"] for p in api["/train_start"]["parameters"]]
+    filled = client.predict("rl-ppo-pendulum", api_name="/train_preset")
+    # /train_preset answers the form's widgets in the order /train_start takes them (after the preset box)
+    form = {name: v["value"] if isinstance(v, dict) else v for name, v in zip(params[1:], filled[:-1])
+            if not skipped(v)}
+    form.update(overrides="training.total_timesteps=2048\neval.episodes=2", run_name="ppo-ui")
+    msg = say(client, preset="rl-ppo-pendulum", **form, api_name="/train_start")
+    assert msg.startswith("Started **"), msg
+    run_id = msg.split("**")[1]
+
+    def finished():
+        out = client.predict(api_name="/train_poll")
+        st = ctx.runner.status(run_id)
+        assert st.state != "failed", st.error
+        return out if st.state == "done" else None
+
+    wait_for(finished, 240, every=1.0)
+    curves = ctx.watch(run_id)
+    from app.curves import panels_for
+
+    assert panels_for(set(curves.curves.points))[0][0] == "charts/episodic_return"  # the RL panels
+    assert ctx.run(run_id).read_config()["training"]["total_timesteps"] == 2048
+    task, _, note = client.predict(run_id, api_name="/rollout_checkpoint")
+    assert task["value"] == "gym/InvertedPendulum-v5", note
+    status = say(client, run_id, "gym/InvertedPendulum-v5", "", 2, 1, 1_000_000, "", "", "", api_name="/rollout_start")
+    assert status.startswith("Started"), status
+
+    def rollout_done():
+        out = client.predict(api_name="/rollout_poll")
+        assert "failed" not in str(out[0]), out[0]
+        return out if "done" in str(out[0]) else None
+
+    summary = wait_for(rollout_done, 120)[2]
+    assert "mean return" in summary, summary
