@@ -11,6 +11,7 @@ difference from an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -118,6 +119,21 @@ class RLRun:
 
     def _on_sigterm(self, signum, frame) -> None:
         self.stop_requested = True
+
+    @contextlib.contextmanager
+    def guard(self, save: Callable[[], Path | None], step: Callable[[], int]) -> Iterator[None]:
+        """The training loop's frame: Ctrl-C saves a checkpoint and marks the run stopped, any other error
+        marks it failed (both re-raised), and the run closes either way. ``step()`` reads the current step."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.finish("stopped", step(), save())
+            raise
+        except BaseException as e:
+            self.fail(step(), e)
+            raise
+        finally:
+            self.close()
 
     def close(self) -> None:
         if self.bar is not None:

@@ -112,7 +112,7 @@ class GRPOTrainer:
         def save() -> Any:
             return rl.save(global_step, policy, {"optimizer": opt}, {"iteration": iteration})
 
-        try:
+        with rl.guard(save, lambda: global_step):
             while global_step < total and not rl.stop_requested:
                 if c.anneal_lr:
                     linear_lr(opt, c.learning_rate, 1.0 - global_step / total)
@@ -175,15 +175,6 @@ class GRPOTrainer:
             if rl.run is not None:
                 ckpt = save()
             rl.finish(state_name, global_step, ckpt)
-        except BaseException as e:
-            if isinstance(e, KeyboardInterrupt):
-                ckpt = save()
-                rl.finish("stopped", global_step, ckpt)
-            else:
-                rl.fail(global_step, e)
-            raise
-        finally:
-            rl.close()
         return {"state": state_name, "step": global_step, "iterations": iteration, "success_curve": curve,
                 "checkpoint": str(ckpt) if ckpt else None, "history": rl.history}
 

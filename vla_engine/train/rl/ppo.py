@@ -80,7 +80,7 @@ class PPOTrainer:
             return rl.save(global_step, policy, {"optimizer": opt},
                            {"update": update, "reward_scaler": reward_scaler.state_dict() if reward_scaler else None})
 
-        try:
+        with rl.guard(save, lambda: global_step):
             while update < num_updates and not rl.stop_requested:
                 if c.anneal_lr:
                     linear_lr(opt, c.learning_rate, 1.0 - update / num_updates)
@@ -199,15 +199,6 @@ class PPOTrainer:
                 state_name = "stopped"
                 ckpt = save()
             rl.finish(state_name, global_step, ckpt)
-        except BaseException as e:
-            if isinstance(e, KeyboardInterrupt):
-                ckpt = save()
-                rl.finish("stopped", global_step, ckpt)
-            else:
-                rl.fail(global_step, e)
-            raise
-        finally:
-            rl.close()
         return {"state": state_name, "step": global_step, "updates": update,
                 "mean_return": episodes.mean_return(), "checkpoint": str(ckpt) if ckpt else None,
                 "history": rl.history}

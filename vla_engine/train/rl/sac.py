@@ -85,7 +85,7 @@ class SACTrainer:
         def normed(x: torch.Tensor) -> torch.Tensor:
             return policy.obs_rms(x)
 
-        try:
+        with rl.guard(save, lambda: global_step):
             while global_step < total and not rl.stop_requested:
                 # ---- 1. act: uniform random before learning_starts, then the stochastic policy -------
                 if global_step < c.learning_starts:
@@ -175,15 +175,6 @@ class SACTrainer:
             if rl.run is not None:
                 ckpt = save()
             rl.finish(state_name, global_step, ckpt)
-        except BaseException as e:
-            if isinstance(e, KeyboardInterrupt):
-                ckpt = save()
-                rl.finish("stopped", global_step, ckpt)
-            else:
-                rl.fail(global_step, e)
-            raise
-        finally:
-            rl.close()
         return {"state": state_name, "step": global_step, "updates": n_updates,
                 "mean_return": episodes.mean_return(), "checkpoint": str(ckpt) if ckpt else None,
                 "history": rl.history}
