@@ -73,3 +73,22 @@ def test_ppo_job_stop_saves_a_checkpoint(tmp_path):
     st = runner.stop(run_id)
     assert st.state == "stopped"
     assert run.last_checkpoint().name == f"step-{st.step}"
+
+
+def test_stop_during_a_long_rollout_ends_the_job(tmp_path):
+    """Stop is honoured between env steps, not only between updates (a VLA's rollout takes minutes): the job
+    exits stopped, with a checkpoint at the last finished update (here: the start)."""
+    from vla_engine.runs.runner import _alive
+
+    runner = JobRunner(tmp_path / "runs")
+    cfg = load_preset("rl-ppo-pendulum", ["training.total_timesteps=100000000", "training.steps_per_update=1000000",
+                                          "eval.after_training=false"]).to_dict()
+    run_id = runner.start("train", cfg, name="ppo-long-rollout")
+    run = runner.get(run_id)
+    wait_for(lambda: "PPO" in run.log_path.read_text() if run.log_path.exists() else False, what="training start")
+    time.sleep(1.0)  # inside the first rollout, which would take hours
+    pid = run.read_status().pid
+    st = runner.stop(run_id, timeout=60)
+    assert st.state == "stopped" and st.step == 0
+    assert not _alive(pid)  # the process itself ended (not only its status)
+    assert run.last_checkpoint().name == "step-0"

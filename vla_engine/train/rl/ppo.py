@@ -93,8 +93,11 @@ class PPOTrainer:
                 if fast:
                     policy.snapshot(seed=c.seed * 1_000_003 + update)
                     runner.begin()
+                rollout_start_step = global_step
                 with torch.inference_mode():
                     for t in range(T):
+                        if rl.stop_requested:  # Stop mid-rollout (a VLA's rollout takes minutes): drop the rollout
+                            break
                         for k, v in obs.items():
                             obs_buf[k][t] = v.cpu().numpy()
                         dones[t] = next_done
@@ -119,6 +122,9 @@ class PPOTrainer:
                         episodes.add(finished)
                     if fast:
                         runner.end()
+                    if rl.stop_requested:  # the checkpoint is the last update's, at the step it was made
+                        global_step = rollout_start_step
+                        break
                     # ---- 2. advantages: GAE over the rollout ------------------------------------------
                     next_value = policy.value(obs).cpu()
                     advantages, returns = compute_gae(*(torch.from_numpy(x) for x in (rewards, values, dones)),
