@@ -68,8 +68,9 @@ class GRPOTrainer:
 
     # -- one iteration's experience ------------------------------------------------------------------
     @torch.no_grad()
-    def rollout_groups(self, iteration: int) -> dict[str, Any]:
-        """``num_envs`` episodes, group_size per seed, stepped in lockstep; returns the steps and scores."""
+    def rollout_groups(self, iteration: int, stop: Any = lambda: False) -> dict[str, Any] | None:
+        """``num_envs`` episodes, group_size per seed, stepped in lockstep; returns the steps and scores, or None
+        when ``stop()`` turns true mid-rollout (Stop pressed: the unfinished groups are dropped)."""
         c, runner, policy = self.config, self.runner, self.policy
         n, k = runner.num_envs, c.group_size
         seeds = [c.seed * 100_003 + iteration * (n // k) + i // k for i in range(n)]
@@ -80,6 +81,8 @@ class GRPOTrainer:
         ret, length, success = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, bool)
         policy.eval()
         while alive.any():
+            if stop():
+                return None
             ids = np.flatnonzero(alive)
             obs = {key: v[ids] for key, v in runner.observe().items()}
             action, logp, _ = policy.act(obs)
@@ -117,7 +120,9 @@ class GRPOTrainer:
                 if c.anneal_lr:
                     linear_lr(opt, c.learning_rate, 1.0 - global_step / total)
                 t0 = time.perf_counter()
-                exp = self.rollout_groups(iteration)
+                exp = self.rollout_groups(iteration, stop=lambda: rl.stop_requested)
+                if exp is None:  # stopped mid-rollout: the checkpoint is the last iteration's
+                    break
                 adv_ep = group_advantages(exp["scores"], c.group_size).to(dev)  # (n,)
                 # flatten the steps: observations, actions, old and reference log-probs, advantages
                 obs = {key: torch.cat([s[0][key] for s in exp["steps"]]).to(dev) for key in exp["steps"][0][0]}
