@@ -264,6 +264,24 @@ class RunDir:
         cps = self.checkpoints()
         return cps[-1] if cps else None
 
+    def write_checkpoint(self, step: int, write: Any, keep_last: int) -> Path:
+        """``checkpoints/step-<step>/`` as ``write(folder)`` fills it: written into a temporary folder and renamed
+        into place, so a checkpoint appears whole or not at all; then only the newest ``keep_last`` are kept.
+        A step that already has its checkpoint keeps it."""
+        final = self.checkpoints_dir / f"step-{step}"
+        if final.exists():
+            return final
+        tmp = self.checkpoints_dir / f".tmp-step-{step}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        write(tmp)
+        os.replace(tmp, final)
+        for old in self.checkpoints()[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+        self.log(f"saved checkpoint {final.name}")
+        return final
+
     def prepare_resume(self, step: int) -> None:
         """Before training resumes from the checkpoint of ``step``: remove half-written checkpoint folders
         (``.tmp-step-*`` of a killed write) and the metric rows logged after that checkpoint."""

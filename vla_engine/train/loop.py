@@ -11,9 +11,7 @@ with a clear error on a NaN/inf loss that keeps the last good checkpoint.
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import signal
 import sys
 import time
@@ -215,30 +213,22 @@ class TrainLoop:
     def _save_checkpoint(self, step: int, epoch: int, batch_in_epoch: int, opt, sched, scaler, ema) -> Path | None:
         if self.run is None:
             return None
-        final = self.run.checkpoints_dir / f"step-{step}"
-        if final.exists():
-            return final
-        tmp = self.run.checkpoints_dir / f".tmp-step-{step}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        if ema is not None:
-            save_weights(ema.module, tmp)  # inference weights = EMA
-            save_weights(self.model, tmp, "train_model.safetensors")
-        else:
-            save_weights(self.model, tmp)
-        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None},
-                   tmp / "optimizer.pt")
-        state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                 "total_steps": self._total_steps, "rng": _rng_state(),
-                 "config": self.config.to_dict(), "time": time.time()}
-        atomic_write_text(tmp / "trainer_state.json", json.dumps(state))
-        os.replace(tmp, final)  # the checkpoint appears whole or not at all
-        for old in self.run.checkpoints()[:-self.config.keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
-        self.run.log(f"saved checkpoint {final.name}")
-        return final
+
+        def write(tmp: Path) -> None:
+            if ema is not None:
+                save_weights(ema.module, tmp)  # inference weights = EMA
+                save_weights(self.model, tmp, "train_model.safetensors")
+            else:
+                save_weights(self.model, tmp)
+            torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "scaler": scaler.state_dict() if scaler is not None else None},
+                       tmp / "optimizer.pt")
+            state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                     "total_steps": self._total_steps, "rng": _rng_state(),
+                     "config": self.config.to_dict(), "time": time.time()}
+            atomic_write_text(tmp / "trainer_state.json", json.dumps(state))
+
+        return self.run.write_checkpoint(step, write, self.config.keep_last)
 
     def _load_checkpoint(self, ckpt: Path, opt, sched, scaler, ema) -> dict:
         state_file = ckpt / "trainer_state.json"

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import signal
 import sys
 import time
@@ -165,26 +163,17 @@ class RLRun:
         """Write ``checkpoints/step-<step>/`` atomically (a temporary folder renamed into place)."""
         if self.run is None:
             return None
-        final = self.run.checkpoints_dir / f"step-{step}"
-        if final.exists():
-            return final
-        tmp = self.run.checkpoints_dir / f".tmp-step-{step}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        policy.save_pretrained(tmp)
-        torch.save({k: (v.state_dict() if hasattr(v, "state_dict") else v) for k, v in optimizers.items()},
-                   tmp / "optimizer.pt")
-        if extras is not None:
-            extras(tmp)
-        full = {"step": step, "total_steps": self.total, "rng": _rng_state(), "time": time.time(),
-                "config": self.config.to_dict(), **state}
-        atomic_write_text(tmp / "trainer_state.json", json.dumps(full))
-        os.replace(tmp, final)
-        for old in self.run.checkpoints()[:-self.config.keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
-        self.run.log(f"saved checkpoint {final.name}")
-        return final
+        def write(tmp: Path) -> None:
+            policy.save_pretrained(tmp)
+            torch.save({k: (v.state_dict() if hasattr(v, "state_dict") else v) for k, v in optimizers.items()},
+                       tmp / "optimizer.pt")
+            if extras is not None:
+                extras(tmp)
+            full = {"step": step, "total_steps": self.total, "rng": _rng_state(), "time": time.time(),
+                    "config": self.config.to_dict(), **state}
+            atomic_write_text(tmp / "trainer_state.json", json.dumps(full))
+
+        return self.run.write_checkpoint(step, write, self.config.keep_last)
 
     def resume(self, policy: torch.nn.Module, optimizers: dict[str, Any]) -> tuple[dict | None, Path | None]:
         """Load the run's last checkpoint into ``policy`` / ``optimizers``; (trainer state, folder) or (None, None)."""
