@@ -272,3 +272,21 @@ def finish_job(trainer: Any, cfg: Any, run: RunDir, result: dict, progress: bool
         out["eval"] = ev.summary
         run.write_status("done", phase="done", eval=ev.summary)
     return out
+
+
+class RLJob:
+    """``run_job`` for the RL trainers (the background job of ``vla train rl-*``): build the model from the run
+    config (or its warm start), train, then evaluate. A trainer whose constructor differs overrides ``for_job``."""
+
+    @classmethod
+    def for_job(cls, model: Any, cfg: Any, run: RunDir, progress: bool) -> Any:
+        return cls(model, rl_task_of(cfg), cfg.training, run_dir=run, progress=progress)
+
+    @classmethod
+    def run_job(cls, cfg: Any, run: Any, progress: bool = True) -> dict:
+        from .setup import model_for_job
+
+        trainer = cls.for_job(model_for_job(cfg, run), cfg, run, progress)
+        out = trainer.train()
+        out.pop("history", None)
+        return finish_job(trainer, cfg, run, out, progress)

@@ -24,7 +24,7 @@ import torch
 
 from ...config.base import ConfigError
 from ...config.training_config import RLConfig
-from .common import RLRun, finish_job, linear_lr, record_video, rl_task_of, setup_torch
+from .common import RLJob, RLRun, linear_lr, record_video, setup_torch
 
 SCORE_RETURN_COEF = 0.01  # weight of the dense return next to success in an episode's score
 
@@ -42,7 +42,7 @@ def kl_to_reference(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return d.exp() - d - 1
 
 
-class GRPOTrainer:
+class GRPOTrainer(RLJob):
     """GRPO over a VLA actor on an image task; ``train()`` returns a summary with the success curve."""
 
     algorithm = "grpo"
@@ -183,12 +183,3 @@ class GRPOTrainer:
         return {"state": state_name, "step": global_step, "iterations": iteration, "success_curve": curve,
                 "checkpoint": str(ckpt) if ckpt else None, "history": rl.history}
 
-    @classmethod
-    def run_job(cls, cfg: Any, run: Any, progress: bool = True) -> dict:
-        """The background job of a run config (``vla train rl-grpo``): train from the warm start, then evaluate."""
-        from .setup import model_for_job
-
-        trainer = cls(model_for_job(cfg, run), rl_task_of(cfg), cfg.training, run_dir=run, progress=progress)
-        out = trainer.train()
-        out.pop("history", None)
-        return finish_job(trainer, cfg, run, out, progress)

@@ -26,10 +26,10 @@ import torch
 
 from ...config.training_config import RLConfig
 from .buffers import compute_gae
-from .common import EpisodeLog, RewardScaler, RLRun, finish_job, linear_lr, record_video, rl_task_of, setup_torch
+from .common import EpisodeLog, RLJob, RLRun, RewardScaler, linear_lr, record_video, setup_torch
 
 
-class PPOTrainer:
+class PPOTrainer(RLJob):
     """PPO over a vector env; ``train()`` returns a summary dict (state, step, mean return, checkpoint)."""
 
     algorithm = "ppo"
@@ -208,16 +208,6 @@ class PPOTrainer:
         return {"state": state_name, "step": global_step, "updates": update,
                 "mean_return": episodes.mean_return(), "checkpoint": str(ckpt) if ckpt else None,
                 "history": rl.history}
-
-    @classmethod
-    def run_job(cls, cfg: Any, run: Any, progress: bool = True) -> dict:
-        """The background job of a run config (``vla train rl-ppo-hopper``): train, then evaluate."""
-        from .setup import model_for_job
-
-        trainer = cls(model_for_job(cfg, run), rl_task_of(cfg), cfg.training, run_dir=run, progress=progress)
-        out = trainer.train()
-        out.pop("history", None)
-        return finish_job(trainer, cfg, run, out, progress)
 
 
 def evaluate_returns(policy: Any, task: str, episodes: int = 10, seed: int = 10_000) -> np.ndarray:

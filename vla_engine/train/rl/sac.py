@@ -25,10 +25,10 @@ import torch
 
 from ...config.training_config import RLConfig
 from .buffers import ReplayBuffer
-from .common import EpisodeLog, RLRun, finish_job, linear_lr, record_video, rl_task_of, setup_torch
+from .common import EpisodeLog, RLJob, RLRun, linear_lr, record_video, rl_task_of, setup_torch
 
 
-class SACTrainer:
+class SACTrainer(RLJob):
     """SAC over a vector env; ``train()`` returns a summary dict (state, step, mean return, checkpoint)."""
 
     algorithm = "sac"
@@ -180,11 +180,6 @@ class SACTrainer:
                 "history": rl.history}
 
     @classmethod
-    def run_job(cls, cfg: Any, run: Any, progress: bool = True) -> dict:
-        """The background job of a run config (``vla train rl-sac-halfcheetah``): train, then evaluate."""
-        from .setup import model_for_job
-
-        trainer = cls(model_for_job(cfg, run), rl_task_of(cfg), None, cfg.training, run_dir=run, progress=progress)
-        out = trainer.train()
-        out.pop("history", None)
-        return finish_job(trainer, cfg, run, out, progress)
+    def for_job(cls, model: Any, cfg: Any, run: Any, progress: bool) -> "SACTrainer":
+        """The trainer of a run config's job (``vla train rl-sac-halfcheetah``); RLJob.run_job runs it."""
+        return cls(model, rl_task_of(cfg), None, cfg.training, run_dir=run, progress=progress)
