@@ -133,6 +133,14 @@ class RLRun:
         finally:
             self.close()
 
+    def conclude(self, save: Callable[[], Path | None], step: int) -> tuple[str, Path | None]:
+        """After the loop: "stopped" if Stop was asked, else "done"; the final checkpoint (an existing one of
+        this step is kept); the run's status written. Returns (state, checkpoint)."""
+        state = "stopped" if self.stop_requested else "done"
+        ckpt = save() if self.run is not None else None
+        self.finish(state, step, ckpt)
+        return state, ckpt
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

@@ -110,7 +110,7 @@ class GRPOTrainer(RLJob):
         iteration, global_step = (state["iteration"], state["step"]) if state else (0, 0)
         rl.start(global_step, f"GRPO on {self.task}: {self.runner.num_envs // c.group_size} groups of "
                               f"{c.group_size} per iteration, {sum(p.numel() for p in params):,} trainable parameters")
-        ckpt, state_name, curve = None, "done", []
+        ckpt, curve = None, []
 
         def save() -> Any:
             return rl.save(global_step, policy, {"optimizer": opt}, {"iteration": iteration})
@@ -175,11 +175,7 @@ class GRPOTrainer(RLJob):
                 rl.log(global_step, row)
                 if rl.run is not None and iteration % max(1, c.save_every) == 0:
                     ckpt = save()
-            if rl.stop_requested:
-                state_name = "stopped"
-            if rl.run is not None:
-                ckpt = save()
-            rl.finish(state_name, global_step, ckpt)
+            state_name, ckpt = rl.conclude(save, global_step)
         return {"state": state_name, "step": global_step, "iterations": iteration, "success_curve": curve,
                 "checkpoint": str(ckpt) if ckpt else None, "history": rl.history}
 

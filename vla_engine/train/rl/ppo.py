@@ -74,7 +74,7 @@ class PPOTrainer(RLJob):
         actions = np.zeros((T, N, runner.action_dim), np.float32)
         logprobs, rewards, dones, values = (np.zeros((T, N), np.float32) for _ in range(4))
         next_done = np.zeros(N, np.float32)
-        ckpt, state_name, t_update = None, "done", time.perf_counter()
+        ckpt, t_update = None, time.perf_counter()
 
         def save() -> Any:
             return rl.save(global_step, policy, {"optimizer": opt},
@@ -201,10 +201,7 @@ class PPOTrainer(RLJob):
                 rl.log(global_step, row)
                 if rl.run is not None and (update % max(1, c.save_every) == 0 or update == num_updates):
                     ckpt = save()
-            if rl.stop_requested:
-                state_name = "stopped"
-                ckpt = save()
-            rl.finish(state_name, global_step, ckpt)
+            state_name, ckpt = rl.conclude(save, global_step)
         return {"state": state_name, "step": global_step, "updates": update,
                 "mean_return": episodes.mean_return(), "checkpoint": str(ckpt) if ckpt else None,
                 "history": rl.history}

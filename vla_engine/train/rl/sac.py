@@ -75,7 +75,7 @@ class SACTrainer(RLJob):
         obs = runner.venv.reset(seed=c.seed + global_step)  # raw (N, S)
         alpha = log_alpha.detach().exp()
         losses: dict[str, float] = {}
-        ckpt, state_name = None, "done"
+        ckpt = None
         t_iter, n_iter_updates, next_log = time.perf_counter(), 0, (global_step // iter_steps + 1) * iter_steps
 
         def save() -> Any:
@@ -170,11 +170,7 @@ class SACTrainer(RLJob):
                     t_iter, n_iter_updates = time.perf_counter(), 0
                     if rl.run is not None and iteration % max(1, c.save_every) == 0:
                         ckpt = save()
-            if rl.stop_requested:
-                state_name = "stopped"
-            if rl.run is not None:
-                ckpt = save()
-            rl.finish(state_name, global_step, ckpt)
+            state_name, ckpt = rl.conclude(save, global_step)
         return {"state": state_name, "step": global_step, "updates": n_updates,
                 "mean_return": episodes.mean_return(), "checkpoint": str(ckpt) if ckpt else None,
                 "history": rl.history}
