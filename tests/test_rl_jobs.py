@@ -8,20 +8,10 @@ import os
 import signal
 import time
 
-import pytest
+from tests.waiting import wait_for
 
 from vla_engine.config.presets import load_preset
 from vla_engine.runs.runner import JobRunner
-
-
-def wait_for(predicate, timeout: float = 120, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def ppo_config(total: int) -> dict:

@@ -11,10 +11,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_for
 
 from vla_engine.config.base import ConfigError
 from vla_engine.config.presets import load_preset
@@ -32,16 +33,6 @@ def train_config(root: Path, steps: int, **extra: str) -> dict:
                  "training.num_threads=1", "eval.after_training=false"]
     overrides += [f"{k}={v}" for k, v in extra.items()]
     return load_preset("quickstart", overrides).to_dict()
-
-
-def wait_for(predicate, timeout: float = 180, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
