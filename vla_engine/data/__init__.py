@@ -4,7 +4,9 @@ Light on import: the names below load their modules (torch, lerobot) on first us
 
 * :func:`generate_dataset` -- expert demonstrations of a built-in task -> LeRobot v3 dataset
 * :class:`LeRobotVLADataset` -- a LeRobot v3 dataset (local or hub) as a torch Dataset with a
-  decode-once frame cache; :class:`PushTDataset` for the hub's ``lerobot/pusht``
+  decode-once frame cache
+* :class:`PushTDataset`, :class:`AlohaDataset`, :class:`XArmDataset` -- LeRobot's PushT, ALOHA sim and xArm
+  datasets from a local copy in the hub's layout; :func:`write_hub_dataset` writes that layout
 * :func:`create_lerobot_dataloader`, :func:`collate_batch` -- batches with ``task`` as list of str
 * :class:`LeRobotWriter`, :func:`write_dataset` -- write episodes through lerobot's own writer
 * :class:`BCDataset`, :class:`FilteredBCDataset`, :class:`WeightedBCDataset`, :func:`create_bc_dataloader`
@@ -32,7 +34,11 @@ _EXPORTS = {
     "ReplayBuffer": "..train.rl.buffers",  # the RL buffers (the seed imports ReplayBuffer with the datasets)
     "RolloutBuffer": "..train.rl.buffers",
     "LeRobotVLADataset": ".vla_dataset",
-    "PushTDataset": ".vla_dataset",
+    "PushTDataset": ".hub_datasets",
+    "AlohaDataset": ".hub_datasets",
+    "XArmDataset": ".hub_datasets",
+    "HUB_SPECS": ".hub_layout",
+    "write_hub_dataset": ".hub_layout",
     "collate_batch": ".collate",
     "check_dataset_files": ".dataset_files",
     "create_lerobot_dataloader": ".dataset",

@@ -448,16 +448,11 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
         )
 
 
-class PushTDataset(LeRobotVLADataset):
-    """LeRobot's PushT demonstrations (hub dataset ``lerobot/pusht``: 206 episodes, 96x96 camera
-    ``observation.image``, 2-D state and action, 10 fps).
+def __getattr__(name: str) -> Any:
+    """``PushTDataset`` lives with the other hub datasets (``hub_datasets``); imported from there on first use
+    (that module imports this one, so a top-level import would be circular)."""
+    if name == "PushTDataset":
+        from .hub_datasets import PushTDataset
 
-    Needs the files locally (``root``, default ``$HF_LEROBOT_HOME/lerobot/pusht``) or a network to
-    the Hugging Face hub; without either it stops with one line naming the root.
-    """
-
-    REPO_ID = "lerobot/pusht"
-
-    def __init__(self, split: str = "train", root: str | Path | None = None, **kw: Any) -> None:
-        super().__init__(self.REPO_ID, root=root, split=split, **kw)
-
+        return PushTDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

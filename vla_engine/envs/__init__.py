@@ -52,7 +52,8 @@ for _task in ALL_TASKS:
 # Task families beyond the tabletop suite (gymnasium ids, Meta-World, the driving world) register
 # themselves in TASKS when their module is imported; each module is light (no MuJoCo at import).
 # A family is its own module plus its name here.
-TASK_FAMILIES = ("vla_engine.envs.gym_tasks", "vla_engine.envs.metaworld_tasks", "vla_engine.envs.driving")
+TASK_FAMILIES = ("vla_engine.envs.gym_tasks", "vla_engine.envs.metaworld_tasks", "vla_engine.envs.driving",
+                 "vla_engine.envs.pusht", "vla_engine.envs.aloha", "vla_engine.envs.xarm")
 
 
 def _register_families() -> None:
