@@ -36,7 +36,7 @@ SAC_ZOO = dict(learning_starts=10_000, batch_size=256, learning_rate=3e-4, buffe
 # ------------------------------------------------------------------------------------------------------
 # One training run (in its own process).
 # ------------------------------------------------------------------------------------------------------
-def run_ours(algo: str, env_id: str, steps: int, seed: int) -> dict:
+def run_ours(algo: str, env_id: str, steps: int, seed: int, precision: str = "no") -> dict:
     import torch
 
     from vla_engine.config.training_config import RLConfig
@@ -59,7 +59,7 @@ def run_ours(algo: str, env_id: str, steps: int, seed: int) -> dict:
         cfg = RLConfig(algorithm="sac", num_envs=1, learning_starts=z["learning_starts"], batch_size=z["batch_size"],
                        learning_rate=z["learning_rate"], buffer_size=z["buffer_size"], tau=z["tau"], gamma=z["gamma"],
                        hidden_sizes=z["net"], activation="relu", normalize_observations=False, seed=seed,
-                       num_threads=1, total_timesteps=steps, steps_per_update=1000)
+                       num_threads=1, total_timesteps=steps, steps_per_update=1000, mixed_precision=precision)
         trainer = SACTrainer(None, env_id, cfg, progress=False)
     t0 = time.perf_counter()
     out = trainer.train()
@@ -127,13 +127,16 @@ def run_sb3(algo: str, env_id: str, steps: int, seed: int) -> dict:
 
 
 def _child(args) -> None:
-    fn = run_ours if args.lib == "ours" else run_sb3
-    print("RESULT " + json.dumps(fn(args.algo, args.env, args.steps, args.seed)))
+    if args.lib == "ours":
+        r = run_ours(args.algo, args.env, args.steps, args.seed, args.precision)
+    else:
+        r = run_sb3(args.algo, args.env, args.steps, args.seed)
+    print("RESULT " + json.dumps(r))
 
 
-def _spawn(lib: str, algo: str, env_id: str, steps: int, seed: int) -> dict:
+def _spawn(lib: str, algo: str, env_id: str, steps: int, seed: int, precision: str = "no") -> dict:
     cmd = [sys.executable, __file__, "_child", "--lib", lib, "--algo", algo, "--env", env_id, "--steps", str(steps),
-           "--seed", str(seed)]
+           "--seed", str(seed), "--precision", precision]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -144,11 +147,11 @@ def _spawn(lib: str, algo: str, env_id: str, steps: int, seed: int) -> dict:
     return r
 
 
-def compare(algo: str, env_id: str, steps: int, seeds: list[int]) -> dict:
+def compare(algo: str, env_id: str, steps: int, seeds: list[int], precision: str = "no") -> dict:
     rows: dict[str, list[dict]] = {"sb3": [], "ours": []}
     for seed in seeds:
         for lib in ("sb3", "ours"):
-            r = _spawn(lib, algo, env_id, steps, seed)
+            r = _spawn(lib, algo, env_id, steps, seed, precision)
             rows[lib].append(r)
             print(f"{algo} {env_id} {lib:4s} seed {seed}: {r['wall_s']:7.1f} s, {r['steps_per_s']:7.0f} steps/s, "
                   f"{r['grad_updates_per_s']:6.0f} updates/s, return {r['return']:8.1f}", flush=True)
@@ -215,6 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lib", default="ours")
     p.add_argument("--algo", default="ppo")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", choices=["no", "bf16"], default="no",
+                   help="ours only: the SAC update's matmuls in bfloat16 (training.mixed_precision)")
     args = p.parse_args(argv)
     if args.what == "_child":
         _child(args)
@@ -224,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         env_id = args.env or ("Hopper-v5" if args.what == "ppo" else "HalfCheetah-v5")
         steps = args.steps or (200_000 if args.what == "ppo" else 100_000)
-        res = compare(args.what, env_id, steps, args.seeds)
+        res = compare(args.what, env_id, steps, args.seeds, args.precision)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)

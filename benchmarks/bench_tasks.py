@@ -32,6 +32,12 @@ CANDIDATES = {
                     "training.warmup_steps=100", "model.vision.dim=32"],
     "narrow-96px-long": ["dataset.episodes=800", "training.max_steps=1800", "training.learning_rate=0.001",
                          "training.warmup_steps=100", "model.vision.dim=32"],
+    "narrow-96px-film": ["dataset.episodes=800", "training.max_steps=1200", "training.learning_rate=0.001",
+                         "training.warmup_steps=100", "model.vision.dim=32", "model.vision.film=true"],
+    "small-96px-film": ["dataset.episodes=500", "training.max_steps=800", "training.learning_rate=0.001",
+                        "training.warmup_steps=50", "model.vision.dim=32", "model.vision.film=true"],
+    "film-64px": ["dataset.episodes=800", "training.max_steps=1200", "training.learning_rate=0.001",
+                  "training.warmup_steps=100", "dataset.image_size=64", "model.image_size=64", "model.vision.film=true"],
     "tiny-64px": ["dataset.episodes=300", "training.max_steps=400", "training.learning_rate=0.001",
                   "training.warmup_steps=40", "dataset.image_size=64", "model.image_size=64"],
 }

@@ -29,13 +29,15 @@ def test_replay_buffer_uniform_wraps_and_round_trips(tmp_path):
     assert np.array_equal(loaded.sample_indices(16), rb.sample_indices(16))
 
 
-def test_sac_learns_pendulum():
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_sac_learns_pendulum(precision):
+    """Also with the update's matmuls in bfloat16 (mixed_precision: bf16 applies to SAC on a CPU)."""
     from vla_engine.train.rl.ppo import evaluate_returns
     from vla_engine.train.rl.sac import SACTrainer
 
     cfg = RLConfig(algorithm="sac", num_envs=1, learning_starts=500, batch_size=64, total_timesteps=5000,
                    steps_per_update=500, normalize_observations=False, hidden_sizes=[64, 64], activation="relu",
-                   learning_rate=2e-3, seed=1)
+                   learning_rate=2e-3, seed=1, mixed_precision=precision)
     trainer = SACTrainer(None, "Pendulum-v1", cfg, progress=False)
     out = trainer.train()
     alphas = [h["losses/alpha"] for h in out["history"]]

@@ -45,7 +45,8 @@ class TrainingConfig(ConfigBase):
     max_steps: int | None = None  # overrides num_epochs when set
     gradient_accumulation_steps: int = 1  # micro-batches summed before each optimiser step
     max_grad_norm: float = 1.0  # clip the gradient's global norm to this (0 = no clipping)
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # applies on a GPU only
+    # autocast on a GPU; SAC also runs its bf16 updates on a CPU (about 2x faster with AVX512-BF16 or AMX)
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     ema_decay: float = 0.0  # 0 = off; e.g. 0.999
     seed: int = 0  # seed of the weights, the data order and dropout
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps

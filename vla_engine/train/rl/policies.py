@@ -247,7 +247,7 @@ class TwinQ(nn.Module):
             x = layer(x)
             if i < len(self.layers) - 1:
                 x = self.act(x)
-        return x.squeeze(-1)  # (2, B)
+        return x.squeeze(-1).float()  # (2, B), float32 also under bf16 autocast
 
 
 class SACPolicy(_PolicyBase):
@@ -263,7 +263,8 @@ class SACPolicy(_PolicyBase):
 
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(action in the env's bounds, log-prob) for normalised observations (B, S)."""
-        mean, log_std = self.actor(_state_of(obs)).chunk(2, dim=-1)  # (B, A) each
+        # float32 from here on, also when the actor ran under bf16 autocast (log-probs need the precision)
+        mean, log_std = self.actor(_state_of(obs)).float().chunk(2, dim=-1)  # (B, A) each
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         u = mean if deterministic else mean + torch.randn_like(mean) * log_std.exp()
         y = torch.tanh(u)

@@ -12,6 +12,9 @@ episodes bootstrap (only true terminations set ``done``). The replay buffer is s
 
 The buffer stores raw observations; when ``normalize_observations`` is on they are normalised when sampled,
 with the statistics of the moment (which keep changing, so the zoo settings for MuJoCo leave it off).
+
+``mixed_precision: bf16`` runs the update's matmuls in bfloat16 (autocast) on a CPU too: on CPUs with AVX512-BF16
+or AMX that about doubles the updates per second of the 256x256 MLPs; the losses, log-probs and Adam stay float32.
 """
 
 from __future__ import annotations
@@ -85,6 +88,9 @@ class SACTrainer(RLJob):
         def normed(x: torch.Tensor) -> torch.Tensor:
             return policy.obs_rms(x)
 
+        def amp() -> Any:  # bf16 matmuls in the update when asked (networks return float32 either way)
+            return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=c.mixed_precision == "bf16")
+
         with rl.guard(save, lambda: global_step):
             while global_step < total and not rl.stop_requested:
                 # ---- 1. act: uniform random before learning_starts, then the stochastic policy -------
@@ -115,11 +121,12 @@ class SACTrainer(RLJob):
                     owed -= 1
                     b = rb.sample(c.batch_size, dev)
                     o, o2 = normed(b["obs"]), normed(b["next_obs"])
-                    with torch.no_grad():
+                    with torch.no_grad(), amp():
                         a2, logp2 = policy.act(o2)
                         q_next = q_target(o2, a2).min(0).values - alpha * logp2  # (B,)
                         target = b["rewards"] + c.gamma * (1.0 - b["dones"]) * q_next
-                    q = policy.q(o, b["actions"])  # (2, B)
+                    with amp():
+                        q = policy.q(o, b["actions"])  # (2, B)
                     q_loss = 0.5 * ((q - target) ** 2).mean(1).sum()
                     q_opt.zero_grad(set_to_none=True)
                     q_loss.backward()
@@ -130,8 +137,9 @@ class SACTrainer(RLJob):
                         # the actor's loss back-propagates through the critics to the action only: freezing
                         # their weights skips the weight-gradient matmuls (a third of that backward pass)
                         policy.q.requires_grad_(False)
-                        a_pi, logp = policy.act(o)
-                        q_pi = policy.q(o, a_pi).min(0).values
+                        with amp():
+                            a_pi, logp = policy.act(o)
+                            q_pi = policy.q(o, a_pi).min(0).values
                         actor_loss = (alpha * logp - q_pi).mean()
                         actor_opt.zero_grad(set_to_none=True)
                         actor_loss.backward()
