@@ -298,6 +298,13 @@ class AppContext:
                 return r.run_id
         return None
 
+    def list_minari_datasets(self) -> list[dict]:
+        """Minari datasets under datasets_dir/minari (where `vla datagen --format minari` and minari_io write),
+        named ``minari:<dataset id>``; the Datasets tab lists them next to the LeRobot folders."""
+        from vla_engine.data.minari_browse import list_minari_datasets
+
+        return list_minari_datasets(self.datasets_dir / "minari")
+
     def dataset_entry(self, name: str) -> dict | None:
         root = self.dataset_root(name)
         for d in self.list_datasets():
@@ -306,9 +313,26 @@ class AppContext:
         return None
 
     def open_dataset(self, name: str):
-        """The LeRobotVLADataset of local dataset ``name`` (cached while its files do not change)."""
+        """The LeRobotVLADataset of local dataset ``name`` (cached while its files do not change); for a name
+        ``minari:<id>``, a MinariEpisodes view of that Minari dataset with the same browsing attributes."""
         from vla_engine.data import LeRobotVLADataset
+        from vla_engine.data.minari_browse import PREFIX, MinariEpisodes
 
+        if (name or "").startswith(PREFIX):
+            entry = next((d for d in self.list_minari_datasets() if d["name"] == name), None)
+            if entry is None:
+                raise AppError(f"no Minari dataset {name[len(PREFIX):]!r} in {self.datasets_dir / 'minari'}; make "
+                               f"one with `vla datagen --format minari`")
+            meta = Path(entry["path"]) / "data" / "metadata.json"
+            key = (entry["path"], meta.stat().st_mtime)
+            cache = self.extras.setdefault("datasets", {})
+            with self.lock:
+                ds = cache.get(key)
+            if ds is None:
+                ds = MinariEpisodes(entry["path"])
+                with self.lock:
+                    cache[key] = ds
+            return ds
         root = self.dataset_root(name)
         info = root / "meta" / "info.json"
         if not info.is_file():

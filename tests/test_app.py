@@ -202,6 +202,25 @@ def test_dataset_facts_and_episode_browser(served, dataset):
     assert client.predict(dataset, 0, api_name="/dataset_episode")[1]  # still serving
 
 
+def test_minari_datasets_listed_and_browsed_next_to_lerobot_ones(served, dataset):
+    """A Minari dataset under datasets/minari (made with minari's DataCollector) is listed as minari:<id> and
+    browses episode by episode: state and action curves, no camera, the return and the reference scores."""
+    from vla_engine.data.minari_io import make_level_datasets
+
+    ctx, client, _, _ = served
+    make_level_datasets("Pendulum-v1", {}, episodes=2, root=ctx.datasets_dir / "minari", levels=("random",))
+    table = client.predict(api_name="/datasets_refresh")[0]
+    names = [r[0] for r in table["data"]]
+    assert "minari:vla/pendulum/random-v0" in names and dataset in names
+    info, stats, ep, fr, image, instruction, state_plot, action_plot, bev, imu = client.predict(
+        "minari:vla/pendulum/random-v0", api_name="/dataset_info")
+    assert "**2** episodes" in info and "Pendulum-v1" in info and "no camera" in info, info
+    assert {r[0] for r in stats["data"]} == {"action", "observation.state"}
+    assert image is None and fr["maximum"] >= 100  # 200-step episodes, one slider position per step
+    out = client.predict("minari:vla/pendulum/random-v0", 1, 5, api_name="/dataset_frame")
+    assert out[-1] == ""  # no error note
+
+
 def test_model_builder_counts_forward_and_saves_a_preset(served, dataset):
     ctx, client, _, _ = served
     status, params, memory, tree, _ = client.predict(batch_size=32, precision="bf16-mixed",

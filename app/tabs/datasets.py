@@ -77,12 +77,12 @@ def local_table(ctx: AppContext):
     import pandas as pd
 
     rows = [[d["name"], d["episodes"], d["frames"], d["fps"], d.get("task") or "", d.get("action_dim"),
-             d.get("state_dim")] for d in ctx.list_datasets()]
+             d.get("state_dim")] for d in ctx.list_datasets() + ctx.list_minari_datasets()]
     return pd.DataFrame(rows, columns=["dataset", "episodes", "frames", "fps", "task", "action dim", "state dim"])
 
 
 def local_names(ctx: AppContext) -> list[str]:
-    return [d["name"] for d in ctx.list_datasets()]
+    return [d["name"] for d in ctx.list_datasets() + ctx.list_minari_datasets()]
 
 
 def dataset_summary(ctx: AppContext, name: str) -> tuple[str, Any]:
@@ -91,11 +91,18 @@ def dataset_summary(ctx: AppContext, name: str) -> tuple[str, Any]:
 
     ds = ctx.open_dataset(name)
     side = ds.meta_info or {}
+    cameras = f"cameras {', '.join(ds.image_keys)} {tuple(ds.image_shape)}" if ds.image_keys else "no camera"
     lines = [f"### {name}",
-             f"**{ds.num_episodes}** episodes · **{ds.num_frames}** frames · **{ds.fps}** fps · "
-             f"actions {ds.action_dim}-D · state {ds.state_dim}-D · cameras {', '.join(ds.image_keys)} "
-             f"{tuple(ds.image_shape)}",
+             f"**{ds.num_episodes}** episodes · **{ds.num_frames}** frames" + (f" · **{ds.fps}** fps" if ds.fps else "")
+             + f" · actions {ds.action_dim}-D · state {ds.state_dim}-D · {cameras}",
              f"repo id `{ds.repo_id}` · folder `{ds.root}`"]
+    if side.get("format") == "minari":
+        returns = ds.episode_returns()
+        lines.append(f"Minari dataset of **{side.get('task') or 'an unnamed env'}**: episode return mean "
+                     f"{returns.mean():.1f}, min {returns.min():.1f}, max {returns.max():.1f}"
+                     + (f"; reference scores {side['ref_min_score']:.1f} (random) to {side['ref_max_score']:.1f} "
+                        f"(expert)" if side.get("ref_min_score") is not None and side.get("ref_max_score") is not None
+                        else ""))
     if side.get("task"):
         exp = side.get("expert") or {}
         lines.append(f"generated from task **{side['task']}** by the scripted expert"
@@ -138,13 +145,15 @@ def episode_view(ctx: AppContext, name: str, episode: int, frame: int) -> tuple:
         raise AppError(f"episode {ep} is out of range; {name} has episodes {eps[0]}..{eps[-1]}" if eps
                        else f"{name} has no episodes")
     data = ds.episode_data(ep)
-    frames = ds.episode_frames(ep)  # (T, H, W, 3) uint8
-    t = min(max(0, int(frame or 0)), len(frames) - 1)
+    frames = ds.episode_frames(ep)  # (T, H, W, 3) uint8; none in state-only (Minari MuJoCo) data
+    n = len(frames) or len(data["action"])
+    t = min(max(0, int(frame or 0)), n - 1)
     state_names, action_names = _names(ctx, name)
     state_fig = (timeseries_figure(data["observation.state"], state_names, "state", t, ds.fps)
                  if "observation.state" in data else empty_figure("state", "no state in this dataset"))
     action_fig = timeseries_figure(data["action"], action_names, "action", t, ds.fps)
-    return frames[t], data.get("task", ""), state_fig, action_fig, len(frames), sensor_views(data, t, ds.fps)
+    image = frames[t] if len(frames) else None
+    return image, data.get("task", ""), state_fig, action_fig, n, sensor_views(data, t, ds.fps)
 
 
 def build(ctx: AppContext, demo: gr.Blocks) -> None:
