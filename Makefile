@@ -41,7 +41,7 @@ $(STAMPS)/venv: pyproject.toml requirements-nodeps.txt
 	fi
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch>=2.4,<2.15" "torchvision>=0.19,<0.30"
-	$(PY) -m pip install -q -e ".[test,driving,rlds]"
+	$(PY) -m pip install -q -e ".[test,driving,rlds,pusht]"
 	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	@mkdir -p $(STAMPS) && touch $@
 

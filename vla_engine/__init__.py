@@ -45,6 +45,8 @@ _EXPORTS = {
     # data
     "LeRobotVLADataset": "vla_engine.data",
     "PushTDataset": "vla_engine.data",
+    "AlohaDataset": "vla_engine.data",
+    "XArmDataset": "vla_engine.data",
     "create_lerobot_dataloader": "vla_engine.data",
     "generate_dataset": "vla_engine.data",
     "DatasetError": "vla_engine.data",

@@ -51,7 +51,7 @@ TASK_INFO = {
 # gym-aloha's JOINTS / ACTIONS: per arm six joints and the gripper
 JOINT_NAMES = [f"{side}_arm_{j}" for side in ("left", "right") for j in
                ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper")]
-# gym-aloha's reward: which contacts (geom name pairs, as MuJoCo orders them) mark each stage
+# the insertion scene's four socket walls (gym-aloha's reward checks each)
 _SOCKETS = [f"socket-{i}" for i in range(1, 5)]
 
 
@@ -249,6 +249,11 @@ class AlohaEnv(gymnasium.Env):
 
     def render(self):
         return self._frame()
+
+    @staticmethod
+    def video_frame(obs: dict[str, Any]) -> np.ndarray:
+        """The frame the evaluator's videos show (the observation's pixels are a dict of cameras)."""
+        return obs["pixels"][CAMERA]
 
     def close(self) -> None:
         if self._renderer is not None:
