@@ -14,7 +14,7 @@ from vla_engine.config.base import ConfigError
 from vla_engine.config.run_config import EVAL_SEED_START
 from vla_engine.eval.benchmark_queue import BenchmarkQueue
 from vla_engine.eval.job_config import check_inference, eval_job_config
-from vla_engine.eval.leaderboard import COLUMNS, Leaderboard, latest_per_checkpoint, table_rows
+from vla_engine.eval.leaderboard import COLUMNS, Leaderboard, latest_per_checkpoint, row_from_eval, table_rows
 from vla_engine.runs.run_dir import RunDir
 from vla_engine.runs.runner import JobRunner
 
@@ -35,6 +35,22 @@ def test_each_checkpoint_is_compared_with_its_task_leader_seed_by_seed():
     assert col[1].startswith("-7 pts") and float(col[1].split("p = ")[1].rstrip(")")) > 0.4
     assert col[2].startswith("-67 pts") and float(col[2].split("p = ")[1].rstrip(")")) < 0.01
     assert table_rows([leader])[0][COLUMNS.index("success (95% CI)")] == "100% (0%–100%)"
+
+
+def test_task_metrics_of_driving_and_pusht_reach_the_table():
+    """Route completion and collisions (driving) or coverage (PushT) are in the row and its task-metrics column."""
+    summary = {"eval/episodes": 2, "eval/successes": 1, "eval/success_rate": 0.5, "eval/success_ci_low": 0.1,
+               "eval/success_ci_high": 0.9, "eval/mean_return": 1.0, "eval/route_completion": 0.8125,
+               "eval/collisions_per_km": 1.5}
+    r = row_from_eval({"checkpoint": "ck", "task": "driving/turn"}, {"summary": summary, "episodes": []})
+    assert r["task_metrics"] == {"route_completion": 0.8125, "collisions_per_km": 1.5}
+    cell = table_rows([r])[0][COLUMNS.index("task metrics")]
+    assert cell == "route completion 0.812 · collisions per km 1.5"
+    pusht = row_from_eval({"checkpoint": "ck", "task": "pusht/push-t"},
+                          {"summary": {**{k: v for k, v in summary.items() if "route" not in k and "coll" not in k},
+                                       "eval/coverage": 0.97}, "episodes": []})
+    assert table_rows([pusht])[0][COLUMNS.index("task metrics")] == "coverage 0.97"
+    assert table_rows([row("a", "11")])[0][COLUMNS.index("task metrics")] == ""  # older rows: none
 
 
 def test_latest_result_per_checkpoint_and_task_best_first():

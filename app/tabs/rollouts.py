@@ -12,6 +12,7 @@ import gradio as gr
 
 from vla_engine.config.run_config import EVAL_SEED_START
 from vla_engine.eval.job_config import eval_job_config
+from vla_engine.eval.leaderboard import format_task_metrics, task_metrics
 from vla_engine.runs.schema import format_eval
 
 from ..context import AppContext, AppError, inside
@@ -132,7 +133,8 @@ def results_view(ctx: AppContext, run_id: str) -> dict:
     data = results_of(ctx, run_id)
     s = data.get("summary", {})
     eps = data.get("episodes", [])
-    md = (f"`{run_id}` · **{format_eval(s, data.get('task'))}**"
+    extra = format_task_metrics(task_metrics(s))  # the task's own figures: route completion, coverage, ...
+    md = (f"`{run_id}` · **{format_eval(s, data.get('task'))}**" + (f" · {extra}" if extra else "")
           + (f" · {s['eval/ms_per_step']:.1f} ms per action" if "eval/ms_per_step" in s else "")
           + "".join(f" · `{k}: {v}`" for k, v in (data.get("inference") or {}).items()))
     rows = [[e.get("episode"), e.get("seed"), e.get("instruction"), "yes" if e.get("success") else "no",

@@ -24,7 +24,23 @@ from ..runs.schema import EvalSummary
 LEADERBOARD_FILE = "leaderboard.jsonl"
 JOBS_FILE = "leaderboard-jobs.jsonl"
 COLUMNS = ["checkpoint", "task", "episodes", "success (95% CI)", "vs leader (same seeds)", "mean return",
-           "ms/action", "eval run", "date"]
+           "task metrics", "ms/action", "eval run", "date"]
+
+# the eval/... keys every task reports; any other eval/ number is the task's own (route completion, coverage)
+_COMMON = {"eval/episodes", "eval/successes", "eval/success_rate", "eval/success_ci_low", "eval/success_ci_high",
+           "eval/mean_return", "eval/mean_length", "eval/ms_per_step"}
+
+
+def task_metrics(summary: dict) -> dict[str, float]:
+    """The task's own figures in an evaluation summary (driving: route completion, collisions per km; PushT:
+    coverage), without the ``eval/`` prefix."""
+    return {k[len("eval/"):]: float(v) for k, v in (summary or {}).items()
+            if k.startswith("eval/") and k not in _COMMON and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def format_task_metrics(metrics: dict[str, float] | None) -> str:
+    """``route completion 0.82 · collisions per km 1.3`` (names in words, 3 significant digits)."""
+    return " · ".join(f"{k.replace('_', ' ')} {v:.3g}" for k, v in (metrics or {}).items())
 
 
 def row_from_eval(job: dict, result: dict, ended_at: float | None = None) -> dict:
@@ -45,6 +61,7 @@ def row_from_eval(job: dict, result: dict, ended_at: float | None = None) -> dic
         "mean_return": s.get("eval/mean_return"),
         "mean_length": s.get("eval/mean_length"),
         "ms_per_step": s.get("eval/ms_per_step"),
+        "task_metrics": task_metrics(s),
         "eval_run": job.get("eval_run"),
         # per-seed outcomes from seed_start on, for the paired comparison (only for a contiguous seed range)
         "seed_start": seeds[0] if contiguous else None,
@@ -91,7 +108,8 @@ def table_rows(rows: list[dict]) -> list[list[Any]]:
                               ci_high=float(r.get("ci_high") or 0))
         out.append([r.get("checkpoint"), r.get("task"), r.get("episodes"), summary.rate_with_ci(),
                     versus_leader(r, leaders[r.get("task")]), round(float(r.get("mean_return") or 0), 3),
-                    round(float(r.get("ms_per_step") or 0), 1), r.get("eval_run"),
+                    format_task_metrics(r.get("task_metrics")), round(float(r.get("ms_per_step") or 0), 1),
+                    r.get("eval_run"),
                     time.strftime("%Y-%m-%d %H:%M", time.localtime(r.get("time") or 0))])
     return out
 
@@ -181,5 +199,5 @@ def _append(path: Path, rows: list[dict]) -> None:
                 f.write(json.dumps(row) + "\n")
 
 
-__all__ = ["COLUMNS", "JOBS_FILE", "LEADERBOARD_FILE", "Leaderboard", "latest_per_checkpoint", "row_from_eval",
-           "table_rows", "versus_leader"]
+__all__ = ["COLUMNS", "JOBS_FILE", "LEADERBOARD_FILE", "Leaderboard", "format_task_metrics", "latest_per_checkpoint",
+           "row_from_eval", "table_rows", "task_metrics", "versus_leader"]
