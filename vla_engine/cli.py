@@ -2,6 +2,7 @@
 
     vla quickstart                         generate reach demos, train BC, evaluate, print success
     vla datagen --task push --episodes 200 --out datasets/push
+    vla datagen --format minari --task Pendulum-v1 --levels random,expert,mixed --expert scripted --out datasets/minari
     vla train il-bc [--set training.max_steps=500] [--background]
     vla eval RUN_OR_CHECKPOINT --task push --episodes 50 [--set model.n_action_steps=4]
     vla runs | status RUN | stop RUN | resume RUN | logs RUN
@@ -60,6 +61,8 @@ def cmd_datagen(args) -> int:
     from .data import generate_dataset
     from .runs.schema import DatagenJobConfig
 
+    if args.format == "minari":  # Minari datasets of quality levels (minari's DataCollector)
+        return _datagen_minari(args)
     if args.suite:  # a Meta-World suite: every task's demonstrations in one dataset
         if args.background:
             raise ConfigError("datagen.suite: --background runs one task; generate a suite in the foreground")
@@ -80,6 +83,24 @@ def cmd_datagen(args) -> int:
                            overwrite=cfg.overwrite, action_noise=cfg.action_noise,
                            targets_per_layout=cfg.targets_per_layout, plan_horizon=cfg.plan_horizon)
     print(f"wrote {cfg.episodes} episodes of '{cfg.task}' to {out}")
+    return 0
+
+
+def _datagen_minari(args) -> int:
+    """``vla datagen --format minari``: the -random/-medium/-expert/-mixed Minari datasets of a task."""
+    from .config.base import ConfigError
+    from .data.minari_levels import make_minari_levels
+
+    if args.suite or not args.task:
+        raise ConfigError("datagen.task: --format minari makes the levels of one task; give --task (a gymnasium id "
+                          "such as Hopper-v5 or Pendulum-v1, or one of our tasks such as push)")
+    if args.background:
+        raise ConfigError("datagen.background: --format minari runs in the foreground; drop --background")
+    ids = make_minari_levels(args.task, args.levels.split(","), expert=args.expert, medium=args.medium,
+                             episodes=args.episodes, out=args.out, seed=args.seed, overwrite=args.overwrite)
+    for level, did in ids.items():
+        hint = "--medium or --expert" if level == "mixed" else f"--{level}"
+        print(f"{level}: {args.out}/{did}" if did else f"{level}: skipped (no policy for it; pass {hint})")
     return 0
 
 
@@ -263,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--runs-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         return sp
 
-    sp = add("datagen", cmd_datagen, "generate expert demonstrations as a LeRobot v3 dataset")
+    sp = add("datagen", cmd_datagen, "generate expert demonstrations as a LeRobot v3 dataset (or Minari: --format)")
     sp.add_argument("--task", default=None, help="a task with a scripted expert: push, metaworld/reach-v3, ...")
     sp.add_argument("--suite", default=None, help="a Meta-World suite (mt10, mt50): --episodes of each task")
     sp.add_argument("--episodes", type=int, default=200)
@@ -278,6 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also record the expert's noise-free plan of this many steps per frame (chunk labels)")
     sp.add_argument("--overwrite", action="store_true")
     sp.add_argument("--background", action="store_true")
+    sp.add_argument("--format", choices=("lerobot", "minari"), default="lerobot",
+                    help="lerobot: expert demonstrations as a LeRobot v3 dataset; minari: Minari datasets of "
+                         "quality levels (--levels) under --out, e.g. vla/pendulum/expert-v0")
+    sp.add_argument("--levels", default="random,medium,expert,mixed",
+                    help="minari: comma list of random, medium, expert, mixed (a level without a policy is skipped)")
+    sp.add_argument("--expert", default=None,
+                    help="minari: the expert level's policy: 'scripted' or a state policy checkpoint folder")
+    sp.add_argument("--medium", default=None,
+                    help="minari: the medium level's policy: 'scripted' (where there is one) or a checkpoint folder")
 
     sp = add("train", cmd_train, "train from a preset or YAML file")
     sp.add_argument("preset", help="preset name (vla presets) or a YAML file")

@@ -31,6 +31,8 @@ class DatasetConfig(ConfigBase):
     plan_horizon: int = 0  # generating: record the expert's noise-free plan of this many steps per frame (0 = none)
     chunk_labels: Literal["auto", "recorded", "plan"] = "auto"  # action chunks from the recorded actions, the expert plans, or auto (plans if there)
     val_fraction: float = 0.0  # fraction of the episodes (the last ones) held out for validation
+    minari_id: str | None = None  # offline-bc: a Minari dataset id (vla/pendulum/expert-v0) or dataset folder
+    minari_root: str | None = None  # offline-bc: where Minari ids live (empty: MINARI_DATASETS_PATH or ~/.minari/datasets)
 
     def validate(self) -> None:
         if not self.repo_id or "/" not in self.repo_id:
@@ -48,3 +50,6 @@ class DatasetConfig(ConfigBase):
         self._check_range("action_noise", 0.0, 2.0)
         self._check_range("targets_per_layout", 1, 3)
         self._check_range("plan_horizon", 0, 256)
+        for name in ("minari_id", "minari_root"):
+            if getattr(self, name) is not None and not str(getattr(self, name)).strip():
+                self._fail(name, "is empty; give a value or leave it null")

@@ -123,12 +123,20 @@ class ILConfig(TrainingConfig):
     total_timesteps: int = 200_000  # GAIL: environment steps in all
     num_envs: int = 8  # GAIL: environments stepped together
     steps_per_update: int = 256  # GAIL: steps per env in each rollout (one discriminator + one PPO update)
-    algorithm: InitVar[str | None] = None  # constructor-only: bc | dagger | gail (the trainer, or the run's method)
+    # offline BC on a Minari dataset (method offline-bc; the data is dataset.minari_id)
+    filter_top_percent: float | None = None  # offline-bc: only the episodes whose return is in the top N % (empty: all)
+    return_threshold: float | None = None  # offline-bc: only the episodes whose return is at least this (empty: all)
+    weighting: Literal["none", "return", "advantage"] = "none"  # offline-bc: weight steps by episode return or advantage
+    temperature: float = 1.0  # offline-bc: temperature of the weights (lower: more weight on the best data)
+    weighted_sampling: bool = True  # offline-bc: draw steps in proportion to their weights (false: weight the loss)
+    policy_hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])  # offline-bc: the state MLP's widths
+    policy_activation: Literal["relu", "tanh"] = "relu"  # offline-bc: the state MLP's nonlinearity
+    algorithm: InitVar[str | None] = None  # constructor-only: bc | dagger | gail | offline-bc (the run's method)
 
     _init_only: ClassVar[tuple[str, ...]] = ("action_loss", "algorithm")
 
     def __post_init__(self, action_loss: str | None = None, algorithm: str | None = None) -> None:
-        self.algorithm = _choice(self._section, "algorithm", algorithm, ("bc", "dagger", "gail"))
+        self.algorithm = _choice(self._section, "algorithm", algorithm, ("bc", "dagger", "gail", "offline-bc"))
         super().__post_init__(action_loss)
 
     def validate(self) -> None:
@@ -144,6 +152,13 @@ class ILConfig(TrainingConfig):
         self._check_range("total_timesteps", 1)
         self._check_range("num_envs", 1)
         self._check_range("steps_per_update", 1)
+        self._check_range("filter_top_percent", 0, 100, lo_open=True)
+        self._check_range("temperature", 0, lo_open=True)
+        if self.weighting != "none" and (self.filter_top_percent is not None or self.return_threshold is not None):
+            self._fail("weighting", "goes with all the data; set weighting: none to filter by return, or clear "
+                                    "filter_top_percent / return_threshold to weight")
+        if not self.policy_hidden_sizes or any(not isinstance(h, int) or h < 1 for h in self.policy_hidden_sizes):
+            self._fail("policy_hidden_sizes", "must be a list of positive layer widths, e.g. [256, 256]")
 
 
 @dataclass

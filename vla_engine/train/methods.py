@@ -21,6 +21,8 @@ METHODS: dict[str, tuple[str, str, str]] = {
     "dagger": ("vla_engine.train.il.dagger:DAgger", "il",
                "DAgger (interactive imitation with the scripted expert)"),
     "gail": ("vla_engine.train.il.gail:GAIL", "il", "GAIL (adversarial imitation)"),
+    "offline-bc": ("vla_engine.train.il.offline_bc:OfflineBC", "il",
+                   "Offline BC of a state MLP on a Minari dataset (plain, filtered or return/advantage-weighted)"),
     "ppo": ("vla_engine.train.rl.ppo:PPOTrainer", "rl", "PPO reinforcement learning"),
     "sac": ("vla_engine.train.rl.sac:SACTrainer", "rl", "SAC reinforcement learning"),
     "grpo": ("vla_engine.train.rl.grpo:GRPOTrainer", "rl", "GRPO reinforcement learning"),

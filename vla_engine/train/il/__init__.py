@@ -1,4 +1,4 @@
-"""Imitation learning trainers: ``BehavioralCloning``, ``DAgger``, ``GAIL``.
+"""Imitation learning trainers: ``BehavioralCloning``, ``DAgger``, ``GAIL``, ``OfflineBC`` (Minari data).
 
 Light on import (the methods registry looks these modules up without loading torch); each trainer
 loads with its module on first use.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-_LAZY = {"BehavioralCloning": ".bc", "DAgger": ".dagger", "GAIL": ".gail"}
+_LAZY = {"BehavioralCloning": ".bc", "DAgger": ".dagger", "GAIL": ".gail", "OfflineBC": ".offline_bc"}
 
 __all__ = list(_LAZY)
 
