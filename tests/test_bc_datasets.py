@@ -147,3 +147,19 @@ def test_errors_name_the_fix(tmp_path):
         collect_minari(ENV, lambda o: np.zeros(1, np.float32), "test/zeros-v0", 1, root=tmp_path)
     with pytest.raises(DatasetError, match="namespace/name-v0"):
         collect_minari(ENV, lambda o: np.zeros(1, np.float32), "x/y", 1, root=tmp_path)
+
+
+def test_rl_expert_actions_are_clipped_to_the_action_bounds(tmp_path):
+    """A PPO checkpoint's Gaussian mean is unbounded; minari_io records the action the env executes."""
+    import torch
+
+    from vla_engine.config.training_config import RLConfig
+    from vla_engine.data.minari_io import load_policy
+    from vla_engine.train.rl.policies import build_policy
+
+    policy = build_policy("ppo", 3, 2, [-1.0, -0.5], [1.0, 0.5], RLConfig(algorithm="ppo"))
+    with torch.no_grad():
+        policy.actor_mean[-1].bias.copy_(torch.tensor([5.0, -5.0]))  # a mean far outside the bounds
+    policy.save_pretrained(tmp_path / "ppo")
+    act = load_policy(str(tmp_path / "ppo"))(np.zeros(3, np.float32))
+    assert act.tolist() == [1.0, -0.5]

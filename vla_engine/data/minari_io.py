@@ -271,7 +271,7 @@ class _ScriptedExpert:
 
 def load_policy(ref: str) -> Policy:
     """``scripted``, or a saved state policy (an RL MLP checkpoint of PPO / SAC, or a ``StateMLPPolicy``
-    folder) as ``obs -> action`` (its mean action)."""
+    folder) as ``obs -> action`` (its mean action; an RL policy's clipped to its action bounds)."""
     if ref == "scripted":
         return _ScriptedExpert()
     from ..train.il.policies import StateMLPPolicy
@@ -284,7 +284,11 @@ def load_policy(ref: str) -> Policy:
 
     if is_rl_policy_config(json.loads((Path(ref) / "config.json").read_text())):  # a PPO / SAC expert
         rl = load_rl_policy(ref).eval()
-        return lambda obs: rl.select_action(np.asarray(obs, dtype=np.float32)[None])[0].detach().cpu().numpy()
+        low, high = rl.action_low.cpu().numpy(), rl.action_high.cpu().numpy()
+        # PPO's Gaussian mean is unbounded: record the action the env executes (the trainers clip it the same
+        # way), so the data stays inside the action space and a learner's clipped actions look like the expert's
+        return lambda obs: np.clip(rl.select_action(np.asarray(obs, dtype=np.float32)[None])[0].detach().cpu().numpy(),
+                                   low, high)
     return StateMLPPolicy.from_pretrained(ref).as_callable()
 
 
