@@ -205,10 +205,9 @@ class AlohaEnv(gymnasium.Env):
         if not self.render_images:
             return np.zeros((self.image_size, self.image_size, 3), np.uint8)
         if self._renderer is None:
-            from .tabletop import _load_triton_before_gl
+            from .render import open_renderer
 
-            _load_triton_before_gl()  # Mesa's LLVM and triton's must load in this order (see tabletop.py)
-            self._renderer = self._mj.Renderer(self.model, self.image_size, self.image_size)
+            self._renderer = open_renderer(self.model, self.image_size)
         self._renderer.update_scene(self.data, camera=CAMERA)
         return np.ascontiguousarray(self._renderer.render())
 

@@ -22,7 +22,6 @@ all-zero image in ``obs["pixels"]`` (for fast expert rollouts and tests).
 from __future__ import annotations
 
 import numbers
-import sys
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -30,6 +29,8 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from .render import load_triton_before_gl as _load_triton_before_gl  # noqa: F401  (driving imports it here)
+from .render import open_renderer
 from .tasks import (
     ALL_TASKS,
     BLOCK_COLORS,
@@ -145,23 +146,6 @@ def build_scene_xml(with_z: bool = False, image_size: int = 96) -> str:
 {welds}
 </mujoco>
 """
-
-
-def _load_triton_before_gl() -> None:
-    """Load triton's native library (if installed) before the first GL context.
-
-    On a CPU, EGL renders with Mesa's llvmpipe, which loads its own LLVM; triton (pulled in by torch's
-    compiler when transformers is imported) bundles another LLVM, and loading it after Mesa's crashes
-    the process. Loaded first, both coexist. Costs ~0.1 s once.
-    """
-    import importlib.util
-
-    if "triton._C.libtriton" in sys.modules or importlib.util.find_spec("triton") is None:
-        return
-    try:
-        importlib.import_module("triton._C.libtriton")
-    except Exception:  # a broken triton install must not stop rendering
-        pass
 
 
 def _task_object(task: str | TabletopTask) -> TabletopTask:
@@ -318,15 +302,7 @@ class TabletopEnv(gym.Env):
         if not self.render_images:
             return np.zeros((s, s, 3), dtype=np.uint8)
         if self._renderer is None:
-            _load_triton_before_gl()
-            try:
-                self._renderer = mujoco.Renderer(self.model, s, s)
-            except Exception as e:  # no GL backend: say how to fix it in one line
-                raise RuntimeError(
-                    f"MuJoCo could not open an offscreen GL context ({type(e).__name__}: {e}); "
-                    "set MUJOCO_GL=egl (or osmesa) in the environment before mujoco is "
-                    "first imported, or pass render_images=False"
-                ) from None
+            self._renderer = open_renderer(self.model, s)
         self._renderer.update_scene(self.data, camera="front")
         return self._renderer.render()  # (H, W, 3) uint8, a new array
 

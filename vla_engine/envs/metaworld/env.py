@@ -17,7 +17,7 @@ equality 12 data values (the 11 of MuJoCo 3 plus one appended), and Meta-World w
 :func:`_patch_mocap_welds` writes Meta-World's 11 into the first 11 (the layout MuJoCo 4 keeps) and leaves
 the 12th at the model's value; every task's scripted expert is checked against it (docs/benchmarks.md).
 Frames come from ``mujoco.Renderer`` as the tabletop tasks render (triton's LLVM loaded before Mesa's, see
-``tabletop._load_triton_before_gl``), with shadows and multisampling off.
+``render.open_renderer``), with shadows and multisampling off.
 """
 
 from __future__ import annotations
@@ -134,12 +134,9 @@ class MetaWorldEnv(gymnasium.Env):
         if not self.render_images:
             return np.zeros((self.image_size, self.image_size, 3), np.uint8)
         if self._renderer is None:
-            import mujoco
+            from ..render import open_renderer
 
-            from ..tabletop import _load_triton_before_gl
-
-            _load_triton_before_gl()  # Mesa's LLVM and triton's must load in this order (see tabletop.py)
-            self._renderer = mujoco.Renderer(self._env.model, self.image_size, self.image_size)
+            self._renderer = open_renderer(self._env.model, self.image_size)
         self._renderer.update_scene(self._env.data, camera=self.camera)
         img = self._renderer.render()  # (H, W, 3) uint8
         if self.camera.startswith("corner"):
