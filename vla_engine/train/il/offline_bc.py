@@ -36,7 +36,7 @@ from ...runs.run_dir import RunDir
 from ..loop import TrainingError, TrainLoop
 from ..rl.policies import MLPActorCritic, RLPolicyConfig
 
-STATE_KEY, ACTION_KEY = "observation.state", "action"
+STATE_KEY, ACTION_KEY, IMAGE_KEY = "observation.state", "action", "observation.images.front"
 LOG_STD_MOMENTUM = 0.01  # weight of each batch in the running mean of the residual variance
 
 
@@ -173,6 +173,9 @@ class OfflineBC:
                          f"transitions" + (f", weighting {ds.weighting} T={ds.temperature} "
                                            f"({'sampled' if sampled else 'loss weights'})" if ds.weights is not None
                                            else ""))
+            if IMAGE_KEY in ds[0]:  # the tabletop tasks' sets: camera + effector state
+                self.run.log("the dataset has camera images: offline-bc's MLP reads only observation.state (a policy "
+                             "that sees the images is il-bc's VLA on a LeRobot dataset)")
             if self.run.last_checkpoint() is None:
                 self.run.log_metrics(0, self.data_summary())
         loss_weights = ds.weights is not None and not sampled
