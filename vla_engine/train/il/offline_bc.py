@@ -53,13 +53,14 @@ class BCActor(MLPActorCritic):
         self.actor_logstd.requires_grad_(False)  # set from the residual, not by gradient
         self.action_scale = torch.ones(config.action_dim)
 
-    def set_normalization(self, stats: dict) -> None:
-        """Observation normaliser = the dataset's state mean / std; loss scale = its action std."""
+    def set_normalization(self, stats: dict, count: int = 1) -> None:
+        """Observation normaliser = the dataset's state mean / std, as if measured on ``count`` states (so a PPO
+        warm start's running update moves it only as much as that many states would); loss scale = action std."""
         s, a = stats[STATE_KEY], stats[ACTION_KEY]
         std = np.maximum(np.asarray(s["std"], dtype=np.float64), 1e-3)
         self.obs_rms.mean.copy_(torch.as_tensor(s["mean"], dtype=torch.float64))
         self.obs_rms.var.copy_(torch.as_tensor(std ** 2))
-        self.obs_rms.count.fill_(1.0)
+        self.obs_rms.count.fill_(float(max(1, count)))
         self.obs_rms.enabled.fill_(True)
         a_std = torch.as_tensor(np.maximum(np.asarray(a["std"], dtype=np.float32), 1e-3))
         self.action_scale = a_std
@@ -143,7 +144,7 @@ class OfflineBC:
         elif model.config.state_dim != ds.state_dim or model.config.action_dim != ds.action_dim:
             raise TrainingError(f"the policy takes {model.config.state_dim}-D states / gives {model.config.action_dim}"
                                 f"-D actions but '{ds.ref}' has {ds.state_dim} / {ds.action_dim}; build it for this data")
-        model.set_normalization(ds.stats)
+        model.set_normalization(ds.stats, count=len(ds))
         self.model = model
         self.run = RunDir(run_dir) if isinstance(run_dir, (str, Path)) else run_dir
         self.progress = progress
