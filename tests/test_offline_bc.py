@@ -59,6 +59,10 @@ def test_vla_train_offline_bc_then_vla_eval(minari_root, tmp_path):
         assert {"model.safetensors", "config.json", "optimizer.pt", "trainer_state.json"} <= {
             p.name for p in ckpt.iterdir()}
     assert json.loads((run / "checkpoints/step-1500/config.json").read_text())["type"] == "rl_mlp"
+    from vla_engine.train.rl.policies import load_rl_policy
+
+    policy = load_rl_policy(run / "checkpoints/step-1500")  # what vla eval and a PPO warm start load
+    assert bool(policy.obs_rms.enabled) and float(policy.obs_rms.count) == 4000  # the data's state statistics
     rows = _metrics(run)
     losses = [r["train/loss"] for r in rows if "train/loss" in r]
     assert len(losses) == 30 and losses[-1] < 0.2 * losses[0]
