@@ -172,9 +172,11 @@ def test_missing_data_is_made_or_named_in_one_line(minari_root, tmp_path, capsys
     assert main(["--runs-dir", str(runs), "train", "il-bc-minari", "--set", "training.weighting=return",
                  "--set", "training.filter_top_percent=10"]) == 2
     assert "training.weighting" in capsys.readouterr().err
-    # a missing level that can be made offline (Pendulum's scripted swing-up) is collected, then trained on
+    # a missing level that can be made offline (Pendulum's scripted swing-up) is collected, then trained on;
+    # the env comes from eval.task when dataset.task names another (the Training tab's dataset box sets it)
     assert main(["--runs-dir", str(runs), "train", "il-bc-minari-weighted", "--name", "made", "--set",
-                 f"dataset.minari_root={tmp_path}/made", "--set", "dataset.episodes=3", *common]) == 0
+                 f"dataset.minari_root={tmp_path}/made", "--set", "dataset.episodes=3", "--set", "dataset.task=reach",
+                 *common]) == 0
     made = _only_run(runs, "made")
     assert (tmp_path / "made/vla/pendulum/mixed-v0/data/metadata.json").exists()
     assert "not found under" in (made / "log.txt").read_text()

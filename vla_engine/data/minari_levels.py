@@ -161,27 +161,30 @@ def datagen_command(task: str, level: str, episodes: int, root: str | Path) -> s
     return f"vla datagen --format minari --task {env} --levels {levels}{flags} --episodes {episodes} --out {root}"
 
 
-def ensure_minari_dataset(ref: str, root: str | Path | None = None, task: str | None = None, episodes: int = 50,
-                          seed: int = 0, log: Callable[[str], None] | None = None) -> None:
+def ensure_minari_dataset(ref: str, root: str | Path | None = None, task: str | Sequence[str | None] | None = None,
+                          episodes: int = 50, seed: int = 0, log: Callable[[str], None] | None = None) -> None:
     """Make the Minari dataset ``ref`` if it is missing and can be made offline; else one line with the command.
 
     ``ref`` is found as a folder or as an id under ``root`` (``bc_datasets``' lookup). A missing id of the
     form ``<namespace>/<env>/<level>-v0`` whose env is ``task``'s is collected when every policy it needs
-    is scripted (the random level always is)."""
+    is scripted (the random level always is). ``task`` may list candidates (a run's dataset.task and
+    eval.task): the first whose env the id names is used."""
     try:
         _data_dir(ref, root)
         return
     except DatasetError:
         pass
+    from .minari_io import env_short_name
+
     where = minari_root(root)
     parsed = _parse_id(ref)
-    env = env_id_of(task) if task else None
+    tasks = [t for t in ([task] if isinstance(task, str) or task is None else task) if t]
+    named = [t for t in tasks if parsed is not None and env_short_name(env_id_of(t)) == parsed[1]]
+    env = env_id_of((named or tasks)[0]) if tasks else None
     if parsed is None or env is None:
         raise DatasetError(f"no Minari dataset '{ref}' (looked for a folder with data/metadata.json and for the id "
                            f"under {where}); give dataset.minari_id as namespace/env/level-v0 with dataset.task "
                            f"set, or make it with: vla datagen --format minari --task <gym id> --out {where}")
-    from .minari_io import env_short_name
-
     namespace, name, level = parsed
     command = datagen_command(env, level if level in LEVEL_NAMES else "expert", episodes, where)
     if name != env_short_name(env) or level not in LEVEL_NAMES:

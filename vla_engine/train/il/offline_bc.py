@@ -228,8 +228,8 @@ class OfflineBC:
             raise ConfigError("dataset.minari_id: offline-bc reads a Minari dataset; set it to an id such as "
                               "vla/pendulum/expert-v0 (with dataset.minari_root) or a dataset folder")
         run.write_status("running", phase="datagen")
-        ensure_minari_dataset(d.minari_id, d.minari_root, task=d.task, episodes=d.episodes, seed=cfg.training.seed,
-                              log=run.log)
+        ensure_minari_dataset(d.minari_id, d.minari_root, task=[d.task, cfg.eval.task], episodes=d.episodes,
+                              seed=cfg.training.seed, log=run.log)
         run.write_status("running", phase="train")
         trainer = cls(d.minari_id, cfg.training, run_dir=run, progress=progress, root=d.minari_root,
                       task=cfg.eval.task)
