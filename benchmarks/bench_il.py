@@ -2,7 +2,7 @@
 
     python benchmarks/bench_il.py mixed --episodes 30 --steps 3000
     python benchmarks/bench_il.py bc-peer --envs Hopper-v5 HalfCheetah-v5 --steps 10000 --seeds 0 1
-    python benchmarks/bench_il.py gail-peer --env Hopper-v5 --timesteps 300000 --seeds 0
+    python benchmarks/bench_il.py gail-peer --env Hopper-v5 --timesteps 100000 --seeds 0
 
 ``mixed``: offline BC on a mixed-quality Minari dataset: plain BC against FilteredBC (top 10%) and
 WeightedBC (return and advantage weighting), D4RL-style normalised scores. The dataset is made here with
@@ -289,6 +289,8 @@ def cmd_gail_peer(a) -> None:
     res: dict[str, list] = {"ours": [], "imitation": []}
     for k, seed in enumerate(a.seeds):
         for side in (("ours", "imitation") if k % 2 == 0 else ("imitation", "ours")):
+            if a.only and side != a.only:
+                continue
             if side == "ours":
                 pol, secs, disc = gail_ours(a.env, ds.ref, a, seed)
                 act = (lambda p: lambda o: p.select_action(np.asarray(o, np.float32)[None])[0].numpy())(pol)
@@ -302,6 +304,10 @@ def cmd_gail_peer(a) -> None:
             res[side].append(ret)
             print(f"  seed {seed} {side:9s} return {ret:8.1f} = {100 * ret / expert:5.1f}% of the expert's, "
                   f"normalised score {float(ds.normalized_score([ret])[0]):6.1f}, {secs:.0f} s{extra}", flush=True)
+    if a.only:
+        r = np.mean(res[a.only])
+        print(f"{a.env} GAIL summary: {a.only} {r:.1f} ({100 * r / expert:.0f}% of expert)", flush=True)
+        return
     ro, rp = np.mean(res["ours"]), np.mean(res["imitation"])
     print(f"{a.env} GAIL summary: return ours {ro:.1f} ({100 * ro / expert:.0f}% of expert) vs imitation {rp:.1f} "
           f"({100 * rp / expert:.0f}%); ratio {ro / rp if rp > 0 else float('nan'):.2f}x", flush=True)
@@ -328,7 +334,7 @@ def main() -> None:
     b.add_argument("--root", default="datasets/minari")
     g = sub.add_parser("gail-peer", help="our GAIL against imitation's GAIL from the same expert episodes")
     g.add_argument("--env", default="Hopper-v5")
-    g.add_argument("--timesteps", type=int, default=300_000)
+    g.add_argument("--timesteps", type=int, default=100_000)
     g.add_argument("--seeds", type=int, nargs="+", default=[0])
     g.add_argument("--expert-episodes", type=int, default=10)
     g.add_argument("--num-envs", type=int, default=8)
@@ -339,6 +345,7 @@ def main() -> None:
     g.add_argument("--disc-batch", type=int, default=256)
     g.add_argument("--gp-weight", type=float, default=10.0, help="ours only (imitation has none)")
     g.add_argument("--eval-episodes", type=int, default=10)
+    g.add_argument("--only", choices=("ours", "imitation"), default=None, help="run one side (a longer budget)")
     g.add_argument("--root", default="datasets/minari")
     a = p.parse_args()
     {"mixed": cmd_mixed, "bc-peer": cmd_bc_peer, "gail-peer": cmd_gail_peer}[a.cmd](a)
