@@ -14,7 +14,9 @@ env is first built.
 
 Parts: ``roads.py`` (road network, paths), ``tasks.py`` (scenarios, instructions), ``world.py`` (MuJoCo
 scene, cameras, lidar), ``sensors.py`` (radar, IMU), ``env.py`` (``DrivingEnv``), ``expert.py``
-(``DrivingExpert``), ``metrics.py`` (route completion, collisions per km, ADE/FDE).
+(``DrivingExpert``), ``metrics.py`` (route completion, collisions per km, ADE/FDE), ``corruption.py``
+(``SensorNoise``: Gaussian noise on one sensor at test time; ``evaluate_corrupted``: route completion and gate
+weights with it).
 """
 
 from __future__ import annotations
