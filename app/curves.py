@@ -50,7 +50,7 @@ DEFAULT_TITLES = [panel[0][1] for panel in FAMILIES[-1][1]]
 # metrics offered for comparing runs (the Compare runs box also takes any other logged name)
 OVERLAY_METRICS = ["train/loss", "train/lr", "perf/samples_per_s", "train/grad_norm", "eval/success_rate",
                    "charts/episodic_return", "charts/success_rate", "losses/value_loss", "losses/policy_loss",
-                   "dagger/learner_success_rate", "gail/disc_loss"]
+                   "dagger/learner_success_rate", "gail/disc_loss", "eval/normalized_score"]
 
 
 def panels_for(metrics: set[str] | Any) -> list[Curve]:

@@ -219,6 +219,23 @@ def test_minari_datasets_listed_and_browsed_next_to_lerobot_ones(served, dataset
     assert image is None and fr["maximum"] >= 100  # 200-step episodes, one slider position per step
     out = client.predict("minari:vla/pendulum/random-v0", 1, 5, api_name="/dataset_frame")
     assert out[-1] == ""  # no error note
+    # ... and offline BC trains on it from the Training tab (the dataset box offers minari:<id>)
+    action_dim, state_dim, eval_task, status = client.predict("minari:vla/pendulum/random-v0", 0,
+                                                              api_name="/train_dataset")
+    assert action_dim["value"] == 1 and "1-D actions, 3-D state" in status, status
+    assert eval_task["value"] == "gym/Pendulum-v1"  # evaluated in the env the data was recorded in
+    overrides = "\n".join(["training.max_steps=40", "training.log_every=10", "eval.episodes=1", "eval.num_videos=0",
+                           "eval.task=gym/Pendulum-v1"])  # what the form shows now (the client sends its defaults)
+    msg = say(client, preset="il-bc-minari", method="offline-bc", dataset="minari:vla/pendulum/random-v0", run_name="minaribc",
+              overrides=overrides, api_name="/train_start")
+    assert msg.startswith("Started **"), msg
+    run = ctx.run(msg.split("**")[1])
+    wait_for(lambda: not run.read_status().active, 120)
+    st = run.read_status()
+    assert st.state == "done", st.error
+    cfg = run.read_config()
+    assert cfg["dataset"]["minari_id"] == "vla/pendulum/random-v0" and cfg["method"] == "offline-bc"
+    assert st.eval["eval/episodes"] == 1 and "train/loss" in run.metrics_path.read_text()
 
 
 def test_model_builder_counts_forward_and_saves_a_preset(served, dataset):
@@ -356,7 +373,7 @@ def test_training_form_follows_preset_method_and_dataset(served):
     by_label = dict(zip(labels, out))
     assert ("not built" in out[-1]) == ("ppo" in PLANNED_METHODS)
     assert by_label["Total timesteps"]["visible"] and not by_label["Use LoRA"]["visible"]
-    action_dim, state_dim, note = client.predict("pick-place", 0, api_name="/train_dataset")
+    action_dim, state_dim, _eval_task, note = client.predict("pick-place", 0, api_name="/train_dataset")
     assert action_dim["value"] == 4 and "4-D actions" in note
 
 

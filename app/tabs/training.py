@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 
+from vla_engine.data.minari_browse import PREFIX as MINARI_PREFIX
 from vla_engine.runs.schema import format_eval
 
 from ..context import AppContext, AppError, inside
@@ -41,11 +42,16 @@ def dataset_choices(ctx: AppContext) -> list[tuple[str, str]]:
     local = {d["name"]: d for d in ctx.list_datasets()}
     out = [(f"{n} · {d['episodes']} episodes ({d.get('task') or 'local'})", n) for n, d in local.items()]
     out += [(f"{t} · built-in task (generated on first run)", t) for t in ctx.task_names() if t not in local]
+    # Minari sets (offline BC's data) under datasets/minari, named minari:<id>
+    out += [(f"{d['name']} · {d['episodes']} episodes (Minari, {d.get('task') or 'no env'})", d["name"])
+            for d in ctx.list_minari_datasets()]
     return out
 
 
 def dataset_name_of(cfg: dict) -> str | None:
     ds = cfg.get("dataset") or {}
+    if ds.get("minari_id"):  # offline BC: the Minari set (it may be made on the first run)
+        return MINARI_PREFIX + str(ds["minari_id"])
     if ds.get("root"):
         return Path(str(ds["root"])).name
     return ds.get("task")
@@ -55,6 +61,14 @@ def dataset_fields(ctx: AppContext, name: str) -> dict:
     """repo_id / root / task of the dataset section for dataset ``name`` (local, or a task to generate)."""
     if not name:
         raise AppError("no dataset chosen; pick a local dataset or a built-in task")
+    if name.startswith(MINARI_PREFIX):  # a Minari set in datasets/minari (made on first run where it can be)
+        entry = next((d for d in ctx.list_minari_datasets() if d["name"] == name), {})
+        env = entry.get("task")
+        fields = {"minari_id": name[len(MINARI_PREFIX):], "minari_root": str(ctx.datasets_dir / "minari"),
+                  "root": None}
+        if env and f"gym/{env}" in ctx.task_names():
+            fields["task"] = f"gym/{env}"
+        return fields
     root = ctx.dataset_root(name)
     entry = ctx.dataset_entry(name)
     tasks = ctx.task_names()
@@ -69,6 +83,9 @@ def dataset_fields(ctx: AppContext, name: str) -> dict:
 
 def dims_of(ctx: AppContext, name: str) -> tuple[int | None, int | None]:
     """(action_dim, state_dim) of dataset ``name`` (from its files, or the task's definition)."""
+    minari = next((d for d in ctx.list_minari_datasets() if d["name"] == name), None)
+    if minari is not None:
+        return minari.get("action_dim"), minari.get("state_dim")
     try:
         entry = ctx.dataset_entry(name)
     except ValueError:
@@ -281,15 +298,22 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     action_dim_box = model_form.component("action_dim")
     state_dim_box = model_form.component("state_dim")
 
+    eval_task_box = eval_form.component("task")
+
     @handler(inputs={"name": dataset, "state_dim_now": state_dim_box},
-             outputs={"action_dim": action_dim_box, "state_dim": state_dim_box, "status": status}, status="status")
+             outputs={"action_dim": action_dim_box, "state_dim": state_dim_box, "eval_task": eval_task_box,
+                      "status": status}, status="status")
     def on_dataset(name: str, state_dim_now: Any):
         a, s = dims_of(ctx, name)
         if a is None:
             return {"status": f"Dataset {name!r} not found; Start will say what to do."}
+        # a Minari set is evaluated in the env it was recorded in
+        env_task = dataset_fields(ctx, name).get("task") if name.startswith(MINARI_PREFIX) else None
         # state_dim 0 = "take it from the data"; keep that choice
         return {"action_dim": gr.update(value=a), "state_dim": gr.update(value=0 if not state_dim_now else s),
-                "status": f"Dataset **{name}**: {a}-D actions, {s}-D state (model sizes follow it)."}
+                "eval_task": gr.update(value=env_task) if env_task else gr.update(),
+                "status": f"Dataset **{name}**: {a}-D actions, {s}-D state (model sizes follow it)"
+                          + (f"; evaluated in {env_task}." if env_task else ".")}
 
     on_dataset.listen(dataset.input, api_name="train_dataset")
 
@@ -312,6 +336,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             cfg["training"]["device"] = "cpu"
         ctx.check_model_paths(cfg.get("model") or {})
         root = (cfg.get("dataset") or {}).get("root")
+        if cfg["dataset"].get("minari_id"):  # offline BC reads the Minari set, no LeRobot folder
+            return RunConfig.from_dict(cfg)
         if not root:
             raise AppError("dataset.root is empty; pick a dataset (the app trains on datasets in its datasets folder)")
         root_p = Path(str(root))
@@ -341,7 +367,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     def on_start(**fields: Any):
         run_cfg = build_config(**fields)
         get_trainer(run_cfg.method)  # a planned method says so now, not in the job
-        writer = ctx.dataset_writer(Path(run_cfg.dataset.root))
+        writer = ctx.dataset_writer(Path(run_cfg.dataset.root)) if run_cfg.dataset.root else None
         if writer:
             raise AppError(f"dataset {Path(run_cfg.dataset.root).name!r} is being generated by run {writer}; "
                            f"start training when it is done")

@@ -18,14 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from .bc_datasets import _flatten_obs, load_minari, minari_root
-from .lerobot_io import ACTION_KEY, IMAGE_KEY, STATE_KEY
+from .lerobot_io import ACTION_KEY, IMAGE_KEY, STATE_KEY  # lerobot_io itself imports only numpy
 
-PREFIX = "minari:"  # a Minari dataset's name in lists next to LeRobot folders: "minari:<dataset id>"
+# light on import (the app reads PREFIX at start-up): the readers load with their first use
+PREFIX = "minari:"
+  # a Minari dataset's name in lists next to LeRobot folders: "minari:<dataset id>"
 
 
 def list_minari_datasets(root: str | Path | None = None) -> list[dict[str, Any]]:
     """Every Minari dataset under ``root`` (default: minari's own root), from its metadata.json only (cheap)."""
+    from .bc_datasets import minari_root
+
     base = minari_root(root)
     out: list[dict[str, Any]] = []
     if not base.is_dir():
@@ -76,6 +79,8 @@ class MinariEpisodes:
     """One Minari dataset, episode by episode, with the browsing attributes of ``LeRobotVLADataset``."""
 
     def __init__(self, ref: str | Path, root: str | Path | None = None):
+        from .bc_datasets import load_minari
+
         ref = str(ref)
         self.dataset_id = ref[len(PREFIX):] if ref.startswith(PREFIX) else ref
         self.minari = load_minari(self.dataset_id, root)
@@ -108,6 +113,8 @@ class MinariEpisodes:
 
     def episode_data(self, ep: int) -> dict[str, Any]:
         """Columns of episode ``ep``: state, action, reward (one row per step) and a task line."""
+        from .bc_datasets import _flatten_obs
+
         e = self._episode(ep)
         n = len(e.actions)
         out = _flatten_obs(e.observations, n)
@@ -120,6 +127,8 @@ class MinariEpisodes:
 
     def episode_frames(self, ep: int) -> np.ndarray:
         """(T, H, W, 3) uint8 camera frames of episode ``ep``; (0, 1, 1, 3) when the data has none."""
+        from .bc_datasets import _flatten_obs
+
         e = self._episode(ep)
         flat = _flatten_obs(e.observations, len(e.actions))
         return flat.get(IMAGE_KEY, np.zeros((0, 1, 1, 3), np.uint8))
@@ -128,6 +137,8 @@ class MinariEpisodes:
     def stats(self) -> dict[str, dict[str, np.ndarray]]:
         """mean / std / min / max of state and action over every step (computed once)."""
         if self._stats is None:
+            from .bc_datasets import _flatten_obs
+
             cols: dict[str, list[np.ndarray]] = {STATE_KEY: [], ACTION_KEY: []}
             for e in self.minari.iterate_episodes():
                 flat = _flatten_obs(e.observations, len(e.actions))
