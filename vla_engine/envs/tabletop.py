@@ -29,7 +29,6 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from .render import load_triton_before_gl as _load_triton_before_gl  # noqa: F401  (driving imports it here)
 from .render import open_renderer
 from .tasks import (
     ALL_TASKS,

@@ -150,10 +150,9 @@ class World:
         s = int(size or self.image_size)
         r = self._renderers.get(s)
         if r is None:
-            from ..tabletop import _load_triton_before_gl
+            from ..render import open_renderer
 
-            _load_triton_before_gl()  # before the first GL context: llvmpipe's LLVM and triton's clash otherwise
-            r = self._renderers[s] = self._mj.Renderer(self.model, s, s)
+            r = self._renderers[s] = open_renderer(self.model, s)
         r.update_scene(self.data, camera=camera)
         return r.render()
 
