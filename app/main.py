@@ -20,7 +20,7 @@ CSS = """
 INTRO = """# VLA Workbench
 Build, train, evaluate and compare vision-language-action policies. **Quick Start** (all offline, a CPU is
 enough): **1.** *Datasets*: generate the built-in **reach** demonstrations · **2.** *Training*: preset
-**quickstart**, press **Start** and watch the curves · **3.** *Rollouts*: pick the run, watch the policy act ·
+**quickstart** (fine-tunes the shipped tiny VLA on reach: ~2 min on 2 cores), press **Start** and watch the curves · **3.** *Rollouts*: pick the run, watch the policy act ·
 **4.** *Benchmark*: compare checkpoints with confidence intervals. Runs live in `{runs}`, datasets in `{data}`.
 """
 

@@ -47,6 +47,10 @@ CANDIDATES = {
     "film-batch16": ["dataset.episodes=800", "training.batch_size=16", "training.max_steps=2400",
                      "training.learning_rate=0.001", "training.warmup_steps=100", "model.vision.dim=32",
                      "model.vision.film=true"],
+    # fine-tune the shipped push policy (trained on push, never on reach): its vision and language already find
+    # the named block, so only the mapping to reach's actions is new
+    "from-push-tiny": ["training.init_from=shipped:push-tiny", "dataset.episodes=300", "training.max_steps=300",
+                       "training.learning_rate=0.0003", "training.warmup_steps=20"],
     "tiny-64px": ["dataset.episodes=300", "training.max_steps=400", "training.learning_rate=0.001",
                   "training.warmup_steps=40", "dataset.image_size=64", "model.image_size=64"],
 }

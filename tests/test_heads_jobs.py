@@ -35,6 +35,7 @@ def test_each_head_trains_and_acts_through_the_job(row, reach_data, tmp_path):
     cfg = load_preset("quickstart", [f"dataset.root={reach_data}", "dataset.episodes=4", "training.max_steps=12",
                                      "training.batch_size=16", "training.log_every=4", "training.save_every=100",
                                      "training.warmup_steps=2", "eval.episodes=1", "eval.num_videos=0",
+                                     "training.init_from=",
                                      *ROWS[row]])
     run = RunDir.create(tmp_path / "runs", row.replace("+", "-"), {"job": "train", **cfg.to_dict()})
     assert run_job(run.path, progress=False) == 0, run.read_status().get("error")

@@ -22,6 +22,13 @@ def test_group_advantages_are_zero_mean_per_group_and_kl_is_zero_for_equal_polic
     assert torch.allclose(adv.mean(1), torch.zeros(3), atol=1e-6)
     assert torch.allclose(adv[1], torch.zeros(4))  # a group that all scored the same teaches nothing
     assert adv[2].argmax() == 0 and adv[2].argmin() == 3  # the best episode of a group is pushed up most
+    # batch scaling: one std for all groups, so a group of near-equal scores keeps near-zero advantages
+    near = torch.tensor([1.0, 1.01, 1.02, 1.0, 0.0, 1.0, 0.0, 1.0])
+    adv_g = group_advantages(near, 4, scale="group").reshape(2, 4)
+    adv_b = group_advantages(near, 4, scale="batch").reshape(2, 4)
+    assert adv_g[0].abs().max() > 1.0 and adv_b[0].abs().max() < 0.05
+    assert torch.allclose(adv_b.mean(1), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(group_advantages(near, 4, scale="none"), near - near.reshape(2, 4).mean(1).repeat_interleave(4))
     logp = torch.randn(10)
     assert torch.allclose(kl_to_reference(logp, logp), torch.zeros(10))
     assert (kl_to_reference(logp, logp + 0.3) > 0).all()

@@ -30,7 +30,7 @@ def train_config(root: Path, steps: int, **extra: str) -> dict:
     overrides = [f"dataset.root={root}", "dataset.repo_id=local/reach", "dataset.task=reach", "dataset.episodes=2",
                  "dataset.image_size=32", "model.image_size=32", f"training.max_steps={steps}",
                  "training.batch_size=8", "training.log_every=2", "training.save_every=4", "training.warmup_steps=1",
-                 "training.num_threads=1", "eval.after_training=false"]
+                 "training.num_threads=1", "eval.after_training=false", "training.init_from="]
     overrides += [f"{k}={v}" for k, v in extra.items()]
     return load_preset("quickstart", overrides).to_dict()
 

@@ -1,6 +1,6 @@
 """The `vla` command line. Every command is one call of the engine's API; jobs write run folders.
 
-    vla quickstart                         generate reach demos, train BC, evaluate, print success
+    vla quickstart                         generate reach demos, fine-tune the shipped VLA by BC, evaluate
     vla datagen --task push --episodes 200 --out datasets/push
     vla datagen --format minari --task Pendulum-v1 --levels random,expert,mixed --expert scripted --out datasets/minari
     vla train il-bc [--set training.max_steps=500] [--background]
@@ -132,7 +132,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_quickstart(args) -> int:
-    """The Quick Start, offline: expert demos -> BC -> closed-loop evaluation."""
+    """The Quick Start, offline: expert demos -> BC (fine-tuning shipped:push-tiny) -> closed-loop evaluation."""
     from .config.presets import load_preset
 
     overrides = [f"dataset.task={args.task}", f"eval.task={args.task}",
@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("quickstart", cmd_quickstart, "generate data, train BC and evaluate, offline")
     sp.add_argument("--task", default="reach")
-    sp.add_argument("--episodes", type=int, default=None, help="expert episodes (default: the preset's, 1500)")
+    sp.add_argument("--episodes", type=int, default=None, help="expert episodes (default: the preset's, 300)")
     sp.add_argument("--steps", type=int, default=None)
     sp.add_argument("--eval-episodes", type=int, default=50)
     sp.add_argument("--datasets-dir", default="datasets")

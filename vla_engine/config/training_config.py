@@ -57,6 +57,10 @@ class TrainingConfig(ConfigBase):
     log_every: int = 10  # log metrics every this many optimiser steps
     freeze_vision: bool = False  # the vision encoder does not train
     freeze_vlm: bool = False  # the vision encoder and the language model do not train (projector, head do)
+    # start from this checkpoint's model (its architecture and weights) instead of a fresh one: a run id, a
+    # folder or shipped:<name>. Supervised runs re-fit the normalisation statistics to their own data; RL runs
+    # warm-start the actor from it
+    init_from: str | None = None
     # recompute the language model's activations in the backward pass (less memory, slower)
     gradient_checkpointing: bool = False
     # constructor-only: the model owns its loss (model.action_loss); a trainer given one sets it on the model
@@ -232,6 +236,10 @@ class RLConfig(TrainingConfig):
     # GRPO
     group_size: int = 4
     kl_coef: float = 0.1  # GRPO: weight of the KL to the reference policy
+    # GRPO: what divides an episode's score minus its group's mean (TRL's scale_rewards): "group" its group's std
+    # (DeepSeekMath), "batch" the std over the iteration (a group whose successes agree then keeps the tiny
+    # advantages of its return differences instead of unit ones), "none" nothing (Dr. GRPO)
+    scale_rewards: Literal["group", "batch", "none"] = "group"
     # PPO details
     target_kl: float | None = None  # PPO: stop an update's epochs once the approximate KL passes this (empty: off)
     clip_value_loss: bool = False  # PPO: clip the value update to clip_range around the old values
@@ -249,8 +257,7 @@ class RLConfig(TrainingConfig):
     activation: Literal["tanh", "relu"] = "tanh"  # the MLP's nonlinearity
     log_std_init: float = 0.0  # PPO: initial log standard deviation of the Gaussian policy
     ortho_init: bool = True  # orthogonal weight initialisation (CleanRL / SB3 default)
-    # what the run starts from and rolls out in
-    init_from: str | None = None  # a checkpoint to warm-start the actor from (run id, folder or shipped:<name>)
+    # what the run rolls out in (training.init_from, in the base config, is what it starts from)
     env_image_size: int = 96  # VLA actor: camera image size of the rollouts (the model's image_size)
     max_episode_steps: int | None = None  # cut rollout episodes at this many steps (empty: the task's)
     video_every: int = 0  # record a rollout video every this many updates into videos/ (0: none)

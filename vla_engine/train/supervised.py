@@ -48,6 +48,37 @@ def attach_dataset_stats(model: nn.Module, data: Any) -> None:
             model.set_normalization(stats)
 
 
+def load_init_weights(model: nn.Module, ref: str) -> None:
+    """``training.init_from``: the weights of checkpoint ``ref`` (a run id, folder or ``shipped:<name>``) into
+    ``model``, a fresh build of the run's ``model`` section, as LeRobot's ``--policy.path`` or OpenVLA's
+    fine-tuning start from a pretrained policy. The architecture must be the checkpoint's (settings that shape no
+    weight, e.g. n_action_steps or augmentation, may differ); the normalisation statistics are not taken, so the
+    fine-tuning data's own are fitted."""
+    from safetensors.torch import load_file
+
+    from ..config.diff import config_diff
+    from ..config.model_config import read_model_dict
+    from ..models.checkpoint import read_config_json
+    from ..runs.jobs import resolve_checkpoint
+
+    ckpt = resolve_checkpoint(ref)
+    state = {k: v for k, v in load_file(str(ckpt / "model.safetensors")).items() if "_normalizer." not in k}
+    tied: dict[int, list[str]] = {}  # tied weights (the LM's embedding and head) share storage: saved once
+    sd = {k: v for k, v in model.state_dict().items() if "_normalizer." not in k}
+    for k, v in sd.items():
+        tied.setdefault(v.data_ptr() if v.numel() else id(v), []).append(k)
+    own = {k: sd[k] for keys in tied.values() for k in ([k for k in keys if k in state] or keys)}
+    if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+        cfg_file, data = read_config_json(ckpt)
+        theirs = read_model_dict(data, str(cfg_file))[0].to_dict()
+        mine = model.config.to_dict() if hasattr(getattr(model, "config", None), "to_dict") else {}
+        diff = [f"model.{k}: {a!r} there, {b!r} here" for k, (a, b) in config_diff([theirs, mine]).items()]
+        raise TrainingError(f"training.init_from: {ref} is not the model this run builds "
+                            f"({'; '.join(diff[:4]) or 'its weights differ'}); set the run's model to the "
+                            f"checkpoint's or clear training.init_from")
+    model.load_state_dict(state, strict=False)
+
+
 class SupervisedTrainer:
     """Regress demonstrated actions through the policy's own ``forward(batch) -> (loss, info)``."""
 
@@ -67,10 +98,12 @@ class SupervisedTrainer:
         self.loop: TrainLoop | None = None
 
     def prepare_model(self) -> None:
-        """Shape the model as the training config says, before the optimiser is built: the loss a
-        config was constructed with (``FineTuningConfig(action_loss=...)``) becomes the model's own, and
-        the freeze flags freeze their parts. Subclasses add adapters."""
+        """Shape the model as the training config says, before the optimiser is built: the weights of
+        ``init_from`` are loaded, the loss a config was constructed with (``FineTuningConfig(action_loss=...)``)
+        becomes the model's own, and the freeze flags freeze their parts. Subclasses add adapters."""
         c, m = self.config, self.model
+        if c.init_from:
+            load_init_weights(m, c.init_from)  # a resumed run then loads its own last checkpoint over these
         if c.action_loss is not None and hasattr(m, "set_action_loss"):
             m.set_action_loss(c.action_loss)  # the model config records it, so checkpoints say what was trained
         if c.freeze_vision:

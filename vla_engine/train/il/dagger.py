@@ -44,7 +44,7 @@ from ...data.lerobot_io import (ACTION_KEY, IMAGE_KEY, STATE_KEY, LeRobotWriter,
 from ...eval.metrics import wilson_interval
 from ...runs.run_dir import RunDir, atomic_write_text
 from ..loop import TrainingError, TrainLoop, save_weights
-from ..supervised import check_data_fits_model
+from ..supervised import check_data_fits_model, load_init_weights
 
 DAGGER_SEED_START = 500_000  # rollout seeds: above the demonstrations' small seeds, below the evaluation seeds
 
@@ -171,6 +171,8 @@ class DAgger:
         self.global_step = 0
         self._stop = False
         self._loop: TrainLoop | None = None
+        if self.config.init_from:  # start from a pretrained policy (its normalisation re-fitted to the data)
+            load_init_weights(model, self.config.init_from)
         self._init_state = copy.deepcopy(model.state_dict()) if self.config.retrain == "scratch" else None
 
     # -- acting ---------------------------------------------------------------------------------

@@ -6,8 +6,9 @@
 Each iteration rolls out ``num_envs`` episodes at once in ``num_envs / group_size`` groups: the episodes of a
 group start from the same seed (same layout, same instruction) and differ only by the sampled actions.
 An episode's score is ``success + 0.01 * return`` (success first; the dense return breaks ties, e.g. faster
-or closer pushes); its advantage is the score relative to its group, ``(R - mean_group) / (std_group + eps)``
-(no critic). Every step of an episode shares its advantage; the loss is PPO's clipped ratio on those steps
+or closer pushes); its advantage is the score relative to its group, ``(R - mean_group) / (std_group + eps)`` (no critic);
+``scale_rewards: batch`` divides by the iteration's std instead, so that a group whose episodes all succeeded
+does not turn the small differences of their returns into unit advantages. Every step of an episode shares its advantage; the loss is PPO's clipped ratio on those steps
 plus ``kl_coef`` times the KL to a frozen reference policy (the checkpoint the run starts from: the BC
 policy), with the unbiased estimator ``exp(ref - new) - (ref - new) - 1`` (zero when the two agree).
 No value function is trained. Group seeds are training seeds (below the evaluation seeds, 1,000,000+).
@@ -29,10 +30,16 @@ from .common import RLJob, RLRun, linear_lr, record_video, setup_torch
 SCORE_RETURN_COEF = 0.01  # weight of the dense return next to success in an episode's score
 
 
-def group_advantages(scores: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
-    """Scores (G * K,) laid out group by group -> advantages relative to each group's mean and std."""
+def group_advantages(scores: torch.Tensor, group_size: int, eps: float = 1e-6,
+                     scale: str = "group") -> torch.Tensor:
+    """Scores (G * K,) laid out group by group -> advantages relative to each group's mean, divided by the
+    group's std (``scale="group"``), the whole batch's std (``"batch"``) or nothing (``"none"``)."""
     g = scores.reshape(-1, group_size)  # (groups, K)
-    adv = (g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True, unbiased=False) + eps)
+    adv = g - g.mean(1, keepdim=True)  # (groups, K)
+    if scale == "group":
+        adv = adv / (g.std(1, keepdim=True, unbiased=False) + eps)
+    elif scale == "batch":
+        adv = adv / (scores.std(unbiased=False) + eps)
     return adv.reshape(-1)
 
 
@@ -123,7 +130,7 @@ class GRPOTrainer(RLJob):
                 exp = self.rollout_groups(iteration, stop=lambda: rl.stop_requested)
                 if exp is None:  # stopped mid-rollout: the checkpoint is the last iteration's
                     break
-                adv_ep = group_advantages(exp["scores"], c.group_size).to(dev)  # (n,)
+                adv_ep = group_advantages(exp["scores"], c.group_size, scale=c.scale_rewards).to(dev)  # (n,)
                 # flatten the steps: observations, actions, old and reference log-probs, advantages
                 obs = {key: torch.cat([s[0][key] for s in exp["steps"]]).to(dev) for key in exp["steps"][0][0]}
                 actions = torch.cat([s[1] for s in exp["steps"]])
