@@ -59,3 +59,40 @@ def test_mismatched_action_dim_is_a_clear_error(tmp_path):
                               n_action_steps=2)
     with pytest.raises(TrainingError, match=r"chunks of 1 steps but model.chunk_size is 4"):
         BehavioralCloning(chunky, dataset).train(max_steps=1)
+
+
+def test_bc_fine_tunes_from_a_checkpoint_with_init_from(tmp_path):
+    """training.init_from: a BC run starts from a checkpoint's weights (its own data's normalisation), and a run
+    whose model differs from the checkpoint's is refused in one line naming the field."""
+    import pytest
+
+    from vla_engine.train.loop import TrainingError
+
+    root = generate_dataset("reach", episodes=4, out=tmp_path / "reach", progress=False)
+    dataset = LeRobotVLADataset("local/reach", root=root)
+    loader = create_lerobot_dataloader(dataset, batch_size=8)
+    base = create_vla_model(vlm="tiny", action_head="mlp", action_dim=2, state_dim=2)
+    BehavioralCloning(base, ILConfig(max_steps=30, learning_rate=1e-3, warmup_steps=2)).train(loader)
+    base.set_normalization({"action": {"mean": [5.0, 5.0], "std": [2.0, 2.0], "min": [0, 0], "max": [9, 9]},
+                            "observation.state": {"mean": [0, 0], "std": [1, 1], "min": [-1, -1], "max": [1, 1]}})
+    base.save_pretrained(tmp_path / "base")
+
+    fresh = create_vla_model(vlm="tiny", action_head="mlp", action_dim=2, state_dim=2)
+    scratch = create_vla_model(vlm="tiny", action_head="mlp", action_dim=2, state_dim=2)
+    scratch.load_state_dict(fresh.state_dict())
+    cfg = ILConfig(max_steps=1, learning_rate=1e-9, warmup_steps=0, init_from=str(tmp_path / "base"))
+    res = BehavioralCloning(fresh, cfg).train(loader)
+    res0 = BehavioralCloning(scratch, cfg.replace(init_from=None)).train(loader)
+    assert res.first_loss < res0.first_loss  # the trained weights fit the data better than a fresh start
+    for (k, v), w in zip(base.state_dict().items(), fresh.state_dict().values()):
+        if "_normalizer." not in k:
+            torch.testing.assert_close(v, w, atol=1e-6, rtol=1e-5)  # lr 1e-9: the weights are the checkpoint's
+    # the normalisation is the fine-tuning data's, not the checkpoint's
+    torch.testing.assert_close(fresh.action_normalizer.mean.float(),
+                               torch.as_tensor(dataset.stats["action"]["mean"]).float())
+
+    other = create_vla_model(vlm="tiny", action_head="mlp", action_dim=2, state_dim=2, vision_dim=24)
+    with pytest.raises(TrainingError) as e:
+        BehavioralCloning(other, cfg).train(loader)
+    msg = str(e.value)
+    assert "\n" not in msg and "training.init_from" in msg and "model.vision.dim" in msg
