@@ -38,7 +38,9 @@ class RewardScaler:
 
     def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
         self.ret = self.ret * self.gamma + rewards
-        b_mean, b_var, b = float(self.ret.mean()), float(self.ret.var()), len(self.ret)
+        b = len(self.ret)
+        # one env: the batch mean is its return and the variance 0 (numpy's mean / var cost ~10 us a call)
+        b_mean, b_var = (float(self.ret[0]), 0.0) if b == 1 else (float(self.ret.mean()), float(self.ret.var()))
         delta, tot = b_mean - self.mean, self.count + b
         self.mean += delta * b / tot
         self.var = (self.var * self.count + b_var * b + delta ** 2 * self.count * b / tot) / tot

@@ -193,7 +193,10 @@ class StateRunner:
             return {"state": self.obs_rms(x)}
         mean, var, count = self._stats
         if update:  # the parallel-variance update of RunningMeanStd, in numpy
-            b_mean, b_var, b = obs.mean(0), obs.var(0), obs.shape[0]
+            if obs.shape[0] == 1:  # one env: the batch mean is the observation, its variance 0 (np.var ~10 us)
+                b_mean, b_var, b = obs[0], 0.0, 1
+            else:
+                b_mean, b_var, b = obs.mean(0), obs.var(0), obs.shape[0]
             delta, tot = b_mean - mean, count + b
             mean = mean + delta * b / tot
             var = (var * count + b_var * b + delta ** 2 * count * b / tot) / tot
