@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=4)
     ap.add_argument("--rollouts", type=int, default=15, help="DAgger episodes per iteration")
     ap.add_argument("--beta", type=float, default=0.25, help="the expert's share of the rollouts' actions")
+    ap.add_argument("--rollout-max", type=int, default=None, help="cut DAgger's rollouts at this many steps")
     ap.add_argument("--steps", type=int, default=400, help="gradient steps per DAgger fit (BC: all of them)")
     ap.add_argument("--eval", type=int, default=200, help="held-out seeds for both")
     ap.add_argument("--workdir", default=None)
@@ -70,7 +71,8 @@ def main() -> None:
         f"dataset.root={demos}", f"dataset.repo_id=local/{a.task}", f"dataset.task={a.task}",
         f"dataset.episodes={a.demos}", f"eval.task={a.task}", f"training.num_iterations={a.iterations}",
         f"training.rollouts_per_iteration={a.rollouts}", "training.beta_schedule=constant",
-        f"training.beta={a.beta}", f"training.max_steps={a.steps}", "training.eval_episodes_per_iteration=0"], work)
+        f"training.beta={a.beta}", f"training.max_steps={a.steps}", "training.eval_episodes_per_iteration=0",
+        f"training.rollout_max_steps={a.rollout_max or 'null'}"], work)
     rows = [json.loads(x) for x in (d_run / "metrics.jsonl").read_text().splitlines()]
     rollout_labels = max(r.get("dagger/expert_labels", 0) for r in rows)
     demo_frames = json.loads((Path(demos) / "meta" / "info.json").read_text())["total_frames"]

@@ -92,6 +92,12 @@ def test_dagger_aggregates_expert_labels_of_visited_states(tmp_path):
     assert any("train/loss" in r for r in rows)
     assert res.checkpoint is not None and (res.checkpoint / "model.safetensors").exists()
 
+    # rollout_max_steps cuts the data rollouts (not the learner's evaluation episodes)
+    short = DAgger(_tiny_model(), env, make_expert(env), cfg.replace(num_iterations=1, rollout_max_steps=3),
+                   run_dir=tmp_path / "short", progress=False).train()
+    ds = LeRobotDataset("local/dagger", root=short.dataset_dir)
+    assert ds.meta.total_episodes == 3 and ds.num_frames <= 9 and short.expert_labels == ds.num_frames
+
 
 def test_dagger_job_runs_from_the_preset(tmp_path, monkeypatch):
     from vla_engine.config.presets import load_preset_dict

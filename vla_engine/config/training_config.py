@@ -117,6 +117,9 @@ class ILConfig(TrainingConfig):
     rollouts_per_iteration: int = 20  # DAgger episodes rolled out per iteration
     retrain: Literal["finetune", "scratch"] = "finetune"  # each iteration goes on training, or starts afresh
     eval_episodes_per_iteration: int = 10  # learner-only episodes on held-out seeds after each iteration (0 = none)
+    # DAgger: cut a data rollout after this many steps (empty: the task's limit); a stuck learner otherwise
+    # fills the aggregate with near-repeats of the state it is stuck in
+    rollout_max_steps: int | None = None
     # GAIL (the policy is trained by PPO with learning_rate; PPO's other settings are its defaults)
     discriminator_lr: float = 3e-4  # GAIL: Adam learning rate of the discriminator
     discriminator_steps: int = 5  # GAIL: discriminator epochs over each rollout (before its PPO update)
@@ -149,6 +152,7 @@ class ILConfig(TrainingConfig):
         self._check_range("rollouts_per_iteration", 1)
         self._check_range("beta", 0, 1)
         self._check_range("eval_episodes_per_iteration", 0)
+        self._check_range("rollout_max_steps", 1)
         self._check_range("discriminator_lr", 0, lo_open=True)
         self._check_range("discriminator_steps", 1)
         self._check_range("expert_episodes", 1)

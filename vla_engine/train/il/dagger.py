@@ -207,7 +207,7 @@ class DAgger:
             obs, _, terminated, truncated, info = env.step(act)
             length += 1
             success = success or bool(info.get("is_success", False))
-            if terminated or truncated:
+            if terminated or truncated or (record and length >= (self.config.rollout_max_steps or length + 1)):
                 break
         out = {"seed": int(seed), "success": success, "length": length, "learner_steps": learner_steps, "task": text}
         if record:
