@@ -114,3 +114,29 @@ def test_gail_job_from_the_preset(expert, tmp_path, monkeypatch):
     run = RunDir.create(tmp_path / "runs", "gail-bad", {**bad, "job": "train"})
     assert run_job(run.path, progress=False) == 1
     assert "minari_io" in run.read_status().error
+
+
+def test_gail_with_the_vla_on_push_from_the_preset(tmp_path, monkeypatch):
+    """`vla train il-gail-push` with a tiny VLA: expert features from the demonstrations, the discriminator trained
+    on them against the policy's, PPO on its reward, a VLA checkpoint that `vla eval` loads, the evaluation."""
+    from vla_engine.config.presets import load_preset_dict
+    from vla_engine.models import VLAModel
+    from vla_engine.runs.jobs import run_job
+    from vla_engine.runs.run_dir import RunDir
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_preset_dict("il-gail-push", [
+        f"dataset.root={tmp_path / 'push'}", "dataset.episodes=3", "dataset.image_size=32", "model.image_size=32",
+        "model.vision.dim=16", "model.llm_hidden_size=32", "model.llm_num_heads=2", "model.llm_intermediate_size=64",
+        "training.init_from=", "training.total_timesteps=48", "training.num_envs=2", "training.steps_per_update=12",
+        "training.batch_size=16", "training.discriminator_steps=2", "eval.episodes=1", "eval.num_videos=0",
+        "eval.max_episode_steps=5"])
+    run = RunDir.create(tmp_path / "runs", "gail-vla", {**cfg, "job": "train"})
+    assert run_job(run.path, progress=False) == 0, run.tail_log()
+    st = run.read_status()
+    assert st.state == "done" and "eval/success_rate" in st.to_dict()["eval"], st
+    rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    disc = [r for r in rows if "gail/expert_acc" in r]
+    assert len(disc) == 2 and all(np.isfinite(r["gail/disc_loss"]) for r in disc)  # one D update per rollout
+    assert any("losses/value_loss" in r for r in rows)  # PPO updated on the discriminator's reward
+    VLAModel.from_pretrained(RunDir(run.path).last_checkpoint())  # the policy saves as a VLA

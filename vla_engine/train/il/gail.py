@@ -16,7 +16,8 @@ update behind; the PPO loop stays as the RL trainer wrote it). The env's own ret
 ``charts/episodic_return`` shows: the measure of imitation, never the training signal.
 
 Expert demonstrations: a Minari dataset (``BCDataset``; ``training.expert_dataset``), its first
-``expert_episodes`` episodes. Works on state-based tasks (``gym/Hopper-v5``, gymnasium ids).
+``expert_episodes`` episodes. Works on state-based tasks (``gym/Hopper-v5``, gymnasium ids); on an image task
+(the tabletop suite) the job runs ``gail_vla.VLAGAIL``: the VLA as the policy, the discriminator on features.
 """
 
 from __future__ import annotations
@@ -226,7 +227,12 @@ class GAIL:
         """``vla train il-gail``: GAIL in ``eval.task`` (or ``dataset.task``) from ``training.expert_dataset``,
         then the run config's evaluation."""
         from ..rl.common import finish_job, rl_task_of
+        from ..rl.setup import is_state_task
 
+        if not is_state_task(rl_task_of(cfg)):  # an image task: the VLA as the policy (gail_vla.py)
+            from .gail_vla import VLAGAIL
+
+            return VLAGAIL.run_job(cfg, run, progress)
         trainer = cls(rl_task_of(cfg), None, cfg.training, run_dir=run, progress=progress)
         out = trainer.train()
         out.pop("history", None)
