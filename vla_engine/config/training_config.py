@@ -57,9 +57,9 @@ class TrainingConfig(ConfigBase):
     log_every: int = 10  # log metrics every this many optimiser steps
     freeze_vision: bool = False  # the vision encoder does not train
     freeze_vlm: bool = False  # the vision encoder and the language model do not train (projector, head do)
-    # start from this checkpoint's model (its architecture and weights) instead of a fresh one: a run id, a
-    # folder or shipped:<name>. Supervised runs re-fit the normalisation statistics to their own data; RL runs
-    # warm-start the actor from it
+    # start from this checkpoint's weights (a run id, a folder or shipped:<name>): supervised runs load them into
+    # the run's model, which must have the checkpoint's architecture, and re-fit the normalisation to their own
+    # data; RL runs warm-start the actor from it
     init_from: str | None = None
     # recompute the language model's activations in the backward pass (less memory, slower)
     gradient_checkpointing: bool = False
