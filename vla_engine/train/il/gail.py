@@ -136,8 +136,6 @@ class GAIL:
         self.rl = self.ppo_config()
         self.device = setup_torch(self.rl)
         s, a, self.expert_return = load_expert_pairs(ref, c.expert_episodes, expert_root)
-        self.expert_states = torch.as_tensor(s, device=self.device)
-        self.expert_actions = torch.as_tensor(a, device=self.device)
         venv = make_vec_env(env, c.num_envs, seed=c.seed)
         if venv.obs_dim != s.shape[1] or venv.action_dim != a.shape[1]:
             from ..loop import TrainingError
@@ -147,10 +145,18 @@ class GAIL:
         self.policy = model or build_policy("ppo", venv.obs_dim, venv.action_dim, venv.action_low, venv.action_high,
                                             self.rl, env)
         self.policy.to(self.device)
-        self.disc = Discriminator(venv.obs_dim, venv.action_dim, list(c.disc_hidden_sizes), s.mean(0), s.std(0))
+        self.runner = GAILRunner(venv, self.policy.obs_rms, self.device, self)
+        self._setup_discriminator(s, a, run_dir, progress)
+
+    def _setup_discriminator(self, s: np.ndarray, a: np.ndarray, run_dir: Any, progress: bool) -> None:
+        """The expert pairs (inputs ``s`` (N, D) and actions ``a`` (N, A)), the discriminator over them, its
+        optimiser, the run folder and the rollout buffers the discriminator trains on."""
+        c = self.config
+        self.expert_states = torch.as_tensor(s, device=self.device)
+        self.expert_actions = torch.as_tensor(a, device=self.device)
+        self.disc = Discriminator(s.shape[1], a.shape[1], list(c.disc_hidden_sizes), s.mean(0), s.std(0))
         self.disc.to(self.device)
         self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=c.discriminator_lr)
-        self.runner = GAILRunner(venv, self.policy.obs_rms, self.device, self)
         self.run = RunDir(run_dir) if isinstance(run_dir, (str, Path)) else run_dir
         self.progress = progress
         self._states: list[np.ndarray] = []

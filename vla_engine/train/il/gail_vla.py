@@ -30,7 +30,7 @@ import torch
 from ...config.training_config import ILConfig, RLConfig
 from ...runs.run_dir import RunDir
 from ..rl.vla_actor import TabletopRunner, VLAActorCritic
-from .gail import GAIL, Discriminator
+from .gail import GAIL
 
 
 class FeatureGAILRunner(TabletopRunner):
@@ -83,19 +83,9 @@ class VLAGAIL(GAIL):
         self.policy.to(self.device)
         s, a = expert_features(self.encoder, expert_dataset)
         self.expert_return = float("nan")  # demonstrations from a scripted expert: success, not a return, matters
-        self.expert_states = torch.as_tensor(s, device=self.device)
-        self.expert_actions = torch.as_tensor(a, device=self.device)
-        self.disc = Discriminator(s.shape[1], a.shape[1], list(c.disc_hidden_sizes), s.mean(0), s.std(0))
-        self.disc.to(self.device)
-        self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=c.discriminator_lr)
         self.runner = FeatureGAILRunner(task, c.num_envs, self.policy, self, seed=c.seed,
                                         image_size=vla.config.image_size)
-        self.run = RunDir(run_dir) if isinstance(run_dir, (str, Path)) else run_dir
-        self.progress = progress
-        self._states: list[np.ndarray] = []
-        self._actions: list[np.ndarray] = []
-        self._env_steps = 0
-        self.disc_history: list[dict] = []
+        self._setup_discriminator(s, a, run_dir, progress)
 
     def ppo_config(self) -> RLConfig:
         """GAIL's PPO settings with a VLA's scale: fewer, larger minibatches, a value warm-up, no observation
