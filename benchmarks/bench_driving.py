@@ -100,9 +100,9 @@ def _build(name: str, cfg):
     return MultiSensorVLA(cfg.model.replace(sensors=cfg.model.sensors.replace(fusion=name)))
 
 
-def comparison_config(task: str, episodes: int, image_size: int, steps: int, dropout: float):
+def comparison_config(task: str, episodes: int, image_size: int, steps: int, dropout: float, noise: float = 0.0):
     """The driving-bc preset on ``task`` at ``image_size`` px, controls only (no waypoint head, so every model
-    has the same loss), ``dropout`` sensor dropout."""
+    has the same loss), ``dropout`` sensor dropout and ``noise`` sensor-noise augmentation."""
     from vla_engine.config.presets import load_preset
 
     tag = f"bench-{task.replace('/', '-')}-{image_size}px-{episodes}"
@@ -113,17 +113,18 @@ def comparison_config(task: str, episodes: int, image_size: int, steps: int, dro
         f"dataset.task={task}", f"dataset.episodes={episodes}", f"dataset.root=datasets/{tag}",
         f"dataset.repo_id=local/{tag}", f"dataset.image_size={image_size}", f"model.image_size={image_size}",
         "model.sensors.prediction_horizon=0", f"model.sensors.sensor_dropout={dropout}",
+        f"model.sensors.sensor_noise={noise}",
         f"training.max_steps={steps}", f"eval.task={task}"])
 
 
 def fusion_comparison(task: str, steps: int, episodes: int, eval_episodes: int, image_size: int, out: Path,
-                      dropout: float, models: list[str]) -> None:
+                      dropout: float, models: list[str], noise: float = 0.0) -> None:
     from vla_engine.data import build_datasets
     from vla_engine.data.driving.cache import InMemoryFrames
     from vla_engine.eval.evaluator import evaluate_policy
     from vla_engine.train.il.bc import BehavioralCloning
 
-    cfg = comparison_config(task, episodes, image_size, steps, dropout)
+    cfg = comparison_config(task, episodes, image_size, steps, dropout, noise)
     t0 = time.perf_counter()
     data, _ = build_datasets(cfg.dataset, n_obs_steps=1, chunk_size=1, progress=False)
     t1 = time.perf_counter()
@@ -135,6 +136,7 @@ def fusion_comparison(task: str, steps: int, episodes: int, eval_episodes: int, 
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     results["setup"] = {"task": task, "episodes": episodes, "frames": len(data), "steps": steps,
                         "image_size": image_size, "eval_episodes": eval_episodes, "sensor_dropout": dropout,
+                        "sensor_noise": noise,
                         "batch_size": cfg.training.batch_size}
     for name in models:
         torch.manual_seed(0)
@@ -222,6 +224,8 @@ def main() -> None:
     p.add_argument("--eval", type=int, default=30)
     p.add_argument("--image-size", type=int, default=48)
     p.add_argument("--dropout", type=float, default=0.2, help="sensor dropout while training the fusion models")
+    p.add_argument("--noise", type=float, default=0.0,
+                   help="training: share of samples with one sensor corrupted by noise (model.sensors.sensor_noise)")
     p.add_argument("--lidar-noise", type=float, default=2.0, help="--corrupt: lidar noise scale (m per coordinate)")
     p.add_argument("--radar-noise", type=float, default=5.0, help="--corrupt: radar noise scale (x NOISE_STD)")
     p.add_argument("--out", default="outputs/bench-driving")
@@ -238,7 +242,7 @@ def main() -> None:
         task = a.task or "driving/follow"
         print(f"BC on {task} ({a.episodes} episodes, {a.steps} steps, {a.image_size} px), {a.eval} held-out seeds:")
         fusion_comparison(task, a.steps, a.episodes, a.eval, a.image_size, Path(a.out), a.dropout,
-                          [m for m in MODELS if m in a.models.split(",")])
+                          [m for m in MODELS if m in a.models.split(",")], a.noise)
     if a.corrupt:
         print(f"corrupted sensors at test time ({a.eval} held-out seeds):")
         corruption(Path(a.out), a.task, a.eval, {"lidar": a.lidar_noise, "radar": a.radar_noise})

@@ -127,3 +127,24 @@ def test_fine_tuner_trains_it():
     res = VLAFineTuner(m, FineTuningConfig(learning_rate=1e-3, batch_size=8, max_steps=4, save_every=100),
                        progress=False).train(ds)
     assert res.step == 4 and np.isfinite(res.final_loss)
+
+
+def test_sensor_noise_corrupts_one_reported_sensor_per_sample_in_training_only():
+    ds = ToyDriving(8)
+    m = MultiSensorVLA(fusion="gated", state_dim=5, image_size=32, sensor_noise=1.0, **SMALL)
+    m.set_normalization(ds.stats)
+    b = _batch(ds)
+    b["observation.lidar_mask"][:, 30:] = 0  # the last 10 rays missed: they must stay as they are
+    torch.manual_seed(0)
+    noisy = m.train()._add_sensor_noise(b)
+    changed = torch.stack([(noisy[f"observation.{s}"] != b[f"observation.{s}"]).flatten(1).any(1)
+                           for s in ("lidar", "imu")], 1)  # (B, 2); radar reports nothing here
+    radar_same = (noisy["observation.radar"] == b["observation.radar"]).all()
+    assert radar_same and (changed.sum(1) <= 1).all() and changed.any()
+    assert (noisy["observation.lidar"][:, 30:] == b["observation.lidar"][:, 30:]).all()
+    assert noisy["action"] is b["action"]  # labels untouched
+    # eval mode: sensor_features leaves the readings alone (same features twice)
+    m.eval()
+    f1, _ = m.sensor_features(b)
+    f2, _ = m.sensor_features(b)
+    assert all(torch.equal(x, y) for x, y in zip(f1, f2))

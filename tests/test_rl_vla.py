@@ -58,6 +58,17 @@ def test_grpo_iteration_on_push_with_a_tiny_vla(head, tmp_path):
     assert loaded.config.action_head == head
 
 
+def test_log_std_init_sets_the_vla_actors_exploration():
+    from vla_engine.train.rl.grpo import GRPOTrainer
+
+    cfg = RLConfig(algorithm="grpo", num_envs=2, group_size=2, total_timesteps=1, max_episode_steps=4,
+                   num_threads=1, log_std_init=-2.5)
+    trainer = GRPOTrainer(tiny_vla("mlp"), "push", cfg, progress=False)
+    assert torch.allclose(trainer.policy.log_std, torch.full_like(trainer.policy.log_std, -2.5))
+    default = GRPOTrainer(tiny_vla("mlp"), "push", cfg.replace(log_std_init=None), progress=False)
+    assert torch.allclose(default.policy.log_std.exp(), torch.full_like(default.policy.log_std, 0.3))
+
+
 def test_ppo_with_the_vla_actor_and_value_warmup():
     from vla_engine.train.rl.ppo import PPOTrainer
 
@@ -74,3 +85,22 @@ def test_ppo_with_the_vla_actor_and_value_warmup():
     assert any(not torch.equal(v, trainer.policy.value_head.state_dict()[k]) for k, v in value_before.items())
     assert any(not torch.equal(v, vla.action_head.state_dict()[k]) for k, v in head_before.items())
     assert "losses/value_loss" in out["history"][-1]
+
+
+def test_grpo_replays_the_seeds_whose_group_failed():
+    import numpy as np
+
+    from vla_engine.train.rl.grpo import GRPOTrainer
+
+    cfg = RLConfig(algorithm="grpo", num_envs=8, group_size=2, total_timesteps=1, max_episode_steps=4,
+                   num_threads=1, replay_failed_seeds=2)
+    t = GRPOTrainer(tiny_vla("mlp"), "push", cfg, progress=False)
+    first = t.group_seeds(0)
+    assert first == [0, 1, 2, 3]  # nothing queued yet: four fresh seeds
+    # groups of seeds 0 and 2 had a failure, 1 and 3 all succeeded
+    t.requeue([s for s in first for _ in range(2)], np.array([1, 0, 1, 1, 0, 0, 1, 1], bool))
+    assert t.group_seeds(1) == [0, 2, 4, 5]  # the failed ones first (at most half), then fresh ones
+    t.requeue([0, 0, 2, 2, 4, 4, 5, 5], np.array([0, 0, 1, 1, 1, 1, 1, 1], bool))
+    assert t.group_seeds(2) == [0, 6, 7, 8]  # seed 0 failed again (2nd try); seed 2 is solved
+    t.requeue([0, 0, 6, 6, 7, 7, 8, 8], np.zeros(8, bool))
+    assert 0 not in t.group_seeds(3)  # seed 0 used up its two replays

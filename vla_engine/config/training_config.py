@@ -244,6 +244,10 @@ class RLConfig(TrainingConfig):
     # (DeepSeekMath), "batch" the std over the iteration (a group whose successes agree then keeps the tiny
     # advantages of its return differences instead of unit ones), "none" nothing (Dr. GRPO)
     scale_rewards: Literal["group", "batch", "none"] = "group"
+    # GRPO: a seed whose group did not all succeed is drawn again in up to this many later iterations (at most
+    # half of an iteration's groups; the rest are fresh seeds), so that more groups have mixed outcomes: a
+    # group that all succeeds carries no signal (DAPO's dynamic sampling keeps only such groups). 0 = off
+    replay_failed_seeds: int = 0
     # PPO details
     target_kl: float | None = None  # PPO: stop an update's epochs once the approximate KL passes this (empty: off)
     clip_value_loss: bool = False  # PPO: clip the value update to clip_range around the old values
@@ -259,7 +263,9 @@ class RLConfig(TrainingConfig):
     # the policy network (state-based tasks; the VLA actor is the run's model)
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])  # widths of the MLP's hidden layers
     activation: Literal["tanh", "relu"] = "tanh"  # the MLP's nonlinearity
-    log_std_init: float = 0.0  # PPO: initial log standard deviation of the Gaussian policy
+    # PPO / GRPO: initial log standard deviation of the Gaussian policy (empty: 0 for an MLP policy, log 0.3 in
+    # normalised action units for a VLA actor whose head has no std of its own)
+    log_std_init: float | None = None
     ortho_init: bool = True  # orthogonal weight initialisation (CleanRL / SB3 default)
     # what the run rolls out in (training.init_from, in the base config, is what it starts from)
     env_image_size: int = 96  # VLA actor: camera image size of the rollouts (the model's image_size)
@@ -290,6 +296,7 @@ class RLConfig(TrainingConfig):
         self._check_range("learning_starts", 0)
         self._check_range("group_size", 2)
         self._check_range("kl_coef", 0)
+        self._check_range("replay_failed_seeds", 0)
         self._check_range("target_kl", 0, lo_open=True)
         self._check_range("utd_ratio", 0, lo_open=True)
         self._check_range("value_warmup_updates", 0)

@@ -16,6 +16,13 @@ from ..config.base import ConfigBase
 
 SENSOR_NAMES = ("lidar", "radar", "imu")
 
+# One unit of sensor noise per input channel (Gaussian std), shared by training-time noise augmentation
+# (``sensor_noise``) and the test-time corruption of ``envs/driving/corruption.py``:
+# lidar x, y, z (m) and intensity; radar range (m), azimuth (rad), radial velocity (m/s), rcs (dBsm);
+# IMU accelerometer (m/s^2) and gyro (rad/s).
+SENSOR_NOISE_STD = {"lidar": (1.0, 1.0, 1.0, 0.1), "radar": (1.0, 0.05, 1.0, 1.0),
+                    "imu": (1.0, 1.0, 1.0, 0.1, 0.1, 0.1)}
+
 
 @dataclass
 class MultiSensorConfig(ConfigBase):
@@ -41,6 +48,10 @@ class MultiSensorConfig(ConfigBase):
     waypoint_key: str = "action.waypoints"  # the batch key of the waypoint labels (H, 2) in metres, ego frame
     waypoint_weight: float = 1.0  # weight of the waypoint loss beside the action loss
     sensor_dropout: float = 0.0  # training: each sensor is dropped (marked absent) per sample with this probability
+    # training: with this probability per sample, one of its sensors (drawn uniformly) gets Gaussian noise of
+    # U(0, sensor_noise_scale) x SENSOR_NOISE_STD, so the fusion learns to trust a present-but-wrong sensor less
+    sensor_noise: float = 0.0
+    sensor_noise_scale: float = 5.0  # the largest noise drawn, in units of SENSOR_NOISE_STD
 
     def validate(self) -> None:
         from ..registry import FUSIONS, SENSOR_ENCODERS
@@ -63,6 +74,8 @@ class MultiSensorConfig(ConfigBase):
         self._check_range("prediction_horizon", 0, 100)
         self._check_range("waypoint_weight", 0.0)
         self._check_range("sensor_dropout", 0.0, 0.95)
+        self._check_range("sensor_noise", 0.0, 1.0)
+        self._check_range("sensor_noise_scale", 0.0, 100.0)
 
     @property
     def sensors(self) -> list[str]:

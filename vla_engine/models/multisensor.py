@@ -38,7 +38,7 @@ from ..config.model_config import ModelConfig
 from ..errors import CheckpointError
 from ..registry import ACTION_HEADS, FUSIONS, SENSOR_ENCODERS
 from .checkpoint import load_native, read_config_json
-from .configuration_multisensor import SENSOR_NAMES, MultiSensorConfig
+from .configuration_multisensor import SENSOR_NAMES, SENSOR_NOISE_STD, MultiSensorConfig
 from .fusion import Fusion
 from .sensors import SensorEncoder
 from .vla import VLAModel
@@ -199,8 +199,40 @@ class MultiSensorVLA(VLAModel):
         return (["camera"] if self.fuse_camera else []) + list(self.sensor_encoders)
 
     # -- the fused feature -------------------------------------------------------------------
+    def _add_sensor_noise(self, batch: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Training-time noise augmentation: with probability ``sensor_noise`` per sample, one sensor drawn
+        uniformly gets Gaussian noise of U(0, ``sensor_noise_scale``) x ``SENSOR_NOISE_STD`` on what it reported
+        (its mask), the labels unchanged; a fusion thereby sees present-but-wrong readings, which dropout alone
+        never shows it."""
+        s = self.config.sensors
+        sensors = [k for k in self.sensor_encoders if f"observation.{k}" in batch]
+        if not sensors:
+            return batch
+        out = dict(batch)
+        b = torch.as_tensor(batch[f"observation.{sensors[0]}"]).shape[0]
+        hit = torch.rand(b, device=self.device) < s.sensor_noise  # (B,) corrupt this sample
+        which = torch.randint(len(sensors), (b,), device=self.device)  # (B,) which of its sensors
+        scale = torch.rand(b, device=self.device) * s.sensor_noise_scale  # (B,)
+        for i, sensor in enumerate(sensors):
+            rows = hit & (which == i)
+            if not bool(rows.any()):
+                continue
+            key = f"observation.{sensor}"
+            x = torch.as_tensor(batch[key], device=self.device).float()  # (B, N, C)
+            std = torch.zeros(x.shape[-1], device=self.device)
+            unit = torch.tensor(SENSOR_NOISE_STD[sensor], device=self.device)[: x.shape[-1]]
+            std[: unit.numel()] = unit
+            noise = torch.randn_like(x) * std * (scale * rows).view(-1, *[1] * (x.dim() - 1))  # (B, N, C)
+            mask = batch.get(key + "_mask")
+            if mask is not None:  # missed rays and padding stay zeros
+                noise = noise * torch.as_tensor(mask, device=self.device).reshape(*x.shape[:-1], 1).to(x.dtype)
+            out[key] = x + noise
+        return out
+
     def sensor_features(self, batch: Mapping[str, Any]) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Each sensor's feature (B, D_i) and which are present (B, M) bool (all-zero masks: absent)."""
+        if self.training and self.config.sensors.sensor_noise > 0:
+            batch = self._add_sensor_noise(batch)
         feats, present = [], []
         b = None
         for sensor, enc in self.sensor_encoders.items():

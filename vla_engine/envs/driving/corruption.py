@@ -23,9 +23,10 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-NOISE_STD = {"lidar": np.array([1.0, 1.0, 1.0, 0.1], np.float32),
-             "radar": np.array([1.0, 0.05, 1.0, 1.0], np.float32),
-             "imu": np.array([1.0, 1.0, 1.0, 0.1, 0.1, 0.1], np.float32)}
+from vla_engine.models.configuration_multisensor import SENSOR_NOISE_STD
+
+# the same units as the training-time noise augmentation (model.sensors.sensor_noise)
+NOISE_STD = {k: np.array(v, np.float32) for k, v in SENSOR_NOISE_STD.items()}
 
 
 class SensorNoise(gymnasium.ObservationWrapper):

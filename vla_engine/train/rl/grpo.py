@@ -11,7 +11,9 @@ or closer pushes); its advantage is the score relative to its group, ``(R - mean
 does not turn the small differences of their returns into unit advantages. Every step of an episode shares its advantage; the loss is PPO's clipped ratio on those steps
 plus ``kl_coef`` times the KL to a frozen reference policy (the checkpoint the run starts from: the BC
 policy), with the unbiased estimator ``exp(ref - new) - (ref - new) - 1`` (zero when the two agree).
-No value function is trained. Group seeds are training seeds (below the evaluation seeds, 1,000,000+).
+No value function is trained. Group seeds are training seeds (below the evaluation seeds, 1,000,000+); with
+``replay_failed_seeds: N`` a seed whose group did not all succeed comes back in up to N later iterations (up to
+half of each iteration's groups), so fewer groups are all-success ones with zero advantage.
 """
 
 from __future__ import annotations
@@ -69,18 +71,49 @@ class GRPOTrainer(RLJob):
         if hasattr(self.policy, "texts"):
             self.reference.texts = self.policy.texts  # one table of instruction strings for both
         self.run_dir, self.progress = run_dir, progress
+        # replay_failed_seeds: (seed, tries) waiting to be drawn again, tries per queued seed, next fresh seed
+        self.seed_queue: list[tuple[int, int]] = []
+        self.seed_tries: dict[int, int] = {}
+        self.fresh_seed: int | None = None
+        self.replayed = 0  # replayed groups in the latest iteration
 
     def eval_policy(self):
         return getattr(self.policy, "vla", self.policy)
 
     # -- one iteration's experience ------------------------------------------------------------------
     @torch.no_grad()
+    def group_seeds(self, iteration: int) -> list[int]:
+        """One training seed per group: replayed seeds whose group failed somewhere first (up to half the
+        groups), then fresh ones. Fresh seeds run ``seed * 100_003 + 0, 1, 2, ...`` over the whole run."""
+        groups = self.runner.num_envs // self.config.group_size
+        replay = [s for s, _ in self.seed_queue[: groups // 2]] if self.config.replay_failed_seeds else []
+        self.seed_queue = self.seed_queue[len(replay):]
+        self.replayed = len(replay)
+        if self.fresh_seed is None:  # no replay state: consecutive fresh seeds as iteration * groups + g
+            self.fresh_seed = iteration * groups
+        fresh = [self.config.seed * 100_003 + self.fresh_seed + g for g in range(groups - len(replay))]
+        self.fresh_seed += len(fresh)
+        return replay + fresh
+
+    def requeue(self, seeds: list[int], success: np.ndarray) -> None:
+        """Queue again the seeds whose group did not all succeed (each at most ``replay_failed_seeds`` times)."""
+        if not self.config.replay_failed_seeds:
+            return
+        tries = dict(self.seed_tries)
+        for g, seed in enumerate(seeds[:: self.config.group_size]):
+            ok = success[g * self.config.group_size:(g + 1) * self.config.group_size]
+            tries[seed] = tries.get(seed, 0) + 1
+            if not ok.all() and tries[seed] <= self.config.replay_failed_seeds:
+                self.seed_queue.append((seed, tries[seed]))
+        self.seed_tries = {s: t for s, t in tries.items() if any(q == s for q, _ in self.seed_queue)}
+
+    @torch.no_grad()
     def rollout_groups(self, iteration: int, stop: Any = lambda: False) -> dict[str, Any] | None:
         """``num_envs`` episodes, group_size per seed, stepped in lockstep; returns the steps and scores, or None
         when ``stop()`` turns true mid-rollout (Stop pressed: the unfinished groups are dropped)."""
         c, runner, policy = self.config, self.runner, self.policy
         n, k = runner.num_envs, c.group_size
-        seeds = [c.seed * 100_003 + iteration * (n // k) + i // k for i in range(n)]
+        seeds = [s for s in self.group_seeds(iteration) for _ in range(k)]
         for i in range(n):
             runner.reset_env(i, seed=seeds[i])
         steps: list[tuple[dict, torch.Tensor, torch.Tensor, np.ndarray]] = []  # (obs, action, logp, env ids)
@@ -115,12 +148,17 @@ class GRPOTrainer(RLJob):
         rl = RLRun(self.run_dir, c, total, self.progress)
         state, _ = rl.resume(policy, {"optimizer": opt})
         iteration, global_step = (state["iteration"], state["step"]) if state else (0, 0)
+        if state and "fresh_seed" in state:  # the seed replay's queue, as the checkpoint left it
+            self.fresh_seed = state["fresh_seed"]
+            self.seed_queue = [(int(s), int(t)) for s, t in state.get("seed_queue", [])]
+            self.seed_tries = {s: t for s, t in self.seed_queue}
         rl.start(global_step, f"GRPO on {self.task}: {self.runner.num_envs // c.group_size} groups of "
                               f"{c.group_size} per iteration, {sum(p.numel() for p in params):,} trainable parameters")
         ckpt, curve = None, []
 
         def save() -> Any:
-            return rl.save(global_step, policy, {"optimizer": opt}, {"iteration": iteration})
+            return rl.save(global_step, policy, {"optimizer": opt}, {
+                "iteration": iteration, "fresh_seed": self.fresh_seed, "seed_queue": self.seed_queue})
 
         with rl.guard(save, lambda: global_step):
             while global_step < total and not rl.stop_requested:
@@ -130,6 +168,7 @@ class GRPOTrainer(RLJob):
                 exp = self.rollout_groups(iteration, stop=lambda: rl.stop_requested)
                 if exp is None:  # stopped mid-rollout: the checkpoint is the last iteration's
                     break
+                self.requeue(exp["seeds"], exp["success"])
                 adv_ep = group_advantages(exp["scores"], c.group_size, scale=c.scale_rewards).to(dev)  # (n,)
                 # flatten the steps: observations, actions, old and reference log-probs, advantages
                 obs = {key: torch.cat([s[0][key] for s in exp["steps"]]).to(dev) for key in exp["steps"][0][0]}
@@ -171,6 +210,7 @@ class GRPOTrainer(RLJob):
                 row = {"charts/success_rate": success, "charts/episodic_return": float(exp["return"].mean()),
                        "charts/episodic_length": float(exp["length"].mean()), "charts/iteration": iteration,
                        "grpo/score_mean": float(exp["scores"].mean()),
+                       "grpo/replayed_groups": float(self.replayed),
                        "grpo/groups_with_signal": float((exp["scores"].reshape(-1, c.group_size).std(1) > 0)
                                                         .float().mean()),
                        "losses/policy_loss": float(np.mean(pg)), "losses/kl": float(np.mean(kls)),

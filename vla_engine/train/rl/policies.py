@@ -283,7 +283,8 @@ def build_policy(kind: str, state_dim: int, action_dim: int, action_low, action_
                  task: str | None = None) -> _PolicyBase:
     """A fresh MLP policy for ``kind`` from the RLConfig's network fields."""
     pc = RLPolicyConfig(kind=kind, state_dim=state_dim, action_dim=action_dim, hidden_sizes=list(cfg.hidden_sizes),
-                        activation=cfg.activation, log_std_init=cfg.log_std_init, ortho_init=cfg.ortho_init,
+                        activation=cfg.activation, log_std_init=0.0 if cfg.log_std_init is None else cfg.log_std_init,
+                        ortho_init=cfg.ortho_init,
                         action_low=[float(x) for x in np.asarray(action_low).reshape(-1)],
                         action_high=[float(x) for x in np.asarray(action_high).reshape(-1)], task=task)
     policy = POLICY_CLASSES[kind](pc)

@@ -204,8 +204,9 @@ def build_vla_actor_and_runner(kind: str, model: Any, task: str, config: Any, de
     if model is None:
         raise ConfigError(f"model: task '{task}' is an image task; give a VLAModel (e.g. VLAModel.from_pretrained"
                           f"(...)) or set training.init_from (e.g. shipped:push-tiny)")
-    actor = model if isinstance(model, VLAActorCritic) else VLAActorCritic(model) if isinstance(model, VLAModel) \
-        else None
+    std = {} if getattr(config, "log_std_init", None) is None else {"init_log_std": float(config.log_std_init)}
+    actor = model if isinstance(model, VLAActorCritic) else VLAActorCritic(model, **std) \
+        if isinstance(model, VLAModel) else None
     if actor is None:
         raise ConfigError(f"model: a {type(model).__name__} cannot act in image task '{task}'; give a VLAModel")
     actor.to(device)
