@@ -89,6 +89,8 @@ def test_dagger_aggregates_expert_labels_of_visited_states(tmp_path):
     it_rows = [r for r in rows if "dagger/expert_labels" in r]
     assert [r["dagger/iteration"] for r in it_rows] == [1, 2]
     assert all("dagger/learner_success_rate" in r and "dagger/rollout_success_rate" in r for r in it_rows)
+    fit_rows = [r for r in rows if "train/loss" in r]  # each fit's loss rows stream into the run as they come
+    assert fit_rows and all("dagger/iteration" in r for r in fit_rows)
     assert any("train/loss" in r for r in rows)
     assert res.checkpoint is not None and (res.checkpoint / "model.safetensors").exists()
 

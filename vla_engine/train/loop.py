@@ -178,8 +178,10 @@ class TrainLoop:
     """
 
     def __init__(self, model: nn.Module, config: TrainingConfig, run_dir: RunDir | str | Path | None = None,
-                 loss_fn: LossFn | None = None, progress: bool = True):
+                 loss_fn: LossFn | None = None, progress: bool = True,
+                 on_log: Callable[[int, dict], None] | None = None):
         self.model = model
+        self.on_log = on_log  # called with (step, row) at every logged step (a caller without a run folder)
         self.config = config
         self.run = RunDir(run_dir) if isinstance(run_dir, (str, Path)) else run_dir
         self.loss_fn = loss_fn or (lambda m, b: m(b))
@@ -387,6 +389,8 @@ class TrainLoop:
                             row["train/grad_norm"] = float(grad_norm)
                         row.update({f"train/{k}": v for k, v in info.items() if k != "loss"})
                         history.append({"step": step, **row})
+                        if self.on_log is not None:
+                            self.on_log(step, row)
                         if bar is not None:
                             bar.set_postfix(loss=f"{mean_loss:.4f}")
                         if self.run is not None:

@@ -252,15 +252,16 @@ class DAgger:
         loader = torch.utils.data.DataLoader(data, batch_size=self.config.batch_size, shuffle=True,
                                              collate_fn=collate_batch, drop_last=len(data) >= self.config.batch_size)
         config = self.config.replace(seed=self.config.seed + max(0, iteration + 1))
-        self._loop = TrainLoop(self.model, config, None, progress=self.progress)
+        def log(step: int, row: dict) -> None:  # the fit's rows stream into the run as they come (live curves)
+            if self.run is not None:
+                self.run.log_metrics(self.global_step + step, row | {"dagger/iteration": iteration + 1})
+                self.run.write_status(step=self.global_step + step)
+
+        self._loop = TrainLoop(self.model, config, None, progress=self.progress, on_log=log)
         try:
             res = self._loop.fit(loader, resume=False)
         finally:
             self._loop = None
-        for row in res.history:
-            step = self.global_step + row["step"]
-            if self.run is not None:
-                self.run.log_metrics(step, {k: v for k, v in row.items() if k != "step"} | {"dagger/iteration": iteration + 1})
         self.global_step += res.step
         if res.state == "stopped":
             self._stop = True
