@@ -47,7 +47,7 @@ def test_corrupted_evaluation_reports_gate_weights_summing_to_one():
     from vla_engine.models import MultiSensorVLA
 
     torch.manual_seed(0)
-    model = MultiSensorVLA(vlm="tiny", action_dim=3, state_dim=5, image_size=32, fusion="gated", fusion_dim=32,
+    model = MultiSensorVLA(vlm="tiny", action_dim=3, state_dim=2, image_size=32, fusion="gated", fusion_dim=32,
                            lidar_dim=32, radar_dim=16, imu_dim=16,
                            encoder_settings={"lidar": {"hidden_dims": [16, 32]}})
     r = evaluate_corrupted(model, "driving/stop-behind", "lidar", 2.0, episodes=1, max_episode_steps=8)

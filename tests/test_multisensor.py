@@ -23,7 +23,7 @@ SMALL = {"lidar_dim": 32, "radar_dim": 16, "imu_dim": 16, "fusion_dim": 32,
 class ToyDriving(Dataset):
     """Frames whose action (steer) is where the nearest lidar point lies (left/right): only lidar tells it."""
 
-    action_dim, state_dim = 3, 5
+    action_dim, state_dim = 3, 2
 
     def __init__(self, n: int = 64, seed: int = 0):
         rng = np.random.default_rng(seed)
@@ -33,7 +33,7 @@ class ToyDriving(Dataset):
             pts = rng.normal(0, 1, (40, 4)).astype(np.float32) + np.array([10, 0, 1, 0.5], np.float32)
             pts[:8, 1] = side * 3.0  # a cluster on one side
             self.items.append({
-                "observation.images.front": torch.rand(3, 32, 32), "observation.state": torch.zeros(5),
+                "observation.images.front": torch.rand(3, 32, 32), "observation.state": torch.zeros(2),
                 "observation.lidar": torch.from_numpy(pts), "observation.lidar_mask": torch.ones(40),
                 "observation.radar": torch.zeros(16, 4), "observation.radar_mask": torch.zeros(16),
                 "observation.imu": torch.randn(4, 6) * 0.1,
@@ -43,8 +43,8 @@ class ToyDriving(Dataset):
         acts = torch.stack([i["action"][0] for i in self.items])
         self.stats = {"action": {"mean": acts.mean(0), "std": acts.std(0) + 1e-3, "min": acts.min(0).values,
                                  "max": acts.max(0).values},
-                      "observation.state": {"mean": torch.zeros(5), "std": torch.ones(5), "min": torch.zeros(5),
-                                            "max": torch.ones(5)}}
+                      "observation.state": {"mean": torch.zeros(2), "std": torch.ones(2), "min": torch.zeros(2),
+                                            "max": torch.ones(2)}}
 
     def __len__(self):
         return len(self.items)
@@ -80,7 +80,7 @@ def test_seed_call_shapes_build_offline():
 @pytest.mark.parametrize("fusion", ["gated", "concat", "cross-modal", "hierarchical"])
 def test_each_fusion_gives_a_loss_and_gradients(fusion):
     ds = ToyDriving(8)
-    m = MultiSensorVLA(fusion=fusion, state_dim=5, image_size=32, prediction_horizon=6, **SMALL)
+    m = MultiSensorVLA(fusion=fusion, state_dim=2, image_size=32, prediction_horizon=6, **SMALL)
     m.set_normalization(ds.stats)
     loss, info = m(_batch(ds))
     loss.backward()
@@ -90,7 +90,7 @@ def test_each_fusion_gives_a_loss_and_gradients(fusion):
 
 def test_absent_sensor_gets_no_weight():
     ds = ToyDriving(8)
-    m = MultiSensorVLA(fusion="gated", state_dim=5, image_size=32, **SMALL).eval()
+    m = MultiSensorVLA(fusion="gated", state_dim=2, image_size=32, **SMALL).eval()
     m.set_normalization(ds.stats)
     b = _batch(ds)  # radar masks are all zeros: absent
     m.predict_action_chunk(b)
@@ -102,7 +102,7 @@ def test_absent_sensor_gets_no_weight():
 def test_bc_lowers_the_loss_and_the_checkpoint_round_trips(tmp_path):
     torch.manual_seed(0)
     ds = ToyDriving(64)
-    m = MultiSensorVLA(fusion="gated", state_dim=5, image_size=32, prediction_horizon=6, **SMALL)
+    m = MultiSensorVLA(fusion="gated", state_dim=2, image_size=32, prediction_horizon=6, **SMALL)
     before = float(m.eval()(_batch(ds, 32))[0]) if m.set_normalization(ds.stats) is None else None
     cfg = ILConfig(learning_rate=2e-3, batch_size=16, max_steps=120, warmup_steps=0, save_every=120)
     result = BehavioralCloning(m, cfg, run_dir=tmp_path / "run", progress=False).train(ds)
@@ -123,7 +123,7 @@ def test_bc_lowers_the_loss_and_the_checkpoint_round_trips(tmp_path):
 
 def test_fine_tuner_trains_it():
     ds = ToyDriving(16)
-    m = MultiSensorVLA(fusion="concat", state_dim=5, image_size=32, **SMALL)
+    m = MultiSensorVLA(fusion="concat", state_dim=2, image_size=32, **SMALL)
     res = VLAFineTuner(m, FineTuningConfig(learning_rate=1e-3, batch_size=8, max_steps=4, save_every=100),
                        progress=False).train(ds)
     assert res.step == 4 and np.isfinite(res.final_loss)
@@ -131,7 +131,7 @@ def test_fine_tuner_trains_it():
 
 def test_sensor_noise_corrupts_one_reported_sensor_per_sample_in_training_only():
     ds = ToyDriving(8)
-    m = MultiSensorVLA(fusion="gated", state_dim=5, image_size=32, sensor_noise=1.0, **SMALL)
+    m = MultiSensorVLA(fusion="gated", state_dim=2, image_size=32, sensor_noise=1.0, **SMALL)
     m.set_normalization(ds.stats)
     b = _batch(ds)
     b["observation.lidar_mask"][:, 30:] = 0  # the last 10 rays missed: they must stay as they are

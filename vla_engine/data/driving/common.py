@@ -5,7 +5,7 @@ Every reader (nuScenes, KITTI raw, and the driving world's own LeRobot datasets)
 the multi-sensor model reads (``MultiSensorVLA``)::
 
     observation.images.front  float32 (3, S, S) in [0, 1]    the front camera
-    observation.state         float32 (5,)   speed (m/s), yaw rate (rad/s), the previous derived controls (3)
+    observation.state         float32 (2,)   speed (m/s), yaw rate (rad/s) (no previous controls: copycat BC)
     observation.lidar         float32 (N, 4) x, y, z, intensity in the ego frame (x forward, y left), zero-padded
     observation.lidar_mask    float32 (N,)   1 = a real point
     observation.radar         float32 (K, 4) range, azimuth, radial velocity (ego-motion compensated), rcs

@@ -73,7 +73,7 @@ def read_calib(path: Path) -> dict[str, np.ndarray]:
 class KittiRawDataset(torch.utils.data.Dataset):
     """Frames of KITTI raw synced drives under ``root`` (see the module docstring)."""
 
-    action_dim, state_dim = 3, 5
+    action_dim, state_dim = 3, 2  # state: speed, yaw rate (as the driving env's agent_pos)
 
     def __init__(self, root: str | os.PathLike, drives: list[str] | None = None, prediction_horizon: int = 6,
                  waypoint_step: int = 5, image_size: int = 96, max_points: int = 4096, use_lidar: bool = True):
@@ -119,11 +119,10 @@ class KittiRawDataset(torch.utils.data.Dataset):
         lidar, lmask = pad_rows(pts, self.max_points, np.random.default_rng(i))
         ox = labels["oxts"][k]
         imu = np.array([[ox[14], ox[15], ox[16], ox[20], ox[21], ox[22]]], np.float32)  # af al au wf wl wu
-        prev = labels["controls"][k - 1] if k > 0 else np.zeros(3, np.float32)
         wps = labels["waypoints"][k]
         return {
             "observation.images.front": image_tensor(Image.open(img_path), self.image_size),
-            "observation.state": torch.tensor([labels["speed"][k], labels["yaw_rate"][k], *prev], dtype=torch.float32),
+            "observation.state": torch.tensor([labels["speed"][k], labels["yaw_rate"][k]], dtype=torch.float32),
             "observation.lidar": torch.from_numpy(lidar), "observation.lidar_mask": torch.from_numpy(lmask),
             "observation.radar": torch.zeros(16, 4), "observation.radar_mask": torch.zeros(16),
             "observation.imu": torch.from_numpy(imu), "observation.imu_mask": torch.ones(1),

@@ -47,7 +47,7 @@ class NuScenesDataset(torch.utils.data.Dataset):
         radars: radar channels to merge.
     """
 
-    action_dim, state_dim = 3, 5
+    action_dim, state_dim = 3, 2  # state: speed, yaw rate (as the driving env's agent_pos)
 
     def __init__(self, data_root: str | os.PathLike = "/data/sets/nuscenes", version: str = "v1.0-mini",
                  use_lidar: bool = True, use_radar: bool = True, prediction_horizon: int = 10,
@@ -136,8 +136,7 @@ class NuScenesDataset(torch.utils.data.Dataset):
 
         cam = self.nusc.get("sample_data", sample["data"]["CAM_FRONT"])
         out["observation.images.front"] = image_tensor(Image.open(self.root / cam["filename"]), self.image_size)
-        prev = labels["controls"][k - 1] if k > 0 else np.zeros(3, np.float32)
-        out["observation.state"] = torch.tensor([labels["speed"][k], labels["yaw_rate"][k], *prev], dtype=torch.float32)
+        out["observation.state"] = torch.tensor([labels["speed"][k], labels["yaw_rate"][k]], dtype=torch.float32)
         rng = np.random.default_rng(i)
         pts = self.lidar(sample) if self.use_lidar and "LIDAR_TOP" in sample["data"] else np.zeros((0, 4))
         lidar, lmask = pad_rows(pts, self.max_points, rng)

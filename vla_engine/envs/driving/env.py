@@ -8,7 +8,9 @@ per control step (one IMU sample each). Other cars follow their lane paths with 
 Observation (a dict):
 
     pixels      (S, S, 3) uint8   front camera
-    agent_pos   (5,) float32      speed, yaw rate, last steer, last throttle, last brake
+    agent_pos   (2,) float32      speed (m/s), yaw rate (rad/s). The previous action is not in it: a cloned
+                                  policy that sees it learns to repeat it (the copycat problem of driving
+                                  BC; measured here, docs/benchmarks.md); it is in ``info["last_action"]``
     lidar       (R, 4) float32    ray-ring points (x, y, z, intensity) in the ego frame, zeros where no hit
     lidar_mask  (R,) int8         1 = a hit
     radar       (16, 4) float32   targets (range, azimuth, radial velocity, rcs), nearest first
@@ -140,7 +142,7 @@ class DrivingEnv(gymnasium.Env):
         s = self.image_size
         self.observation_space = spaces.Dict({
             "pixels": spaces.Box(0, 255, (s, s, 3), np.uint8),
-            "agent_pos": spaces.Box(-np.inf, np.inf, (5,), np.float32),
+            "agent_pos": spaces.Box(-np.inf, np.inf, (2,), np.float32),
             "lidar": spaces.Box(-np.inf, np.inf, (r, 4), np.float32),
             "lidar_mask": spaces.MultiBinary(r),
             "radar": spaces.Box(-np.inf, np.inf, (RADAR_MAX_TARGETS, 4), np.float32),
@@ -270,7 +272,8 @@ class DrivingEnv(gymnasium.Env):
         return {"instruction": self.instruction, "is_success": bool(success), "collision": bool(collision),
                 "off_road": bool(off_road), "route_completion": self.route_completion(),
                 "distance": float(self.distance), "collisions": int(self.collisions),
-                "ego_pose": self.ego.astype(np.float32).copy(), "speed": float(self.speed)}
+                "ego_pose": self.ego.astype(np.float32).copy(), "speed": float(self.speed),
+                "last_action": self.last_action.copy()}
 
     # -- sensors ---------------------------------------------------------------------------------
     def _observe(self) -> dict[str, np.ndarray]:
@@ -285,7 +288,7 @@ class DrivingEnv(gymnasium.Env):
         objects = [(v.pose[:2], v.velocity, 10.0) for v in self.vehicles]
         objects += [(np.array(c), np.zeros(2), 0.0) for c in self.cones]
         radar, radar_mask = radar_targets(self.sensor_rng, self.ego, self.speed, objects)
-        state = np.array([self.speed, self.yaw_rate, *self.last_action], np.float32)
+        state = np.array([self.speed, self.yaw_rate], np.float32)
         return {"pixels": pixels, "agent_pos": state, "lidar": pts, "lidar_mask": hit.astype(np.int8),
                 "radar": radar, "radar_mask": radar_mask, "imu": self.imu.copy(),
                 "pose": self.ego.astype(np.float32).copy()}

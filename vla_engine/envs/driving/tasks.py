@@ -72,14 +72,14 @@ class DrivingTask:
 
         return {
             "action_dim": 3,
-            "state_dim": 5,
+            "state_dim": 2,
             "fps": self.fps,
             "max_episode_steps": self.max_episode_steps,
             "description": self.description,
             "gym_id": self.gym_id,
             "camera_names": ["front"],
             "extra_cameras": ["bev"],
-            "state_names": ["speed", "yaw_rate", "last_steer", "last_throttle", "last_brake"],
+            "state_names": ["speed", "yaw_rate"],
             "action_names": ["steer", "throttle", "brake"],
             "example_instruction": self.templates[0].format(turn="left", color="red"),
             "family": "driving",
