@@ -71,41 +71,38 @@ class GRPOTrainer(RLJob):
         if hasattr(self.policy, "texts"):
             self.reference.texts = self.policy.texts  # one table of instruction strings for both
         self.run_dir, self.progress = run_dir, progress
-        # replay_failed_seeds: (seed, tries) waiting to be drawn again, tries per queued seed, next fresh seed
+        # replay_failed_seeds: (seed, tries so far) waiting to be drawn again; the latest iteration's replayed
+        # seeds and their tries; the next fresh seed
         self.seed_queue: list[tuple[int, int]] = []
-        self.seed_tries: dict[int, int] = {}
+        self.drawn: dict[int, int] = {}
         self.fresh_seed: int | None = None
-        self.replayed = 0  # replayed groups in the latest iteration
 
     def eval_policy(self):
         return getattr(self.policy, "vla", self.policy)
 
     # -- one iteration's experience ------------------------------------------------------------------
-    @torch.no_grad()
     def group_seeds(self, iteration: int) -> list[int]:
         """One training seed per group: replayed seeds whose group failed somewhere first (up to half the
         groups), then fresh ones. Fresh seeds run ``seed * 100_003 + 0, 1, 2, ...`` over the whole run."""
         groups = self.runner.num_envs // self.config.group_size
-        replay = [s for s, _ in self.seed_queue[: groups // 2]] if self.config.replay_failed_seeds else []
+        replay = self.seed_queue[: groups // 2] if self.config.replay_failed_seeds else []
         self.seed_queue = self.seed_queue[len(replay):]
-        self.replayed = len(replay)
+        self.drawn = dict(replay)
         if self.fresh_seed is None:  # no replay state: consecutive fresh seeds as iteration * groups + g
             self.fresh_seed = iteration * groups
         fresh = [self.config.seed * 100_003 + self.fresh_seed + g for g in range(groups - len(replay))]
         self.fresh_seed += len(fresh)
-        return replay + fresh
+        return [seed for seed, _ in replay] + fresh
 
     def requeue(self, seeds: list[int], success: np.ndarray) -> None:
         """Queue again the seeds whose group did not all succeed (each at most ``replay_failed_seeds`` times)."""
         if not self.config.replay_failed_seeds:
             return
-        tries = dict(self.seed_tries)
-        for g, seed in enumerate(seeds[:: self.config.group_size]):
-            ok = success[g * self.config.group_size:(g + 1) * self.config.group_size]
-            tries[seed] = tries.get(seed, 0) + 1
-            if not ok.all() and tries[seed] <= self.config.replay_failed_seeds:
-                self.seed_queue.append((seed, tries[seed]))
-        self.seed_tries = {s: t for s, t in tries.items() if any(q == s for q, _ in self.seed_queue)}
+        k = self.config.group_size
+        for g, seed in enumerate(seeds[::k]):
+            tries = self.drawn.get(seed, 0) + 1
+            if not success[g * k:(g + 1) * k].all() and tries <= self.config.replay_failed_seeds:
+                self.seed_queue.append((seed, tries))
 
     @torch.no_grad()
     def rollout_groups(self, iteration: int, stop: Any = lambda: False) -> dict[str, Any] | None:
@@ -151,7 +148,6 @@ class GRPOTrainer(RLJob):
         if state and "fresh_seed" in state:  # the seed replay's queue, as the checkpoint left it
             self.fresh_seed = state["fresh_seed"]
             self.seed_queue = [(int(s), int(t)) for s, t in state.get("seed_queue", [])]
-            self.seed_tries = {s: t for s, t in self.seed_queue}
         rl.start(global_step, f"GRPO on {self.task}: {self.runner.num_envs // c.group_size} groups of "
                               f"{c.group_size} per iteration, {sum(p.numel() for p in params):,} trainable parameters")
         ckpt, curve = None, []
@@ -210,7 +206,7 @@ class GRPOTrainer(RLJob):
                 row = {"charts/success_rate": success, "charts/episodic_return": float(exp["return"].mean()),
                        "charts/episodic_length": float(exp["length"].mean()), "charts/iteration": iteration,
                        "grpo/score_mean": float(exp["scores"].mean()),
-                       "grpo/replayed_groups": float(self.replayed),
+                       "grpo/replayed_groups": float(len(self.drawn)),
                        "grpo/groups_with_signal": float((exp["scores"].reshape(-1, c.group_size).std(1) > 0)
                                                         .float().mean()),
                        "losses/policy_loss": float(np.mean(pg)), "losses/kl": float(np.mean(kls)),
