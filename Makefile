@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .stamps
-# torch 2.14 (a CUDA build, run on the CPU) with its nvidia-* wheels, transformers, tensorflow-cpu, ...
-VENV_MIN_FREE_GB ?= 12
+# torch 2.14 (a CUDA build, run on the CPU) with its nvidia-* wheels, transformers, jax (minari), ...: 7.5 GB
+# in the venv, measured; pip installs in stages so its downloads never sit beside the whole venv
+VENV_MIN_FREE_GB ?= 8
 # EGL/Mesa for headless MuJoCo, FFmpeg libraries for video, Chromium for browser tests.
 APT_PKGS := libegl1 libgl1 libegl-mesa0 libgles2 libgl1-mesa-dri libglx-mesa0 ffmpeg chromium chromium-driver fonts-dejavu-core
 export MUJOCO_GL ?= egl
@@ -41,7 +42,7 @@ $(STAMPS)/venv: pyproject.toml requirements-nodeps.txt
 	fi
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch>=2.4,<2.15" "torchvision>=0.19,<0.30"
-	$(PY) -m pip install -q -e ".[test,driving,rlds,pusht]"
+	$(PY) -m pip install -q -e ".[test,driving,pusht]"
 	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	@mkdir -p $(STAMPS) && touch $@
 
