@@ -115,3 +115,61 @@ def test_datagen_writes_every_sensor_as_lerobot_features(tmp_path):
     assert tuple(item["observation.radar"].shape) == (16, 4) and tuple(item["observation.imu"].shape)[1] == 6
     wp = item["action.waypoints"].numpy()
     assert wp.shape == (6, 2) and wp[-1, 0] > wp[0, 0] >= 0  # ahead of the ego, further out with time
+
+
+def _place_behind_target(env, gap):
+    """Moves the ego to ``gap`` m (bumper to bumper) behind the named car, on the route, and observes."""
+    from vla_engine.envs.driving.world import CAR_LENGTH
+
+    u = env.unwrapped
+    t = u.vehicles[u.scenario.target]
+    s = t.s - CAR_LENGTH - gap
+    xy = u.route.at(s)
+    u.ego[:] = (xy[0], xy[1], u.route.heading_at(s))
+    u.progress_s = s
+    return u._observe()
+
+
+def _red_share(img):
+    r, g, b = (img[..., k].astype(int) for k in range(3))
+    return float(((r > 150) & (g < 80) & (b < 80)).mean())
+
+
+def test_front_camera_sees_a_car_a_few_metres_ahead():
+    # the near clipping plane is in metres: a car 3 m ahead covers a wide patch (it once vanished within 7.5 m)
+    env = make_env("driving/stop-behind", image_size=64)
+    env.reset(seed=0, options={"color": "red"})
+    near = _place_behind_target(env, 3.0)["pixels"]
+    far = _place_behind_target(env, 25.0)["pixels"]
+    assert _red_share(near) > 0.02 and _red_share(near) > 20 * _red_share(far) > 0
+
+
+def test_fog_hides_what_is_far_from_the_camera_only():
+    clear, fog = make_env("driving/queue", image_size=64), make_env("driving/queue-fog", image_size=64)
+    assert task_info("driving/queue-fog")["visibility"] == 12.0 and task_info("driving/queue")["visibility"] is None
+    for env in (clear, fog):
+        env.reset(seed=4, options={"color": "red"})
+    far = [_place_behind_target(env, 20.0) for env in (clear, fog)]
+    near = [_place_behind_target(env, 2.0) for env in (clear, fog)]
+    assert _red_share(far[0]["pixels"]) > 0 and _red_share(far[1]["pixels"]) == 0  # 20 m: lost in the fog
+    assert _red_share(near[1]["pixels"]) > 0.01  # 2 m: still seen
+    for k in ("lidar", "lidar_mask", "pose"):  # range sensors unaffected
+        np.testing.assert_array_equal(far[0][k], far[1][k], err_msg=k)
+    np.testing.assert_array_equal(clear.unwrapped.render_bev(64), fog.unwrapped.render_bev(64))  # no fog from above
+
+
+def test_queue_without_the_car_ahead_in_view_ends_in_collisions():
+    # the decisive cue of driving/queue is the slower car ahead: ignoring it (full throttle along the route) crashes
+    env = make_env("driving/queue", image_size=32, render_images=False)
+    expert = make_expert(env)
+    crashes = 0
+    for seed in range(3):
+        env.reset(seed=seed)
+        for _ in range(env.unwrapped.max_episode_steps):
+            a = expert.act()
+            _, _, term, trunc, info = env.step(np.array([a[0], 1.0, 0.0], np.float32))
+            if term or trunc:
+                break
+        crashes += int(info["collision"])
+        assert info["route_completion"] < 1.0
+    assert crashes >= 2

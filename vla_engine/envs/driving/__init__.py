@@ -2,9 +2,9 @@
 ray ring, a radar and an IMU; tasks with instructions and a scripted expert.
 
 Importing this package is light (numpy and gymnasium, no MuJoCo): it registers the tasks ``driving/turn``,
-``driving/follow`` and ``driving/stop-behind`` in ``vla_engine.registry.TASKS`` (the entry builds the env,
-its meta is ``task_info``) and the gymnasium ids ``vla_engine/DrivingTurn-v0``, ... MuJoCo loads when an
-env is first built.
+``driving/follow``, ``driving/stop-behind``, ``driving/queue`` and ``driving/queue-fog`` (its camera in fog)
+in ``vla_engine.registry.TASKS`` (the entry builds the env, its meta is ``task_info``) and the gymnasium ids
+``vla_engine/DrivingTurn-v0``, ... MuJoCo loads when an env is first built.
 
     >>> from vla_engine.envs import make_env, make_expert
     >>> env = make_env("driving/turn", image_size=96)

@@ -137,7 +137,8 @@ class DrivingEnv(gymnasium.Env):
         self.dt = 1.0 / task.fps
         self.net = RoadNetwork(GRID, BLOCK)
         self.cones = _cones(self.net)
-        self.world = World(self.net, N_SLOTS, self.cones, self.image_size, tuple(lidar_shape))
+        self.world = World(self.net, N_SLOTS, self.cones, self.image_size, tuple(lidar_shape),
+                           visibility=task.visibility)
         r = len(self.world.lidar_dirs)
         s = self.image_size
         self.observation_space = spaces.Dict({

@@ -7,6 +7,10 @@ succeeds. Pure numpy (no MuJoCo), so registering the tasks is light.
                   follow it there and stop behind it.
 * ``stop-behind`` "stop behind the red car": a named parked car ahead in the ego's lane, other colours parked
                   in other lanes; come to a stop 1-8 m behind it.
+* ``queue``       "take the next left behind the blue car": the turn of ``turn``, with a slower named car ahead
+                  on the same route that parks at its end; keep behind it all the way and stop behind it.
+                  ``driving/queue-fog`` is the same in fog: the camera sees ~12 m (lidar, radar and IMU are
+                  not affected, as radar is not by real fog), so the car ahead is the range sensors' to find.
 
 Every episode fails on a collision (vehicle or cone) or when the ego leaves the road.
 """
@@ -56,10 +60,12 @@ class DrivingTask:
     max_episode_steps: int = 200
     fps: int = 10
     n_traffic: int = 3
+    # fog on the front camera: the distance (m) at which it is opaque (None: clear); other sensors unaffected
+    visibility: float | None = None
 
     @property
     def gym_id(self) -> str:
-        return "vla_engine/Driving" + "".join(p.capitalize() for p in self.kind.split("-")) + "-v0"
+        return "vla_engine/Driving" + "".join(p.capitalize() for p in self.name.split("/")[-1].split("-")) + "-v0"
 
     def meta(self) -> dict[str, Any]:
         from .labels import POSE_KEY, WAYPOINT_HORIZON, WAYPOINT_KEY
@@ -81,7 +87,9 @@ class DrivingTask:
             "extra_cameras": ["bev"],
             "state_names": ["speed", "yaw_rate"],
             "action_names": ["steer", "throttle", "brake"],
-            "example_instruction": self.templates[0].format(turn="left", color="red"),
+            "example_instruction": self.templates[0].format(turn="left", color="red")
+            + (" behind the red car" if self.kind == "queue" else ""),
+            "visibility": self.visibility,
             "family": "driving",
             "sensors": {"lidar": {"shape": [LIDAR_SHAPE[0] * LIDAR_SHAPE[1], 4], "rays": list(LIDAR_SHAPE)},
                         "radar": {"shape": [RADAR_MAX_TARGETS, 4],
@@ -112,6 +120,8 @@ class DrivingTask:
             sc = self._turn(rng, net, options)
         elif self.kind == "follow":
             sc = self._follow(rng, net, options)
+        elif self.kind == "queue":
+            sc = self._queue(rng, net, options)
         else:
             sc = self._stop_behind(rng, net, options)
         self._add_traffic(rng, net, sc, self.n_traffic)
@@ -137,6 +147,18 @@ class DrivingTask:
         start = float(rng.uniform(1.0, 8.0))
         return Scenario(route, start, float(rng.uniform(3.0, 6.0)), [], text, route.length - 3.0,
                         info={"turn": t})
+
+    def _queue(self, rng, net, options) -> Scenario:
+        # the turn task's route and phrase, then a slower named car ahead on it (it parks at the route's end)
+        sc = self._turn(rng, net, options)
+        color = options.get("color") or COLORS[int(rng.integers(len(COLORS)))]
+        lead = VehicleSpec(sc.route, sc.ego_s + float(rng.uniform(12.0, 20.0)), float(rng.uniform(3.0, 4.5)), color)
+        from .world import CAR_LENGTH
+
+        sc.vehicles, sc.target, sc.info["color"] = [lead], 0, color
+        sc.instruction = sc.instruction + f" behind the {color} car"
+        sc.goal_s = sc.route.length - 1.0 - CAR_LENGTH - 12.0  # the lead parks at the end; stop within 12 m
+        return sc
 
     def _follow(self, rng, net, options) -> Scenario:
         lane = int(rng.integers(len(net.lanes)))
@@ -218,6 +240,17 @@ DRIVING_TASKS = (
                 "Town driving: stop 1-8 m behind the named parked car (other colours parked elsewhere)",
                 ("stop behind the {color} car", "pull up behind the {color} car", "park behind the {color} car"),
                 max_episode_steps=150, n_traffic=2),
+    DrivingTask("driving/queue", "queue",
+                "Town driving: take the named exit behind a slower named car and stop behind it where it parks",
+                ("take the next {turn}", "turn {turn} at the next junction", "at the junction, go {turn}",
+                 "go straight through the next junction", "continue straight at the junction"),
+                max_episode_steps=300, n_traffic=2),
+    DrivingTask("driving/queue-fog", "queue",
+                "Town driving in fog (the camera sees ~12 m): take the named exit behind a slower named car and "
+                "stop behind it where it parks",
+                ("take the next {turn}", "turn {turn} at the next junction", "at the junction, go {turn}",
+                 "go straight through the next junction", "continue straight at the junction"),
+                max_episode_steps=300, n_traffic=2, visibility=12.0),
 )
 
 SPEED = SPEED_LIMIT

@@ -19,6 +19,7 @@ CAR_COLORS = {"red": (0.85, 0.1, 0.1), "blue": (0.1, 0.25, 0.85), "green": (0.1,
 EGO_COLOR = (0.55, 0.55, 0.6)
 LIDAR_HEIGHT = 1.9  # sensor height above the ground (m)
 LIDAR_RANGE = 50.0
+FOG_RGBA = (0.72, 0.73, 0.76, 1.0)
 HIDDEN_Z = -50.0
 
 
@@ -76,7 +77,7 @@ def build_scene_xml(net: RoadNetwork, n_vehicles: int, cones: list[tuple[float, 
     ego = [
         _box("ego_body", (0, 0, 0.55), (CAR_LENGTH / 2, CAR_WIDTH / 2, 0.45), (*EGO_COLOR, 1)),
         _box("ego_cabin", (-0.3, 0, 1.2), (1.2, CAR_WIDTH / 2 - 0.1, 0.3), (0.2, 0.25, 0.3, 1)),
-        '<camera name="front" pos="0.6 0 1.55" xyaxes="0 -1 0 0.139 0 0.990" fovy="75"/>',
+        '<camera name="front" pos="1.0 0 1.55" xyaxes="0 -1 0 0.139 0 0.990" fovy="75"/>',
         '<camera name="bev" pos="12 0 45" xyaxes="0 -1 0 1 0 0" fovy="60"/>',
         f'<site name="lidar" pos="0 0 {LIDAR_HEIGHT}" size="0.1"/>',
     ]
@@ -93,7 +94,6 @@ def build_scene_xml(net: RoadNetwork, n_vehicles: int, cones: list[tuple[float, 
   <visual>
     <global offwidth="{max(image_size, 256)}" offheight="{max(image_size, 256)}"/>
     <quality shadowsize="0" numslices="8" numstacks="2" numquads="1"/>
-    <map znear="0.05" zfar="300"/>
     <headlight ambient="0.45 0.45 0.45" diffuse="0.5 0.5 0.5"/>
   </visual>
   <worldbody>
@@ -108,7 +108,7 @@ class World:
     """A compiled town: place vehicles, render cameras, cast lidar rays."""
 
     def __init__(self, net: RoadNetwork, n_vehicles: int, cones: list[tuple[float, float]], image_size: int = 96,
-                 lidar_shape: tuple[int, int] = (64, 16)):
+                 lidar_shape: tuple[int, int] = (64, 16), visibility: float | None = None):
         import mujoco
 
         self._mj = mujoco
@@ -126,6 +126,18 @@ class World:
         # lidar intensity: a per-material reflectivity read off each geom's colour brightness
         self.reflectivity = self.model.geom_rgba[:, :3].mean(axis=1).astype(np.float32)  # (G,)
         self._renderers: dict[int, object] = {}
+        # fog on the front camera: linear from a third of the visibility to opaque at it. MuJoCo copies these
+        # (in units of the model's extent) into each GL context when it is made, so they are set before any
+        # renderer exists; the bird's-eye camera renders without fog (the scene flag, per render)
+        # MuJoCo's clipping planes are in units of the model's extent (~150 m for the town): a near plane of
+        # 0.1 m and a far one of 300 m, in metres (znear 0.05 in the XML once clipped everything within 7.5 m)
+        ext = float(self.model.stat.extent)
+        self.model.vis.map.znear, self.model.vis.map.zfar = 0.1 / ext, 300.0 / ext
+        self.visibility = None if visibility is None else float(visibility)
+        if self.visibility is not None:
+            self.model.vis.map.fogstart = self.visibility / 3.0 / ext
+            self.model.vis.map.fogend = self.visibility / ext
+            self.model.vis.rgba.fog[:] = FOG_RGBA
 
     def set_colors(self, colors: list[tuple[float, float, float]]) -> None:
         for g, c in zip(self.car_geoms, colors):
@@ -154,6 +166,7 @@ class World:
 
             r = self._renderers[s] = open_renderer(self.model, s)
         r.update_scene(self.data, camera=camera)
+        r.scene.flags[self._mj.mjtRndFlag.mjRND_FOG] = self.visibility is not None and camera == "front"
         return r.render()
 
     def lidar(self, ego: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
