@@ -62,9 +62,10 @@ def main() -> None:
 
     work = Path(a.workdir or tempfile.mkdtemp(prefix="vla-dagger-"))
     common = [f"training.init_from={a.init}", "training.num_threads=1", "eval.after_training=false",
-              "training.batch_size=64", "training.warmup_steps=20", *a.set]
-    if a.init:  # the start's architecture (the shipped reach policy has no FiLM)
+              "training.batch_size=64", "training.warmup_steps=20"]
+    if a.init:  # the start's architecture (the shipped reach policy has no FiLM; push-tiny has: --set it)
         common.append("model.vision.film=false")
+    common += a.set  # last, so that they win
     demos = generate_dataset(a.task, a.demos, work / "demos", progress=False)
     t0 = time.time()
     d_run, _, d_wall = train("il-dagger", "dagger", common + [
