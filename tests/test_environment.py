@@ -10,6 +10,7 @@ import pytest
 @pytest.mark.parametrize("module", [
     "torch", "torchvision", "transformers", "peft", "diffusers", "accelerate", "safetensors", "gymnasium",
     "mujoco", "gradio", "plotly", "tensorboard", "datasets", "av", "minari",
+    "h5py",                              # minari's HDF5 storage (once only a dependency of tensorflow's)
     "lerobot.datasets.lerobot_dataset",  # installed with --no-deps
     "nuscenes.nuscenes",                 # installed with --no-deps
 ])
