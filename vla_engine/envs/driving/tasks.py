@@ -226,12 +226,13 @@ class DrivingTask:
             n -= 1
 
 
+TURN_PHRASES = ("take the next {turn}", "turn {turn} at the next junction", "at the junction, go {turn}",
+                "go straight through the next junction", "continue straight at the junction")
+
 DRIVING_TASKS = (
     DrivingTask("driving/turn", "turn",
                 "Town driving: take the named exit at the next junction (left, right, straight) among traffic",
-                ("take the next {turn}", "turn {turn} at the next junction", "at the junction, go {turn}",
-                 "go straight through the next junction", "continue straight at the junction"),
-                max_episode_steps=200),
+                TURN_PHRASES, max_episode_steps=200),
     DrivingTask("driving/follow", "follow",
                 "Town driving: follow the named car through its turns and stop behind it where it parks",
                 ("follow the {color} car ahead", "follow the {color} car", "stay behind the {color} car"),
@@ -242,15 +243,11 @@ DRIVING_TASKS = (
                 max_episode_steps=150, n_traffic=2),
     DrivingTask("driving/queue", "queue",
                 "Town driving: take the named exit behind a slower named car and stop behind it where it parks",
-                ("take the next {turn}", "turn {turn} at the next junction", "at the junction, go {turn}",
-                 "go straight through the next junction", "continue straight at the junction"),
-                max_episode_steps=300, n_traffic=2),
+                TURN_PHRASES, max_episode_steps=300, n_traffic=2),
     DrivingTask("driving/queue-fog", "queue",
                 "Town driving in fog (the camera sees ~12 m): take the named exit behind a slower named car and "
                 "stop behind it where it parks",
-                ("take the next {turn}", "turn {turn} at the next junction", "at the junction, go {turn}",
-                 "go straight through the next junction", "continue straight at the junction"),
-                max_episode_steps=300, n_traffic=2, visibility=12.0),
+                TURN_PHRASES, max_episode_steps=300, n_traffic=2, visibility=12.0),
 )
 
 SPEED = SPEED_LIMIT
