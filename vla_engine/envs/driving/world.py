@@ -126,13 +126,13 @@ class World:
         # lidar intensity: a per-material reflectivity read off each geom's colour brightness
         self.reflectivity = self.model.geom_rgba[:, :3].mean(axis=1).astype(np.float32)  # (G,)
         self._renderers: dict[int, object] = {}
-        # fog on the front camera: linear from a third of the visibility to opaque at it. MuJoCo copies these
-        # (in units of the model's extent) into each GL context when it is made, so they are set before any
-        # renderer exists; the bird's-eye camera renders without fog (the scene flag, per render)
         # MuJoCo's clipping planes are in units of the model's extent (~150 m for the town): a near plane of
         # 0.1 m and a far one of 300 m, in metres (znear 0.05 in the XML once clipped everything within 7.5 m)
         ext = float(self.model.stat.extent)
         self.model.vis.map.znear, self.model.vis.map.zfar = 0.1 / ext, 300.0 / ext
+        # fog on the front camera: linear from a third of the visibility to opaque at it. MuJoCo copies these
+        # (in units of the extent) into each GL context when it is made, so they are set before any renderer
+        # exists; the bird's-eye camera renders without fog (the scene flag, per render)
         self.visibility = None if visibility is None else float(visibility)
         if self.visibility is not None:
             self.model.vis.map.fogstart = self.visibility / 3.0 / ext
