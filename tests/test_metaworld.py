@@ -4,6 +4,7 @@ suite evaluation reports each task and the mean with Wilson intervals."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -132,3 +133,33 @@ def test_suite_evaluation_reports_each_task_and_the_mean(tmp_path, monkeypatch):
     assert 0 <= s["suite/success_ci_low"] <= s["suite/mean_success_rate"] <= s["suite/success_ci_high"] <= 1
     assert s["suite/episodes"] == 4 and len(res.videos) == 2 and all(Path(v).exists() for v in res.videos)
     assert "mean over 2 tasks" in res.format()
+
+
+def test_vla_eval_of_a_suite_reports_each_task_and_the_mean(tmp_path, monkeypatch, capsys):
+    """`vla eval CKPT --task metaworld/<suite>`: each task on the same seeds, the mean in the run's status."""
+    from vla_engine.cli import main
+    from vla_engine.config.presets import load_preset
+    from vla_engine.envs import metaworld_tasks
+    from vla_engine.models import VLAModel
+    from vla_engine.runs.run_dir import RunDir
+
+    monkeypatch.setitem(metaworld_tasks.SUITES, "two", ("reach-v3", "drawer-close-v3"))
+    torch.manual_seed(0)
+    cfg = load_preset("il-bc-metaworld-mt10").model.replace(state_dim=4, image_size=32)
+    VLAModel(cfg).save_pretrained(tmp_path / "ckpt")
+    rc = main(["--runs-dir", str(tmp_path / "runs"), "eval", str(tmp_path / "ckpt"), "--task", "metaworld/two",
+               "--episodes", "2", "--max-steps", "10", "--videos", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "metaworld/reach-v3: success" in out and "metaworld/drawer-close-v3: success" in out
+    assert "metaworld/two: mean success" in out
+    (run_path,) = (tmp_path / "runs").iterdir()
+    st = RunDir(run_path).read_status()
+    data = json.loads((run_path / "eval.json").read_text())
+    assert list(data["per_task"]) == ["metaworld/reach-v3", "metaworld/drawer-close-v3"]
+    rates = [t["eval/success_rate"] for t in data["per_task"].values()]
+    assert st.eval_summary.episodes == 4 and st.eval_summary.success_rate == pytest.approx(np.mean(rates))
+    assert len(list((run_path / "videos").rglob("*.mp4"))) == 2  # one per task
+    # an unknown task or suite still fails in one line before anything runs
+    assert main(["--runs-dir", str(tmp_path / "runs"), "eval", str(tmp_path / "ckpt"), "--task", "metaworld/mt7"]) != 0
+    assert "metaworld/mt7" in capsys.readouterr().err and len(list((tmp_path / "runs").iterdir())) == 1

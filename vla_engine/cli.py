@@ -50,9 +50,24 @@ def _start_or_run(args, job: str, config: dict, name: str) -> int:
     if st.state == "failed":
         return 1
     if st.eval_summary is not None:
-        print(format_eval(st.eval_summary, st.get("task")))
+        per_task = _suite_rows(run.path)
+        print(per_task or format_eval(st.eval_summary, st.get("task")))
     print(f"{job} {st.state}: {run.path}")
     return rc
+
+
+def _suite_rows(run_path: Path) -> str:
+    """A suite evaluation's table (each task's success, then the mean), '' for a one-task evaluation."""
+    path = Path(run_path) / "eval.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    if "per_task" not in data:
+        return ""
+    rows = [format_eval(s, task) for task, s in data["per_task"].items()]
+    s = data["summary"]
+    rows.append(f"{data['suite']}: mean success {s['suite/mean_success_rate']:.0%} over {s['suite/num_tasks']} tasks "
+                f"(95% CI {s['suite/success_ci_low']:.0%}–{s['suite/success_ci_high']:.0%}, "
+                f"{s['suite/episodes']} episodes pooled)")
+    return "\n".join(rows)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -317,8 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("eval", cmd_eval, "closed-loop evaluation of a run or checkpoint")
     sp.add_argument("ref", help="run id, run folder or checkpoint folder")
-    sp.add_argument("--task")
-    sp.add_argument("--episodes", type=int, default=50)
+    sp.add_argument("--task", help="default: the run's task; a Meta-World suite (metaworld/mt10, metaworld/mt50) "
+                                   "evaluates each of its tasks and reports the mean")
+    sp.add_argument("--episodes", type=int, default=50, help="held-out episodes (per task for a suite)")
     sp.add_argument("--videos", type=int, default=4)
     sp.add_argument("--seed-start", type=int, default=EVAL_SEED_START)
     sp.add_argument("--instruction", help="free-text instruction instead of the task's own")

@@ -129,6 +129,12 @@ for _name in MT50:
         TASKS.register(_task.name, _task, **_task.meta())
 
 
+def is_suite(name: str) -> bool:
+    """Whether ``name`` names a Meta-World suite (``metaworld/mt10``, ``mt50``) rather than one task."""
+    key = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    return key.lower() in SUITES
+
+
 def suite_tasks(suite: str) -> list[str]:
     """The task names of a suite: ``mt10`` / ``metaworld/mt10`` -> ``["metaworld/reach-v3", ...]``."""
     key = suite[len(PREFIX):] if suite.startswith(PREFIX) else suite

@@ -132,6 +132,7 @@ def train_job(run: RunDir, progress: bool = True) -> dict:
 
 
 def eval_job(run: RunDir, progress: bool = True) -> dict:
+    from ..envs.metaworld_tasks import is_suite
     from ..eval.evaluator import evaluate_policy
     from ..models import VLAModel
 
@@ -144,6 +145,8 @@ def eval_job(run: RunDir, progress: bool = True) -> dict:
     if cfg.inference:  # e.g. {"n_action_steps": 4}: how the trained model acts (vla eval --set)
         model.configure_inference(**cfg.inference)
     run.write_status("running", phase="eval", checkpoint=str(ckpt), task=task)
+    if is_suite(task):
+        return _eval_suite_job(run, cfg, model, task, progress)
 
     def on_episode(i: int, n: int, row: dict) -> None:
         run.write_status(step=i + 1, total_steps=n)
@@ -158,6 +161,32 @@ def eval_job(run: RunDir, progress: bool = True) -> dict:
     (run.path / "eval.json").write_text(json.dumps({**ev.to_dict(), "inference": cfg.inference}, indent=1))
     run.write_status(eval=ev.summary)
     return {"eval": ev.summary}
+
+
+def _eval_suite_job(run: RunDir, cfg, model, suite: str, progress: bool) -> dict:
+    """A Meta-World suite: every task on the same held-out seeds, then the mean (per-task rows in eval.json).
+
+    The status and metrics carry the pooled ``eval/...`` summary (the mean success over tasks, the Wilson
+    interval of all episodes), so the Runs table and the Benchmark tab read it like any evaluation."""
+    from ..envs.metaworld.suite import evaluate_suite
+
+    def on_task(i: int, n: int, task: str, s: dict) -> None:
+        run.write_status(step=i + 1, total_steps=n)
+        run.log(f"{task}: success {s['eval/success_rate']:.0%} over {s['eval/episodes']} episodes")
+
+    res = evaluate_suite(model, suite, episodes_per_task=cfg.episodes, seed_start=cfg.seed_start,
+                         num_videos=min(cfg.num_videos, 1), video_dir=run.videos_dir, progress=progress,
+                         max_episode_steps=cfg.max_episode_steps, on_task=on_task)
+    s = res.summary
+    pooled = {"eval/success_rate": s["suite/mean_success_rate"], "eval/episodes": s["suite/episodes"],
+              "eval/successes": sum(round(t["eval/success_rate"] * t["eval/episodes"]) for t in res.per_task.values()),
+              "eval/success_ci_low": s["suite/success_ci_low"], "eval/success_ci_high": s["suite/success_ci_high"]}
+    summary = {**pooled, **s}
+    run.log_metrics(cfg.episodes, summary)
+    run.log(res.format())
+    (run.path / "eval.json").write_text(json.dumps({**res.to_dict(), "inference": cfg.inference}, indent=1))
+    run.write_status(eval=summary)
+    return {"eval": summary}
 
 
 def datagen_job(run: RunDir, progress: bool = True) -> dict:

@@ -179,9 +179,11 @@ class EvalJobConfig(ConfigBase):
         self._check_range("max_episode_steps", 1)
         if self.task is not None:
             from .. import envs  # noqa: F401  (registers the built-in tasks; light import)
+            from ..envs.metaworld_tasks import is_suite
             from ..registry import TASKS
 
-            self._check_choice("task", TASKS)
+            if not is_suite(self.task):  # a Meta-World suite (metaworld/mt10) evaluates each of its tasks
+                self._check_choice("task", TASKS)
 
 @dataclass
 class DatagenJobConfig(ConfigBase):
