@@ -170,7 +170,12 @@ def compare(algo: str, env_id: str, steps: int, seeds: list[int], precision: str
 # ------------------------------------------------------------------------------------------------------
 # Env throughput.
 # ------------------------------------------------------------------------------------------------------
-def bench_envs(env_id: str = "Hopper-v5", steps: int = 20_000, num_envs: tuple[int, ...] = (1, 8)) -> dict:
+def bench_envs(env_id: str = "Hopper-v5", steps: int = 20_000, num_envs: tuple[int, ...] = (1, 8),
+               rounds: int = 3) -> dict:
+    """Runner steps/s against raw ``mj_step`` x frame_skip, alternating (raw, batched, sync, async) per round.
+
+    Random actions, so Hopper falls and resets often: the runner pays for those resets, the raw loop only
+    for an ``mj_resetData`` every 200 steps. Ratios are of the medians over ``rounds``."""
     import gymnasium
     import mujoco
     import numpy as np
@@ -182,29 +187,44 @@ def bench_envs(env_id: str = "Hopper-v5", steps: int = 20_000, num_envs: tuple[i
     u = env.unwrapped
     m, d, skip = u.model, u.data, u.frame_skip
     ctrl = np.zeros(m.nu)
-    t0 = time.perf_counter()
-    for i in range(steps):
-        d.ctrl[:] = ctrl
-        mujoco.mj_step(m, d, nstep=skip)
-        if i % 200 == 0:
-            mujoco.mj_resetData(m, d)  # stay near the start pose (a fallen hopper is cheaper to simulate)
-    raw = steps / (time.perf_counter() - t0)
+
+    def raw_rate() -> float:
+        t0 = time.perf_counter()
+        for i in range(steps):
+            d.ctrl[:] = ctrl
+            mujoco.mj_step(m, d, nstep=skip)
+            if i % 200 == 0:
+                mujoco.mj_resetData(m, d)  # stay near the start pose (a fallen hopper is cheaper to simulate)
+        return steps / (time.perf_counter() - t0)
+
+    def runner_rate(kind: str, n: int) -> float:
+        rng = np.random.default_rng(0)
+        venv = make_vec_env(env_id, n, seed=0, kind=kind)
+        venv.reset(seed=0)
+        acts = rng.uniform(-1, 1, (64, n, int(np.prod(venv.single_action_space.shape)))).astype(np.float32)
+        k = max(1, steps // n)
+        t0 = time.perf_counter()
+        for i in range(k):
+            venv.step(acts[i % 64])
+        rate = k * n / (time.perf_counter() - t0)
+        venv.close()
+        return rate
+
+    rates: dict[str, list[float]] = {}
+    for r in range(rounds):
+        rates.setdefault("raw", []).append(raw_rate())
+        for kind in ("batched", "sync", "async"):
+            for n in num_envs:
+                rates.setdefault(f"{kind}_{n}", []).append(runner_rate(kind, n))
+        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()), flush=True)
+    raw = statistics.median(rates["raw"])
     out = {"raw_mj_step_per_s_over_frame_skip": raw}
-    print(f"{env_id}: raw mj_step x{skip}: {raw:8.0f} control steps/s")
-    rng = np.random.default_rng(0)
-    for kind in ("batched", "sync", "async"):
-        for n in num_envs:
-            venv = make_vec_env(env_id, n, seed=0, kind=kind)
-            venv.reset(seed=0)
-            acts = rng.uniform(-1, 1, (64, n, int(np.prod(venv.single_action_space.shape)))).astype(np.float32)
-            k = max(1, steps // n)
-            t0 = time.perf_counter()
-            for i in range(k):
-                venv.step(acts[i % 64])
-            rate = k * n / (time.perf_counter() - t0)
-            venv.close()
-            out[f"{kind}_{n}"] = rate
-            print(f"{env_id}: {kind:7s} x{n}: {rate:8.0f} env steps/s ({rate / raw:.2f}x raw)")
+    print(f"{env_id}: raw mj_step x{skip}: {raw:8.0f} control steps/s (median of {rounds})")
+    for key, vals in rates.items():
+        if key != "raw":
+            out[key] = statistics.median(vals)
+            kind, n = key.split("_")
+            print(f"{env_id}: {kind:7s} x{n}: {out[key]:8.0f} env steps/s ({out[key] / raw:.2f}x raw)")
     return out
 
 
@@ -215,6 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=None, help="env steps per run (default 200000 ppo, 100000 sac)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--rounds", type=int, default=3, help="envs: alternating rounds (medians are reported)")
     p.add_argument("--lib", default="ours")
     p.add_argument("--algo", default="ppo")
     p.add_argument("--seed", type=int, default=0)
@@ -225,7 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
         _child(args)
         return {}
     if args.what == "envs":
-        res = bench_envs(args.env or "Hopper-v5", args.steps or 20_000)
+        res = bench_envs(args.env or "Hopper-v5", args.steps or 20_000, rounds=args.rounds)
     else:
         env_id = args.env or ("Hopper-v5" if args.what == "ppo" else "HalfCheetah-v5")
         steps = args.steps or (200_000 if args.what == "ppo" else 100_000)

@@ -2,7 +2,8 @@
 
 Why in-process: on 2 cores a MuJoCo locomotion step costs ~0.1 ms, far less than shipping arrays
 through pipes to worker processes (gymnasium's ``AsyncVectorEnv``), and gymnasium's ``SyncVectorEnv``
-adds its own per-step bookkeeping (autoreset modes, info dict merging). ``benchmarks/bench_rl.py --envs``
+adds its own per-step bookkeeping (autoreset modes, info dict merging). Hopper, Walker2d and HalfCheetah
+step through :mod:`.fast_mujoco` (the same arithmetic without gymnasium's Python around ``mj_step``). ``benchmarks/bench_rl.py --envs``
 measures all three side by side; the figures are in docs/benchmarks.md.
 
 Auto-reset happens inside ``step`` (the Stable-Baselines3 convention): a finished env is reset at once,
@@ -19,6 +20,11 @@ from typing import Any, Callable
 import gymnasium
 import numpy as np
 import torch
+
+from .fast_mujoco import fast_step_for
+
+
+_NO_INFO: dict = {}  # a fast step's info: the runner reads only is_success, which these envs never set
 
 
 @dataclass
@@ -39,6 +45,8 @@ class BatchedVecEnv:
         # overhead is a third of a Hopper step; the time limit is counted here instead
         self._limits = [_time_limit(e) for e in self.envs]
         self._bare = [e.unwrapped if lim is not None else e for e, lim in zip(self.envs, self._limits)]
+        # Hopper / Walker2d / HalfCheetah: the same step without gymnasium's Python around mj_step (fast_mujoco)
+        self._fast = [fast_step_for(b) if lim is not None else None for b, lim in zip(self._bare, self._limits)]
         e0 = self.envs[0]
         self.single_observation_space = e0.observation_space
         self.single_action_space = e0.action_space
@@ -79,7 +87,11 @@ class BatchedVecEnv:
         final_obs: dict[int, np.ndarray] = {}
         episodes: list[EpisodeStats] = []
         for i, env in enumerate(self._bare):
-            obs, r, term, trunc, info = env.step(actions[i])
+            fast = self._fast[i]
+            if fast is not None:
+                (obs, r, term), trunc, info = fast(actions[i]), False, _NO_INFO
+            else:
+                obs, r, term, trunc, info = env.step(actions[i])
             self._ep_return[i] += r
             self._ep_len[i] += 1
             limit = self._limits[i]
