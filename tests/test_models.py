@@ -375,3 +375,28 @@ def test_film_conditioning_uses_the_instruction(vision):
     model(batch)[0].backward()
     assert all(p.grad is None for p in model.vision_encoder.parameters())
     assert model.film.weight.grad is not None and model.film.weight.grad.abs().sum() > 0
+
+
+def test_film_reads_each_distinct_instruction_once_and_gives_every_sample_its_own():
+    """A multi-task batch repeats a few instructions: the LM pass over the words runs once per distinct one,
+    and each sample's features are what it gets alone."""
+    torch.manual_seed(0)
+    model = create_vla_model("tiny", action_dim=2, state_dim=3, film=True, random_shift=0, **TINY)
+    with torch.no_grad():
+        model.film.weight.normal_(0, 0.5)
+    model.eval()
+    batch = obs_of(make_batch(b=6))  # instructions 0, 1, 2, 0, 1, 2 (two lengths' worth of padding: none here)
+    batch["task"] = ["pick up the block number 0", "touch red", "pick up the block number 0", "touch red",
+                     "push the big blue block to the left", "touch red"]  # padded to the longest
+    seen = []
+    hook = model.backbone.register_forward_hook(lambda mod, args, kw, out: seen.append(kw["inputs_embeds"].shape[0]),
+                                                with_kwargs=True)
+    with torch.no_grad():
+        together = model.features(batch)  # (6, H)
+    hook.remove()
+    assert seen[0] == 3  # the FiLM pass: the three distinct instructions, not six
+    for i in range(6):
+        one = {k: (v[i:i + 1] if isinstance(v, torch.Tensor) else [v[i]]) for k, v in batch.items()}
+        with torch.no_grad():
+            alone = model.features(one)
+        torch.testing.assert_close(together[i:i + 1], alone, rtol=1e-4, atol=1e-5)

@@ -44,14 +44,20 @@ def plain_sequence(model: nn.Module, batch: Mapping[str, Any]) -> Sequence:
     """``[text, observation tokens, action query]`` embeddings (B, N, H), with the attention mask and position
     ids (both None when no instruction is padded)."""
     b = batch_size(batch, model.config.image_keys[0])
-    ids, text_mask = model.text_cache(batch_tasks(batch, b))  # (B, L), (B, L)
+    tasks = batch_tasks(batch, b)
+    ids, text_mask = model.text_cache(tasks)  # (B, L), (B, L)
     ids, text_mask = ids.to(model.device, non_blocking=True), text_mask.to(model.device, non_blocking=True)
     text = model.backbone.embed(ids)  # (B, L, H)
     summary = None
     if model.film is not None:  # the instruction alone through the LM, mean-pooled: (B, H)
-        m = text_mask.unsqueeze(-1).to(text.dtype)  # (B, L, 1)
-        h = model.backbone(inputs_embeds=text, attention_mask=None if bool(text_mask.all()) else text_mask.long())
-        summary = (h * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, H)
+        # each distinct instruction once (a multi-task batch repeats a few), then gathered back per sample
+        first: dict[str, int] = {}
+        inverse = torch.tensor([first.setdefault(t, len(first)) for t in tasks], device=model.device)  # (B,)
+        rows = torch.tensor([tasks.index(t) for t in first], device=model.device)  # (U,)
+        t_u, mask_u = text[rows], text_mask[rows]  # (U, L, H), (U, L)
+        m = mask_u.unsqueeze(-1).to(text.dtype)  # (U, L, 1)
+        h = model.backbone(inputs_embeds=t_u, attention_mask=None if bool(mask_u.all()) else mask_u.long())
+        summary = ((h * m).sum(1) / m.sum(1).clamp_min(1.0))[inverse]  # (U, H) -> (B, H)
     tokens = model.encode_modalities(batch, summary)
     prefix = torch.cat(list(tokens.values()), dim=1)  # (B, P, H)
     text = text.to(prefix.dtype)  # (B, L, H)
