@@ -163,3 +163,6 @@ def test_vla_eval_of_a_suite_reports_each_task_and_the_mean(tmp_path, monkeypatc
     # an unknown task or suite still fails in one line before anything runs
     assert main(["--runs-dir", str(tmp_path / "runs"), "eval", str(tmp_path / "ckpt"), "--task", "metaworld/mt7"]) != 0
     assert "metaworld/mt7" in capsys.readouterr().err and len(list((tmp_path / "runs").iterdir())) == 1
+    assert main(["--runs-dir", str(tmp_path / "runs"), "eval", str(tmp_path / "ckpt"), "--task", "metaworld/two",
+                 "--instruction", "open it"]) != 0
+    assert "suite" in capsys.readouterr().err and len(list((tmp_path / "runs").iterdir())) == 1

@@ -184,6 +184,9 @@ class EvalJobConfig(ConfigBase):
 
             if not is_suite(self.task):  # a Meta-World suite (metaworld/mt10) evaluates each of its tasks
                 self._check_choice("task", TASKS)
+            elif self.instruction:
+                self._fail("instruction", "is for one task; a suite gives each task its own instruction: "
+                                          "drop --instruction or evaluate one task of the suite")
 
 @dataclass
 class DatagenJobConfig(ConfigBase):
