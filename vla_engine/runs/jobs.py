@@ -179,7 +179,7 @@ def _eval_suite_job(run: RunDir, cfg, model, suite: str, progress: bool) -> dict
                          max_episode_steps=cfg.max_episode_steps, on_task=on_task)
     s = res.summary
     pooled = {"eval/success_rate": s["suite/mean_success_rate"], "eval/episodes": s["suite/episodes"],
-              "eval/successes": sum(round(t["eval/success_rate"] * t["eval/episodes"]) for t in res.per_task.values()),
+              "eval/successes": s["suite/successes"],
               "eval/success_ci_low": s["suite/success_ci_low"], "eval/success_ci_high": s["suite/success_ci_high"]}
     summary = {**pooled, **s}
     run.log_metrics(cfg.episodes, summary)

@@ -103,7 +103,7 @@ def evaluate_suite(policy, suite: str, episodes_per_task: int = 50, seed_start: 
     n = sum(s["eval/episodes"] for s in per_task.values())
     lo, hi = _wilson(wins, n)
     summary = {"suite/mean_success_rate": float(np.mean([s["eval/success_rate"] for s in per_task.values()])),
-               "suite/success_ci_low": lo, "suite/success_ci_high": hi, "suite/episodes": n,
+               "suite/success_ci_low": lo, "suite/success_ci_high": hi, "suite/episodes": n, "suite/successes": wins,
                "suite/num_tasks": len(tasks)}
     summary.update({f"suite/{t[len(PREFIX):]}/success_rate": s["eval/success_rate"] for t, s in per_task.items()})
     return SuiteResult(PREFIX + suite.split("/")[-1].lower(), per_task, summary, videos)
