@@ -197,7 +197,7 @@ class RLRun:
                                   f"to resume from the previous one") from None
         from ..loop import load_weights
 
-        if hasattr(policy, "load_state_for_resume"):  # the VLA actor: the VLA's folder plus its RL heads
+        if hasattr(policy, "load_state_for_resume"):  # the VLA actor (its folder plus its RL heads), MLP policies
             policy.load_state_for_resume(ckpt)
         else:
             load_weights(policy, ckpt / "model.safetensors")
@@ -229,9 +229,35 @@ class RLRun:
             self.run.log(f"failed: {msg}")
 
 
+def flatten_parameters(params: list[torch.nn.Parameter]) -> torch.nn.Parameter:
+    """Make ``params`` views of one contiguous tensor, and their gradients views of one gradient tensor.
+
+    An optimiser over the returned flat parameter, and a gradient-norm clip of its ``.grad``, are one
+    kernel each instead of one per weight tensor: for PPO's 256 x 256 MLPs at minibatches of 32 that
+    is about a fifth of an update's time (Adam ~150 instead of ~330 us, clipping ~50 instead of ~280 us).
+    Zero the gradients with ``flat.grad.zero_()`` (``zero_grad(set_to_none=True)`` would detach them from
+    the buffer: autograd then allocates new ones). The views share storage, so a checkpoint of the module
+    must copy its tensors (``_PolicyBase.save_pretrained`` does)."""
+    if len({(p.dtype, p.device) for p in params}) != 1:
+        raise ValueError("flatten_parameters needs parameters of one dtype on one device")
+    flat = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
+    flat.grad = torch.zeros_like(flat)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.data = flat.data[offset:offset + n].view_as(p)
+        p.grad = flat.grad[offset:offset + n].view_as(p)
+        offset += n
+    return flat
+
+
 def setup_torch(config: Any) -> torch.device:
     """Threads, seed and device of a run (RL on small MLPs is fastest on one CPU thread)."""
     torch.set_num_threads(config.num_threads or 1)
+    # flush denormal floats to zero on the CPU (as TensorFlow's CPU threads do): Adam's second moments and
+    # the small gradients of a converging MLP fall below 1e-38, where x86 arithmetic runs many times
+    # slower; PPO's minibatch update on Hopper goes ~35% faster, and no learning happens at that scale
+    torch.set_flush_denormal(True)
     seed_everything(config.seed)
     return resolve_device(config.device)
 

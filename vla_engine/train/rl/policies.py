@@ -139,13 +139,31 @@ class _PolicyBase(nn.Module):
 
     # -- save / load -----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
-        from safetensors.torch import save_model
+        from safetensors.torch import save_file
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         (d / "config.json").write_text(json.dumps({"type": CHECKPOINT_TYPE, **asdict(self.config)}, indent=1))
-        save_model(self, str(d / "model.safetensors"))
+        # copies: a trainer may have made the weights views of one flat tensor (common.flatten_parameters),
+        # and safetensors refuses tensors that share storage
+        tensors = {k: v.detach().clone().contiguous() for k, v in self.state_dict().items()}
+        save_file(tensors, str(d / "model.safetensors"), metadata={"format": "pt"})
         return d
+
+    def load_state_for_resume(self, checkpoint: str | Path) -> None:
+        """Load a run checkpoint's weights in place (copied into the tensors, so flat views stay views)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from ...errors import CheckpointError
+
+        path = Path(checkpoint) / "model.safetensors"
+        try:
+            self.load_state_dict(load_file(str(path), device=str(self.device)), strict=True)
+        except (SafetensorError, OSError, RuntimeError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CheckpointError(f"checkpoint file {path} is missing, corrupt or does not match the policy "
+                                  f"({first}); delete {path.parent} to resume from the previous checkpoint") from None
 
 
 class MLPActorCritic(_PolicyBase):

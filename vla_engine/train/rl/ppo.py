@@ -26,7 +26,8 @@ import torch
 
 from ...config.training_config import RLConfig
 from .buffers import compute_gae
-from .common import EpisodeLog, RLJob, RLRun, RewardScaler, linear_lr, record_video, setup_torch
+from .common import EpisodeLog, RLJob, RLRun, RewardScaler, flatten_parameters, linear_lr, record_video, setup_torch
+from .policies import MLPActorCritic
 
 
 class PPOTrainer(RLJob):
@@ -55,8 +56,10 @@ class PPOTrainer(RLJob):
         minibatch = max(1, batch_size // c.num_minibatches)
         num_updates = max(1, total // batch_size)
         params = [p for p in policy.parameters() if p.requires_grad]
-        # fused Adam: one kernel over all parameters (CPU and GPU) instead of a loop of small ops per tensor
-        opt = torch.optim.Adam(params, lr=c.learning_rate, eps=1e-5, fused=True)
+        # an MLP's weights as views of one flat tensor: fused Adam and the gradient clip are then one kernel
+        # each (the VLA actor keeps its tensors: frozen parts, LoRA adapters, mixed dtypes)
+        flat = flatten_parameters(params) if isinstance(policy, MLPActorCritic) else None
+        opt = torch.optim.Adam([flat] if flat is not None else params, lr=c.learning_rate, eps=1e-5, fused=True)
         reward_scaler = RewardScaler(N, c.gamma) if c.normalize_rewards else None
         rl = RLRun(self.run_dir, c, num_updates * batch_size, self.progress)
         state, _ = rl.resume(policy, {"optimizer": opt})
@@ -167,9 +170,14 @@ class PPOTrainer(RLJob):
                         # value warm-up: a warm-started actor does not move until the critic knows its returns
                         actor_on = float(update >= c.value_warmup_updates)
                         loss = actor_on * (pg_loss - c.entropy_coef * ent) + c.value_coef * v_loss
-                        opt.zero_grad(set_to_none=True)
+                        if flat is not None:
+                            flat.grad.zero_()
+                        else:
+                            opt.zero_grad(set_to_none=True)
                         loss.backward()
-                        if c.max_grad_norm > 0:
+                        if c.max_grad_norm > 0 and flat is not None:  # clip_grad_norm_'s rule, on one tensor
+                            flat.grad.mul_(min(1.0, c.max_grad_norm / (float(flat.grad.norm()) + 1e-6)))
+                        elif c.max_grad_norm > 0:
                             torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
                         opt.step()
                         n_grad += 1
