@@ -59,6 +59,12 @@ def test_flat_parameters_train_like_separate_ones_and_checkpoints_round_trip(tmp
         flat.zero_()
     flat_pol.load_state_for_resume(tmp_path / "ckpt")
     assert torch.allclose(flat_pol.value(x), ref.value(x), atol=1e-6) and flat.abs().sum() > 0
+    # an optimiser state saved per tensor (runs from before the flat layout) loads into the flat optimiser
+    from vla_engine.train.rl.common import _as_flat_adam_state
+
+    opt_flat.load_state_dict(_as_flat_adam_state(opt_ref.state_dict(), opt_flat))
+    merged = opt_flat.state_dict()["state"][0]["exp_avg"]
+    assert torch.allclose(merged, torch.cat([opt_ref.state[p]["exp_avg"].reshape(-1) for p in ref.parameters()]))
 
 
 def test_batched_vec_env_autoresets_and_reports_episodes():

@@ -205,7 +205,7 @@ class RLRun:
             opt_state = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
             for k, opt in optimizers.items():
                 if hasattr(opt, "load_state_dict"):
-                    opt.load_state_dict(opt_state[k])
+                    opt.load_state_dict(_as_flat_adam_state(opt_state[k], opt))
                 elif isinstance(opt, torch.Tensor):
                     opt.data.copy_(opt_state[k])
         except (OSError, RuntimeError, KeyError, ValueError, EOFError) as e:
@@ -227,6 +227,24 @@ class RLRun:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             self.run.write_status("failed", step=step, error=msg)
             self.run.log(f"failed: {msg}")
+
+
+def _as_flat_adam_state(saved: dict, opt: torch.optim.Optimizer) -> dict:
+    """A checkpoint's Adam state for per-tensor parameters, merged for an optimiser over one flat parameter
+    (``flatten_parameters``; the tensors in the same order): runs saved before PPO flattened its MLP resume."""
+    if not isinstance(opt, torch.optim.Optimizer):  # SAC also restores its target networks this way
+        return saved
+    groups, mine = saved.get("param_groups", []), opt.param_groups
+    if not (len(groups) == len(mine) == 1 and len(mine[0]["params"]) == 1 and len(groups[0]["params"]) > 1):
+        return saved
+    ids = groups[0]["params"]
+    states = [saved["state"].get(i) for i in ids]
+    if any(st is None for st in states):  # no step taken yet: nothing to carry over
+        return {"state": {}, "param_groups": [{**groups[0], "params": [0]}]}
+    merged = {"step": states[0]["step"]}
+    for key in ("exp_avg", "exp_avg_sq"):
+        merged[key] = torch.cat([st[key].reshape(-1) for st in states])
+    return {"state": {0: merged}, "param_groups": [{**groups[0], "params": [0]}]}
 
 
 def flatten_parameters(params: list[torch.nn.Parameter]) -> torch.nn.Parameter:
