@@ -251,8 +251,8 @@ def flatten_parameters(params: list[torch.nn.Parameter]) -> torch.nn.Parameter:
     """Make ``params`` views of one contiguous tensor, and their gradients views of one gradient tensor.
 
     An optimiser over the returned flat parameter, and a gradient-norm clip of its ``.grad``, are one
-    kernel each instead of one per weight tensor: for PPO's 256 x 256 MLPs at minibatches of 32 that
-    is about a fifth of an update's time (Adam ~150 instead of ~330 us, clipping ~50 instead of ~280 us).
+    kernel each instead of one per weight tensor (PPO's small minibatches pay that overhead per step;
+    docs/benchmarks.md has the profile).
     Zero the gradients with ``flat.grad.zero_()`` (``zero_grad(set_to_none=True)`` would detach them from
     the buffer: autograd then allocates new ones). The views share storage, so a checkpoint of the module
     must copy its tensors (``_PolicyBase.save_pretrained`` does)."""
@@ -274,7 +274,7 @@ def setup_torch(config: Any) -> torch.device:
     torch.set_num_threads(config.num_threads or 1)
     # flush denormal floats to zero on the CPU (as TensorFlow's CPU threads do): Adam's second moments and
     # the small gradients of a converging MLP fall below 1e-38, where x86 arithmetic runs many times
-    # slower; PPO's minibatch update on Hopper goes ~35% faster, and no learning happens at that scale
+    # slower, and no learning happens at that scale
     torch.set_flush_denormal(True)
     seed_everything(config.seed)
     return resolve_device(config.device)

@@ -146,7 +146,7 @@ class _PolicyBase(nn.Module):
         (d / "config.json").write_text(json.dumps({"type": CHECKPOINT_TYPE, **asdict(self.config)}, indent=1))
         # copies: a trainer may have made the weights views of one flat tensor (common.flatten_parameters),
         # and safetensors refuses tensors that share storage
-        tensors = {k: v.detach().clone().contiguous() for k, v in self.state_dict().items()}
+        tensors = {k: v.detach().clone() for k, v in self.state_dict().items()}
         save_file(tensors, str(d / "model.safetensors"), metadata={"format": "pt"})
         return d
 
