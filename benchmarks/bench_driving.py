@@ -7,6 +7,10 @@ the trained gated and concatenation models with one sensor corrupted by noise at
         --episodes 30 --steps 1000 --eval 30 --out outputs/bench-driving      # camera-only vs the 4 fusions
     python benchmarks/bench_driving.py --skip-world --corrupt --out outputs/bench-driving --eval 20
 
+On 2 cores, run one process per model on a shared ``--out`` (``--models camera-only``, ``--models gated``,
+...; start the second once the first has printed its data line, so the data is generated once), then
+``--skip-world --table --out ...`` prints them side by side.
+
 ``--train`` generates the task's data once (``datasets/bench-<task>-<size>px-<episodes>``, reused by later
 runs), reads every frame into memory once (``InMemoryFrames``), then trains each model from the same seed for
 the same number of steps with one torch thread and evaluates it with the shared evaluator on the same
@@ -154,6 +158,9 @@ def fusion_comparison(task: str, steps: int, episodes: int, eval_episodes: int, 
                          "collisions_per_km": s["eval/collisions_per_km"], "off_road_rate": s["eval/off_road_rate"],
                          "final_loss": getattr(tr, "final_loss", None), "train_s": t_train,
                          "eval_s": time.perf_counter() - t0, "rows": rows}
+        # re-read before writing: several processes (one model each, --models) may share one --out
+        results = {**(json.loads(results_file.read_text()) if results_file.is_file() else {}),
+                   "setup": results["setup"], name: results[name]}
         results_file.write_text(json.dumps(results, indent=1))
         print(f"  {name:13s} trained {t_train:5.0f} s, evaluated {results[name]['eval_s']:4.0f} s: success "
               f"{s['eval/success_rate']:.0%}  route completion {s['eval/route_completion']:.2f}  collisions/km "
@@ -229,6 +236,8 @@ def main() -> None:
     p.add_argument("--lidar-noise", type=float, default=2.0, help="--corrupt: lidar noise scale (m per coordinate)")
     p.add_argument("--radar-noise", type=float, default=5.0, help="--corrupt: radar noise scale (x NOISE_STD)")
     p.add_argument("--out", default="outputs/bench-driving")
+    p.add_argument("--table", action="store_true",
+                   help="print the comparison table of --out (e.g. after one process per model on a shared --out)")
     a = p.parse_args()
     unknown = set(a.models.split(",")) - set(MODELS)
     if unknown:
@@ -243,6 +252,8 @@ def main() -> None:
         print(f"BC on {task} ({a.episodes} episodes, {a.steps} steps, {a.image_size} px), {a.eval} held-out seeds:")
         fusion_comparison(task, a.steps, a.episodes, a.eval, a.image_size, Path(a.out), a.dropout,
                           [m for m in MODELS if m in a.models.split(",")], a.noise)
+    if a.table:
+        print_table(json.loads((Path(a.out) / "comparison.json").read_text()))
     if a.corrupt:
         print(f"corrupted sensors at test time ({a.eval} held-out seeds):")
         corruption(Path(a.out), a.task, a.eval, {"lidar": a.lidar_noise, "radar": a.radar_noise})

@@ -173,3 +173,31 @@ def test_queue_without_the_car_ahead_in_view_ends_in_collisions():
         crashes += int(info["collision"])
         assert info["route_completion"] < 1.0
     assert crashes >= 2
+
+
+def test_convoy_lead_brakes_hard_stands_and_drives_on():
+    # driving/convoy-fog: the named car makes emergency stops mid-route; the expert (reading the gap, as the range
+    # sensors do) stops behind it, and copying the expert's steering at full throttle runs into it
+    env = make_env("driving/convoy-fog", image_size=32, render_images=False)
+    env.reset(seed=3)
+    u, expert = env.unwrapped, make_expert(env)
+    lead = u.vehicles[u.scenario.target]
+    first_stop = lead.stops[0][0]
+    speeds, gaps = [], []
+    for _ in range(u.max_episode_steps):
+        _, _, term, trunc, info = env.step(expert.act())
+        speeds.append(lead.v), gaps.append(u.target_gap())
+        if term or trunc:
+            break
+    assert info["is_success"] and not info["collision"]
+    stood = [k for k, v in enumerate(speeds) if v == 0.0]
+    assert stood and lead.s > first_stop and max(speeds[stood[0]:]) > 5.0  # stood mid-route, then drove on
+    assert min(np.diff(speeds)) <= -0.55  # a hard stop: 6 m/s^2 at 10 Hz, not IDM's comfortable 3 m/s^2
+    assert min(gaps) > 0
+    env.reset(seed=3)
+    for _ in range(u.max_episode_steps):
+        a = expert.act()
+        _, _, term, trunc, info = env.step(np.array([a[0], 1.0, 0.0], np.float32))
+        if term or trunc:
+            break
+    assert info["collision"] and info["route_completion"] < 1.0

@@ -2,7 +2,8 @@
 ray ring, a radar and an IMU; tasks with instructions and a scripted expert.
 
 Importing this package is light (numpy and gymnasium, no MuJoCo): it registers the tasks ``driving/turn``,
-``driving/follow``, ``driving/stop-behind``, ``driving/queue`` and ``driving/queue-fog`` (its camera in fog)
+``driving/follow``, ``driving/stop-behind``, ``driving/queue``, ``driving/queue-fog`` and ``driving/convoy-fog``
+(the last two with the camera in fog)
 in ``vla_engine.registry.TASKS`` (the entry builds the env, its meta is ``task_info``) and the gymnasium ids
 ``vla_engine/DrivingTurn-v0``, ... MuJoCo loads when an env is first built.
 

@@ -42,6 +42,7 @@ MAX_STEER = 0.6  # rad
 MAX_ACCEL, MAX_BRAKE = 3.0, 7.0  # m/s^2 at full throttle / brake
 N_SLOTS = 6  # vehicle slots in the scene
 GRID, BLOCK = 3, 50.0
+HARD_BRAKE = 6.0  # m/s^2: a lead car's emergency stop (the convoy tasks)
 
 
 def _cones(net: RoadNetwork) -> list[tuple[float, float]]:
@@ -105,9 +106,25 @@ def idm_accel(v: float, v0: float, gap: float, dv: float, a: float = 2.0, b: flo
 
 
 class Vehicle:
-    def __init__(self, path: Path, s: float, cruise: float, color: str):
+    def __init__(self, path: Path, s: float, cruise: float, color: str, stops=()):
         self.path, self.s, self.cruise, self.color = path, float(s), float(cruise), color
         self.v = cruise
+        self.stops = list(stops)  # emergency stops still ahead: (arc length, steps standing)
+        self.waited = 0
+
+    def emergency_stop(self, dt: float) -> bool:
+        """Past the next stop's point: brake at ``HARD_BRAKE``, stand for its steps, then drive on (IDM)."""
+        if not self.stops or self.s < self.stops[0][0]:
+            return False
+        if self.v > 0.0:
+            self.v = max(0.0, self.v - HARD_BRAKE * dt)
+            self.s = min(self.s + self.v * dt, self.path.length)
+            return True
+        self.waited += 1
+        if self.waited >= self.stops[0][1]:
+            self.stops.pop(0)
+            self.waited = 0
+        return True
 
     @property
     def pose(self) -> np.ndarray:
@@ -172,7 +189,7 @@ class DrivingEnv(gymnasium.Env):
         self.ego = np.array([xy[0], xy[1], sc.route.heading_at(sc.ego_s)])
         self.speed, self.yaw_rate = float(sc.ego_speed), 0.0
         self.last_action = np.zeros(3, np.float32)
-        self.vehicles = [Vehicle(v.path, v.s, v.speed, v.color) for v in sc.vehicles[:N_SLOTS]]
+        self.vehicles = [Vehicle(v.path, v.s, v.speed, v.color, v.stops) for v in sc.vehicles[:N_SLOTS]]
         self.world.set_colors([CAR_COLORS[v.color] for v in self.vehicles] + [(0.5, 0.5, 0.5)] * N_SLOTS)
         self.progress_s = sc.ego_s
         self.start_s = sc.ego_s
@@ -222,7 +239,7 @@ class DrivingEnv(gymnasium.Env):
         ego_pos = self.ego[:2].copy()
         poses = [v.pose for v in self.vehicles]
         for i, v in enumerate(self.vehicles):
-            if v.cruise <= 0.0:
+            if v.cruise <= 0.0 or v.emergency_stop(self.dt):
                 continue
             others = [p[:2] for j, p in enumerate(poses) if j != i] + [ego_pos]
             speeds = [w.v for j, w in enumerate(self.vehicles) if j != i] + [self.speed]

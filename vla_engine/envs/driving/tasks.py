@@ -11,6 +11,10 @@ succeeds. Pure numpy (no MuJoCo), so registering the tasks is light.
                   on the same route that parks at its end; keep behind it all the way and stop behind it.
                   ``driving/queue-fog`` is the same in fog: the camera sees ~12 m (lidar, radar and IMU are
                   not affected, as radar is not by real fog), so the car ahead is the range sensors' to find.
+* ``convoy``      "keep behind the blue car": straight on through the junction behind a named car that cruises
+                  near the speed limit and makes one or two emergency stops (full braking, a wait, then on
+                  again) before it parks at the route's end. ``driving/convoy-fog`` puts the camera in fog
+                  that hides the car at the expert's following gap, so only the range sensors show it braking.
 
 Every episode fails on a collision (vehicle or cone) or when the ego leaves the road.
 """
@@ -34,6 +38,7 @@ class VehicleSpec:
     s: float
     speed: float  # target cruise speed (0: parked)
     color: str
+    stops: tuple[tuple[float, int], ...] = ()  # emergency stops: (arc length, steps standing) in path order
 
 
 @dataclass
@@ -122,6 +127,8 @@ class DrivingTask:
             sc = self._follow(rng, net, options)
         elif self.kind == "queue":
             sc = self._queue(rng, net, options)
+        elif self.kind == "convoy":
+            sc = self._convoy(rng, net, options)
         else:
             sc = self._stop_behind(rng, net, options)
         self._add_traffic(rng, net, sc, self.n_traffic)
@@ -157,6 +164,31 @@ class DrivingTask:
 
         sc.vehicles, sc.target, sc.info["color"] = [lead], 0, color
         sc.instruction = sc.instruction + f" behind the {color} car"
+        sc.goal_s = sc.route.length - 1.0 - CAR_LENGTH - 12.0  # the lead parks at the end; stop within 12 m
+        return sc
+
+    def _convoy(self, rng, net, options) -> Scenario:
+        # straight on through a junction (no turn to learn), behind a fast named car that brakes hard once
+        # or twice; the ego starts at the lead's speed a little over the expert's following gap behind it
+        while True:
+            lane = int(rng.integers(len(net.lanes)))
+            if "straight" in net.successors(lane):
+                break
+        route = net.route_path([lane, net.successors(lane)["straight"]])
+        sc = Scenario(route, float(rng.uniform(1.0, 5.0)), 0.0, [], "", route.length)
+        color = options.get("color") or COLORS[int(rng.integers(len(COLORS)))]
+        cruise = float(rng.uniform(6.5, 7.5))
+        lead_s = sc.ego_s + float(rng.uniform(11.0, 15.0))
+        end = sc.route.length - 25.0
+        stops = [float(rng.uniform(lead_s + 12.0, lead_s + 30.0))]
+        if stops[0] + 20.0 < end and rng.random() < 0.5:
+            stops.append(float(rng.uniform(stops[0] + 20.0, end)))
+        lead = VehicleSpec(sc.route, lead_s, cruise, color,
+                           stops=tuple((s, int(rng.integers(10, 26))) for s in stops))
+        from .world import CAR_LENGTH
+
+        sc.vehicles, sc.target, sc.ego_speed, sc.info["color"] = [lead], 0, cruise, color
+        sc.instruction = self._phrase(rng, color=color)
         sc.goal_s = sc.route.length - 1.0 - CAR_LENGTH - 12.0  # the lead parks at the end; stop within 12 m
         return sc
 
@@ -248,6 +280,11 @@ DRIVING_TASKS = (
                 "Town driving in fog (the camera sees ~12 m): take the named exit behind a slower named car and "
                 "stop behind it where it parks",
                 TURN_PHRASES, max_episode_steps=300, n_traffic=2, visibility=12.0),
+    DrivingTask("driving/convoy-fog", "convoy",
+                "Town driving in fog (the camera sees ~8 m): keep behind a named car that brakes hard without "
+                "warning, straight through a junction, and stop behind it where it parks",
+                ("keep behind the {color} car", "follow the {color} car ahead", "stay behind the {color} car"),
+                max_episode_steps=260, n_traffic=0, visibility=8.0),
 )
 
 SPEED = SPEED_LIMIT
