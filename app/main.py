@@ -42,7 +42,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             want = (request.query_params.get("tab") if request is not None else None) or ""
             return gr.Tabs(selected=want) if want in TAB_IDS else gr.skip()
 
-        demo.load(select_tab, None, [tabs], api_name=False)
+        # outside the queue: the tab is selected at once, even while other events of a busy server wait for a worker
+        demo.load(select_tab, None, [tabs], api_name=False, queue=False)
     return demo
 
 
