@@ -122,13 +122,14 @@ def comparison_config(task: str, episodes: int, image_size: int, steps: int, dro
 
 
 def fusion_comparison(task: str, steps: int, episodes: int, eval_episodes: int, image_size: int, out: Path,
-                      dropout: float, models: list[str], noise: float = 0.0) -> None:
+                      dropout: float, models: list[str], noise: float = 0.0, seed: int = 0) -> None:
     from vla_engine.data import build_datasets
     from vla_engine.data.driving.cache import InMemoryFrames
     from vla_engine.eval.evaluator import evaluate_policy
     from vla_engine.train.il.bc import BehavioralCloning
 
     cfg = comparison_config(task, episodes, image_size, steps, dropout, noise)
+    cfg = cfg.replace(training=cfg.training.replace(seed=seed))  # batch order and augmentation draws
     t0 = time.perf_counter()
     data, _ = build_datasets(cfg.dataset, n_obs_steps=1, chunk_size=1, progress=False)
     t1 = time.perf_counter()
@@ -140,10 +141,10 @@ def fusion_comparison(task: str, steps: int, episodes: int, eval_episodes: int, 
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     results["setup"] = {"task": task, "episodes": episodes, "frames": len(data), "steps": steps,
                         "image_size": image_size, "eval_episodes": eval_episodes, "sensor_dropout": dropout,
-                        "sensor_noise": noise,
+                        "sensor_noise": noise, "train_seed": seed,
                         "batch_size": cfg.training.batch_size}
     for name in models:
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         model = _build(name, cfg)
         t0 = time.perf_counter()
         tr = BehavioralCloning(model, cfg.training, progress=False).train(frames)
@@ -180,8 +181,8 @@ def print_table(results: dict) -> None:
         if base is not None and name != "camera-only":
             t = paired_tests(base["rows"], r["rows"])
             r["vs_camera_only"] = t
-            line += (f"   {100 * t['rc_diff']:+5.1f} pts (p={t['p_wilcoxon']:.3f}), "
-                     f"{t['only_other']}/{t['only_base']} (p={t['p_mcnemar']:.3f})")
+            line += (f"   {100 * t['rc_diff']:+5.1f} pts (p={t['p_wilcoxon']:.2g}), "
+                     f"{t['only_other']}/{t['only_base']} (p={t['p_mcnemar']:.2g})")
         print(line)
 
 
@@ -236,6 +237,7 @@ def main() -> None:
     p.add_argument("--lidar-noise", type=float, default=2.0, help="--corrupt: lidar noise scale (m per coordinate)")
     p.add_argument("--radar-noise", type=float, default=5.0, help="--corrupt: radar noise scale (x NOISE_STD)")
     p.add_argument("--out", default="outputs/bench-driving")
+    p.add_argument("--train-seed", type=int, default=0, help="torch seed of every model's initialisation and batches")
     p.add_argument("--table", action="store_true",
                    help="print the comparison table of --out (e.g. after one process per model on a shared --out)")
     a = p.parse_args()
@@ -251,7 +253,7 @@ def main() -> None:
         task = a.task or "driving/follow"
         print(f"BC on {task} ({a.episodes} episodes, {a.steps} steps, {a.image_size} px), {a.eval} held-out seeds:")
         fusion_comparison(task, a.steps, a.episodes, a.eval, a.image_size, Path(a.out), a.dropout,
-                          [m for m in MODELS if m in a.models.split(",")], a.noise)
+                          [m for m in MODELS if m in a.models.split(",")], a.noise, a.train_seed)
     if a.table:
         print_table(json.loads((Path(a.out) / "comparison.json").read_text()))
     if a.corrupt:
