@@ -104,12 +104,16 @@ def _build(name: str, cfg):
     return MultiSensorVLA(cfg.model.replace(sensors=cfg.model.sensors.replace(fusion=name)))
 
 
-def comparison_config(task: str, episodes: int, image_size: int, steps: int, dropout: float, noise: float = 0.0):
+def comparison_config(task: str, episodes: int, image_size: int, steps: int, dropout: float, noise: float = 0.0,
+                      action_noise: float | None = None):
     """The driving-bc preset on ``task`` at ``image_size`` px, controls only (no waypoint head, so every model
-    has the same loss), ``dropout`` sensor dropout and ``noise`` sensor-noise augmentation."""
+    has the same loss), ``dropout`` sensor dropout and ``noise`` sensor-noise augmentation; ``action_noise``: the
+    demonstrations' DART noise (None: the preset's)."""
     from vla_engine.config.presets import load_preset
 
     tag = f"bench-{task.replace('/', '-')}-{image_size}px-{episodes}"
+    if action_noise is not None:
+        tag += f"-dart{action_noise:g}"  # its own folder: another noise is other data
     # a lighter PointNet (16-32-64, a 64-D lidar feature): the preset's 32-64-128 over 1024 rays x batch 32 was
     # a third of a fusion model's training step on one core
     return load_preset("driving-bc", [
@@ -118,17 +122,19 @@ def comparison_config(task: str, episodes: int, image_size: int, steps: int, dro
         f"dataset.repo_id=local/{tag}", f"dataset.image_size={image_size}", f"model.image_size={image_size}",
         "model.sensors.prediction_horizon=0", f"model.sensors.sensor_dropout={dropout}",
         f"model.sensors.sensor_noise={noise}",
-        f"training.max_steps={steps}", f"eval.task={task}"])
+        f"training.max_steps={steps}", f"eval.task={task}",
+        *([f"dataset.action_noise={action_noise}"] if action_noise is not None else [])])
 
 
 def fusion_comparison(task: str, steps: int, episodes: int, eval_episodes: int, image_size: int, out: Path,
-                      dropout: float, models: list[str], noise: float = 0.0, seed: int = 0) -> None:
+                      dropout: float, models: list[str], noise: float = 0.0, seed: int = 0,
+                      action_noise: float | None = None) -> None:
     from vla_engine.data import build_datasets
     from vla_engine.data.driving.cache import InMemoryFrames
     from vla_engine.eval.evaluator import evaluate_policy
     from vla_engine.train.il.bc import BehavioralCloning
 
-    cfg = comparison_config(task, episodes, image_size, steps, dropout, noise)
+    cfg = comparison_config(task, episodes, image_size, steps, dropout, noise, action_noise)
     cfg = cfg.replace(training=cfg.training.replace(seed=seed))  # batch order and augmentation draws
     t0 = time.perf_counter()
     data, _ = build_datasets(cfg.dataset, n_obs_steps=1, chunk_size=1, progress=False)
@@ -141,7 +147,7 @@ def fusion_comparison(task: str, steps: int, episodes: int, eval_episodes: int, 
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     results["setup"] = {"task": task, "episodes": episodes, "frames": len(data), "steps": steps,
                         "image_size": image_size, "eval_episodes": eval_episodes, "sensor_dropout": dropout,
-                        "sensor_noise": noise, "train_seed": seed,
+                        "sensor_noise": noise, "train_seed": seed, "action_noise": cfg.dataset.action_noise,
                         "batch_size": cfg.training.batch_size}
     for name in models:
         torch.manual_seed(seed)
@@ -237,6 +243,8 @@ def main() -> None:
     p.add_argument("--lidar-noise", type=float, default=2.0, help="--corrupt: lidar noise scale (m per coordinate)")
     p.add_argument("--radar-noise", type=float, default=5.0, help="--corrupt: radar noise scale (x NOISE_STD)")
     p.add_argument("--out", default="outputs/bench-driving")
+    p.add_argument("--action-noise", type=float, default=None,
+                   help="--train: DART noise of the generated demonstrations (default: the driving-bc preset's)")
     p.add_argument("--train-seed", type=int, default=0, help="torch seed of every model's initialisation and batches")
     p.add_argument("--table", action="store_true",
                    help="print the comparison table of --out (e.g. after one process per model on a shared --out)")
@@ -253,7 +261,8 @@ def main() -> None:
         task = a.task or "driving/follow"
         print(f"BC on {task} ({a.episodes} episodes, {a.steps} steps, {a.image_size} px), {a.eval} held-out seeds:")
         fusion_comparison(task, a.steps, a.episodes, a.eval, a.image_size, Path(a.out), a.dropout,
-                          [m for m in MODELS if m in a.models.split(",")], a.noise, a.train_seed)
+                          [m for m in MODELS if m in a.models.split(",")], a.noise, a.train_seed,
+                          a.action_noise)
     if a.table:
         print_table(json.loads((Path(a.out) / "comparison.json").read_text()))
     if a.corrupt:

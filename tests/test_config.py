@@ -127,6 +127,18 @@ def test_method_keys_must_agree_with_the_method():
     assert RunConfig.from_dict({"method": "ppo", "training": {"algorithm": "ppo"}}).method == "ppo"
 
 
+def test_replacing_the_training_config_keeps_its_class_and_says_nothing(caplog):
+    """``cfg.replace(training=cfg.training.replace(...))`` is a new setting, not an old file to migrate."""
+    from vla_engine.config import migrate
+
+    migrate._seen.clear()
+    cfg = load_preset("il-dagger")
+    with caplog.at_level("WARNING", logger="vla_engine.config"):
+        new = cfg.replace(training=cfg.training.replace(seed=7))
+    assert (type(new.training), new.training.algorithm, new.training.seed) == (type(cfg.training), "dagger", 7)
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
 def test_constructor_keywords_owned_elsewhere_are_kept_but_not_saved():
     """FineTuningConfig(action_loss=...) and RLConfig(algorithm=...) work as documented; the files carry
     them in their owners (model.action_loss, the run's method)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .base import ConfigBase, ConfigError
 from .dataset_config import DatasetConfig
@@ -97,6 +97,12 @@ class RunConfig(ConfigBase):
         out = super().to_dict()
         out["training"].pop("type", None)  # the method names the training config's class
         return out
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        training = changes.get("training")
+        if isinstance(training, TrainingConfig):  # its class is the method's: not an old file's training.type
+            changes["training"] = {k: v for k, v in training.to_dict().items() if k != "type"}
+        return super().replace(**changes)
 
 
 def _check_method_keys(training: dict, method: str) -> None:
